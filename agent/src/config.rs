@@ -1,0 +1,298 @@
+//! Agent configuration: a TOML file (`--config`) whose keys can each be
+//! overridden by a flag. `RawConfig` is the file as written; `Config` is
+//! the validated result. Errors name the file (or "command line") and key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Default collector URL.
+pub const DEFAULT_COLLECTOR: &str = "http://127.0.0.1:7070";
+/// Default sampling interval.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+/// Shortest accepted sampling interval.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// Default state directory.
+pub const DEFAULT_STATE_DIR: &str = "./nightjar-agent-state";
+/// Default bound of the unacked-batch queue.
+pub const DEFAULT_QUEUE_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The agent config file, as written. Every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Collector gRPC URL. Default `http://127.0.0.1:7070`.
+    pub collector: Option<String>,
+    /// Sampling interval, e.g. "10s" (minimum 1s). Default "10s".
+    pub interval: Option<String>,
+    /// Host name put on every series. Default: the kernel's host name.
+    pub host: Option<String>,
+    /// Directory for the agent id and sequence state. Default
+    /// `./nightjar-agent-state`.
+    pub state_dir: Option<PathBuf>,
+    /// Most bytes of unacked batches kept while the collector is away;
+    /// the oldest are dropped beyond. Default 67108864 (64 MiB).
+    pub queue_max_bytes: Option<u64>,
+    /// Static labels put on every series, e.g. `env = "prod"`.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Values given on the command line, which win over the file.
+#[derive(Debug, Default)]
+pub struct Overrides {
+    /// `--collector`.
+    pub collector: Option<String>,
+    /// `--interval`.
+    pub interval: Option<String>,
+    /// `--host`.
+    pub host: Option<String>,
+    /// `--state-dir`.
+    pub state_dir: Option<PathBuf>,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Collector URL, `http://` or `https://`.
+    pub collector: String,
+    /// Sampling interval.
+    pub interval: Duration,
+    /// Host label value.
+    pub host: String,
+    /// State directory.
+    pub state_dir: PathBuf,
+    /// Queue bound in bytes.
+    pub queue_max_bytes: u64,
+    /// Static labels, validated names.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A config value that does not validate.
+#[derive(Debug, thiserror::Error)]
+#[error("{origin}: {key}: {reason}")]
+pub struct ConfigError {
+    /// The file path, "command line" or "defaults".
+    pub origin: String,
+    /// The key (flag name without dashes).
+    pub key: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+fn is_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl Config {
+    /// Merges file and flags, fills defaults and validates. `default_host`
+    /// is used when neither names a host.
+    pub fn build(
+        file: Option<(&Path, RawConfig)>,
+        flags: Overrides,
+        default_host: impl FnOnce() -> String,
+    ) -> Result<Config, ConfigError> {
+        let file_name = file.as_ref().map(|(p, _)| p.display().to_string());
+        let raw = file.map(|(_, raw)| raw).unwrap_or_default();
+        let error = |from_flag: bool, key: &str, reason: String| ConfigError {
+            origin: if from_flag {
+                "command line".to_owned()
+            } else {
+                file_name.clone().unwrap_or_else(|| "defaults".to_owned())
+            },
+            key: key.to_owned(),
+            reason,
+        };
+
+        let collector_flag = flags.collector.is_some();
+        let collector = flags
+            .collector
+            .or(raw.collector)
+            .unwrap_or_else(|| DEFAULT_COLLECTOR.to_owned());
+        let uri: Result<tonic::transport::Uri, _> = collector.parse();
+        match uri {
+            Ok(uri)
+                if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {}
+            _ => {
+                return Err(error(
+                    collector_flag,
+                    "collector",
+                    format!(
+                        "invalid URL {collector:?}; write it like http://collector.example:7070"
+                    ),
+                ));
+            }
+        }
+
+        let interval_flag = flags.interval.is_some();
+        let interval = match flags.interval.or(raw.interval) {
+            Some(text) => nightjar_common::duration::parse("interval", &text).map_err(|e| {
+                error(
+                    interval_flag,
+                    "interval",
+                    format!("invalid duration {text:?} ({})", e.reason),
+                )
+            })?,
+            None => DEFAULT_INTERVAL,
+        };
+        if interval < MIN_INTERVAL {
+            return Err(error(
+                interval_flag,
+                "interval",
+                format!(
+                    "{} is below the minimum of 1s",
+                    nightjar_common::duration::format(interval)
+                ),
+            ));
+        }
+
+        let host_flag = flags.host.is_some();
+        let host = flags.host.or(raw.host).unwrap_or_else(default_host);
+        if host.trim().is_empty() {
+            return Err(error(host_flag, "host", "must not be empty".to_owned()));
+        }
+
+        let queue_max_bytes = raw.queue_max_bytes.unwrap_or(DEFAULT_QUEUE_MAX_BYTES);
+        if queue_max_bytes < 1024 * 1024 {
+            return Err(error(
+                false,
+                "queue_max_bytes",
+                format!("{queue_max_bytes} is below the minimum of 1048576 (1 MiB)"),
+            ));
+        }
+
+        for name in raw.labels.keys() {
+            if !is_label_name(name) {
+                return Err(error(
+                    false,
+                    &format!("labels.{name}"),
+                    "label names are of the form [a-zA-Z_][a-zA-Z0-9_]*".to_owned(),
+                ));
+            }
+            if name == "host" {
+                return Err(error(
+                    false,
+                    "labels.host",
+                    "host is set by the `host` key, not as a static label".to_owned(),
+                ));
+            }
+        }
+
+        Ok(Config {
+            collector,
+            interval,
+            host,
+            state_dir: flags
+                .state_dir
+                .or(raw.state_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
+            queue_max_bytes,
+            labels: raw.labels,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(file: &str, flags: Overrides) -> Result<Config, String> {
+        let raw: RawConfig = toml::from_str(file).map_err(|e| e.to_string())?;
+        Config::build(Some((Path::new("/etc/agent.toml"), raw)), flags, || {
+            "h1".into()
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    #[track_caller]
+    fn check_err(file: &str, flags: Overrides, expected: &str) {
+        let err = build(file, flags).unwrap_err();
+        assert!(err.contains(expected), "{err:?} lacks {expected:?}");
+    }
+
+    #[test]
+    fn defaults_file_and_flags() {
+        let cfg = build("", Overrides::default()).unwrap();
+        assert_eq!(cfg.collector, DEFAULT_COLLECTOR);
+        assert_eq!(cfg.interval, DEFAULT_INTERVAL);
+        assert_eq!(cfg.host, "h1");
+        let cfg = build(
+            "interval = \"5s\"\nhost = \"web-1\"\n[labels]\nenv = \"prod\"",
+            Overrides {
+                interval: Some("1s".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(cfg.interval, Duration::from_secs(1));
+        assert_eq!(cfg.host, "web-1");
+        assert_eq!(cfg.labels.get("env").map(String::as_str), Some("prod"));
+    }
+
+    #[test]
+    fn bad_values_name_origin_and_key() {
+        check_err(
+            "interval = \"soon\"",
+            Overrides::default(),
+            "/etc/agent.toml: interval: invalid duration \"soon\"",
+        );
+        check_err(
+            "",
+            Overrides {
+                interval: Some("10 parsecs".into()),
+                ..Overrides::default()
+            },
+            "command line: interval: invalid duration",
+        );
+        check_err(
+            "interval = \"100ms\"",
+            Overrides::default(),
+            "interval: 100ms is below the minimum of 1s",
+        );
+        check_err(
+            "collector = \"nowhere\"",
+            Overrides::default(),
+            "/etc/agent.toml: collector: invalid URL \"nowhere\"",
+        );
+        check_err(
+            "collector = \"ftp://x:1\"",
+            Overrides::default(),
+            "collector: invalid URL",
+        );
+        check_err(
+            "[labels]\n\"bad-name\" = \"x\"",
+            Overrides::default(),
+            "labels.bad-name",
+        );
+        check_err(
+            "[labels]\nhost = \"x\"",
+            Overrides::default(),
+            "labels.host",
+        );
+        check_err(
+            "queue_max_bytes = 10",
+            Overrides::default(),
+            "queue_max_bytes: 10 is below",
+        );
+        check_err(
+            "intervall = \"1s\"",
+            Overrides::default(),
+            "unknown field `intervall`",
+        );
+    }
+
+    #[test]
+    fn deploy_example_is_valid_and_shows_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/agent.toml");
+        let raw: RawConfig = nightjar_common::config_file::load(&path).unwrap();
+        let cfg = Config::build(Some((&path, raw)), Overrides::default(), || "h".into()).unwrap();
+        assert_eq!(cfg.collector, DEFAULT_COLLECTOR);
+        assert_eq!(cfg.interval, DEFAULT_INTERVAL);
+        assert_eq!(cfg.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
+        assert_eq!(cfg.queue_max_bytes, DEFAULT_QUEUE_MAX_BYTES);
+    }
+}

@@ -1,0 +1,91 @@
+//! Conversion of sampled data to wire types. API boundary: prost types are
+//! built here and in `transport`, nowhere else.
+
+use std::collections::BTreeMap;
+
+use nightjar_proto::v1 as pb;
+
+use crate::sample::Sample;
+
+/// What every batch of this agent carries besides its samples.
+#[derive(Clone, Debug)]
+pub struct BatchHeader {
+    /// The agent's stable id.
+    pub agent_id: String,
+    /// The host label value.
+    pub host: String,
+    /// The sampling interval in ms.
+    pub interval_ms: u64,
+    /// Static labels from the config.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Builds the wire batch: every sample gets `host`, the static labels and
+/// the tick's timestamp.
+pub fn batch_to_wire(
+    header: &BatchHeader,
+    seq: u64,
+    timestamp_ms: i64,
+    samples: Vec<Sample>,
+) -> pb::Batch {
+    let label = |name: &str, value: &str| pb::Label {
+        name: name.to_owned(),
+        value: value.to_owned(),
+    };
+    let samples = samples
+        .into_iter()
+        .map(|s| {
+            let mut labels = Vec::with_capacity(s.labels.len() + header.labels.len() + 1);
+            labels.push(label("host", &header.host));
+            labels.extend(header.labels.iter().map(|(n, v)| label(n, v)));
+            labels.extend(s.labels.iter().map(|(n, v)| label(n, v)));
+            pb::Sample {
+                metric: s.metric.to_owned(),
+                labels,
+                timestamp_ms,
+                value: Some(pb::sample::Value::Gauge(s.value)),
+            }
+        })
+        .collect();
+    pb::Batch {
+        agent_id: header.agent_id.clone(),
+        host: header.host.clone(),
+        seq,
+        samples,
+        interval_ms: header.interval_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sample_gets_host_static_labels_and_timestamp() {
+        let header = BatchHeader {
+            agent_id: "id".into(),
+            host: "web-1".into(),
+            interval_ms: 10_000,
+            labels: BTreeMap::from([("env".to_string(), "prod".to_string())]),
+        };
+        let b = batch_to_wire(
+            &header,
+            7,
+            1_000,
+            vec![Sample::labelled("load_average", "period", "1m", 0.5)],
+        );
+        assert_eq!(b.seq, 7);
+        let s = &b.samples[0];
+        let labels: Vec<(&str, &str)> = s
+            .labels
+            .iter()
+            .map(|l| (l.name.as_str(), l.value.as_str()))
+            .collect();
+        assert_eq!(
+            labels,
+            [("host", "web-1"), ("env", "prod"), ("period", "1m")]
+        );
+        assert_eq!(s.timestamp_ms, 1_000);
+        assert_eq!(s.value, Some(pb::sample::Value::Gauge(0.5)));
+    }
+}

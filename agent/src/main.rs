@@ -1,0 +1,156 @@
+//! `nightjar-agent`: samples this host and streams to the collector.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Parser;
+use nightjar_agent::config::{Config, Overrides, RawConfig};
+use nightjar_agent::convert::BatchHeader;
+use nightjar_agent::pipeline::SamplingLoop;
+use nightjar_agent::queue::{BatchQueue, MemoryQueue};
+use nightjar_agent::sampler::{self, HostSampler};
+use nightjar_agent::state::AgentState;
+use nightjar_agent::telemetry::AgentCounters;
+use nightjar_agent::transport;
+use nightjar_common::{config_file, logging};
+
+/// How long the agent waits at shutdown for the collector to ack what is
+/// queued.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Nightjar's host agent: samples CPU, memory, disks, network and load and
+/// streams them to a Nightjar collector.
+#[derive(Debug, Parser)]
+#[command(name = "nightjar-agent", version)]
+struct Args {
+    /// TOML config file; flags override its keys.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Collector URL [default: http://127.0.0.1:7070].
+    #[arg(long, value_name = "URL")]
+    collector: Option<String>,
+    /// Sampling interval, e.g. 10s or 1m [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    interval: Option<String>,
+    /// Host name for the `host` label [default: the system host name].
+    #[arg(long, value_name = "NAME")]
+    host: Option<String>,
+    /// Directory for the agent id and sequence state [default: ./nightjar-agent-state].
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Log line format.
+    #[arg(long, value_enum, default_value_t)]
+    log_format: logging::LogFormat,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    logging::init(args.log_format);
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("nightjar-agent: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(path) => Some((path.as_path(), config_file::load::<RawConfig>(path)?)),
+        None => None,
+    };
+    let config = Config::build(
+        file,
+        Overrides {
+            collector: args.collector,
+            interval: args.interval,
+            host: args.host,
+            state_dir: args.state_dir,
+        },
+        sampler::host_name,
+    )?;
+    let state = AgentState::open(&config.state_dir)?;
+    let sampler = HostSampler::new()?;
+    let endpoint = transport::endpoint(&config.collector)
+        .with_context(|| format!("collector: invalid URL {:?}", config.collector))?;
+
+    let queue: Arc<dyn BatchQueue> = Arc::new(MemoryQueue::new(config.queue_max_bytes));
+    let counters = Arc::new(AgentCounters::default());
+    let header = BatchHeader {
+        agent_id: state.agent_id().to_owned(),
+        host: config.host.clone(),
+        interval_ms: config.interval.as_millis() as u64,
+        labels: config.labels.clone(),
+    };
+    tracing::info!(
+        agent_id = %header.agent_id,
+        host = %config.host,
+        collector = %config.collector,
+        interval = %nightjar_common::duration::format(config.interval),
+        "agent starting"
+    );
+
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel();
+    let sampling = SamplingLoop {
+        sampler,
+        state,
+        header,
+        interval: config.interval,
+        queue: queue.clone(),
+        counters: counters.clone(),
+    };
+    let sampling_thread = std::thread::Builder::new()
+        .name("sampler".into())
+        .spawn(move || sampling.run(stop_rx))
+        .context("starting the sampling thread")?;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+        let transport = tokio::spawn(transport::run(
+            endpoint,
+            queue.clone(),
+            counters,
+            shutdown_rx,
+        ));
+        wait_for_signal().await;
+        drop(stop_tx);
+        let deadline = Instant::now() + DRAIN_TIMEOUT;
+        while queue.size().0 > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (unacked, _) = queue.size();
+        if unacked > 0 {
+            tracing::warn!(
+                unacked_batches = unacked,
+                "stopping with unacked batches; they are lost (no disk spool yet)"
+            );
+        }
+        let _ = shutdown_tx.send(true);
+        let _ = transport.await;
+    });
+    let _ = sampling_thread.join();
+    tracing::info!("agent stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+        },
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch SIGTERM; stop with Ctrl-C");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

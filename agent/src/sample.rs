@@ -1,0 +1,45 @@
+//! The agent's domain types: what a sampler produces before the batch is
+//! labelled and converted for the wire.
+
+/// One reading of one series, without the host and static labels, which
+/// the batch adds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// Metric name, e.g. `cpu_usage_percent`.
+    pub metric: &'static str,
+    /// Labels specific to the reading, e.g. `("cpu", "0")`.
+    pub labels: Vec<(&'static str, String)>,
+    /// The value.
+    pub value: f64,
+}
+
+impl Sample {
+    /// A sample without labels.
+    pub fn new(metric: &'static str, value: f64) -> Sample {
+        Sample {
+            metric,
+            labels: Vec::new(),
+            value,
+        }
+    }
+
+    /// A sample with one label.
+    pub fn labelled(
+        metric: &'static str,
+        name: &'static str,
+        label: impl Into<String>,
+        value: f64,
+    ) -> Sample {
+        Sample {
+            metric,
+            labels: vec![(name, label.into())],
+            value,
+        }
+    }
+
+    /// Adds a label.
+    pub fn with(mut self, name: &'static str, value: impl Into<String>) -> Sample {
+        self.labels.push((name, value.into()));
+        self
+    }
+}

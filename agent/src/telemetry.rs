@@ -1,0 +1,120 @@
+//! The agent's own counters, reported as samples through the same pipeline
+//! as host metrics (metric names in docs/metrics.md), and the events that
+//! bump them. Each event's `emit` both counts and logs, rate-limited where
+//! it can repeat every interval.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::sample::Sample;
+
+/// How often a repeating warning may be logged.
+const LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Counters shared by the sampling loop and the transport.
+#[derive(Default)]
+pub struct AgentCounters {
+    /// `agent_samples_total`: samples taken.
+    pub samples: AtomicU64,
+    /// `agent_batches_sent_total`: batches written to a collector stream
+    /// (resends count again).
+    pub batches_sent: AtomicU64,
+    /// `agent_batches_acked_total`: batches removed from the queue by acks.
+    pub batches_acked: AtomicU64,
+    /// `agent_queue_dropped_batches_total`: batches dropped because the
+    /// queue was full.
+    pub queue_dropped_batches: AtomicU64,
+    /// `agent_reconnects_total`: connection attempts after a failure.
+    pub reconnects: AtomicU64,
+    /// `agent_samples_rejected_total`: samples the collector refused.
+    pub samples_rejected: AtomicU64,
+    last_drop_log: Mutex<Option<Instant>>,
+    last_reject_log: Mutex<Option<Instant>>,
+}
+
+fn due(last: &Mutex<Option<Instant>>) -> bool {
+    let mut last = last.lock().expect("poisoned");
+    let due = last.is_none_or(|t| t.elapsed() >= LOG_EVERY);
+    if due {
+        *last = Some(Instant::now());
+    }
+    due
+}
+
+impl AgentCounters {
+    /// The counters as samples, plus the queue gauges and the duration of
+    /// the last sampling pass.
+    pub fn samples(
+        &self,
+        queue_batches: usize,
+        queue_bytes: u64,
+        sample_seconds: f64,
+    ) -> Vec<Sample> {
+        let c = |v: &AtomicU64| v.load(Ordering::Relaxed) as f64;
+        vec![
+            Sample::new("agent_samples_total", c(&self.samples)),
+            Sample::new("agent_batches_sent_total", c(&self.batches_sent)),
+            Sample::new("agent_batches_acked_total", c(&self.batches_acked)),
+            Sample::new(
+                "agent_queue_dropped_batches_total",
+                c(&self.queue_dropped_batches),
+            ),
+            Sample::new("agent_reconnects_total", c(&self.reconnects)),
+            Sample::new("agent_samples_rejected_total", c(&self.samples_rejected)),
+            Sample::new("agent_queue_batches", queue_batches as f64),
+            Sample::new("agent_queue_bytes", queue_bytes as f64),
+            Sample::new("agent_sample_duration_seconds", sample_seconds),
+        ]
+    }
+}
+
+/// The queue was full and dropped its oldest batches.
+pub struct QueueDropped {
+    /// Batches dropped.
+    pub batches: u64,
+    /// Their encoded bytes.
+    pub bytes: u64,
+}
+
+impl QueueDropped {
+    /// Counts, and logs at most once a minute.
+    pub fn emit(&self, counters: &AgentCounters) {
+        let total = counters
+            .queue_dropped_batches
+            .fetch_add(self.batches, Ordering::Relaxed)
+            + self.batches;
+        if due(&counters.last_drop_log) {
+            tracing::warn!(
+                dropped_batches = self.batches,
+                dropped_bytes = self.bytes,
+                dropped_total = total,
+                "queue full: dropped the oldest unacked batches (logged at most once a minute)"
+            );
+        }
+    }
+}
+
+/// The collector acked a batch but refused some of its samples.
+pub struct SamplesRejected<'a> {
+    /// How many.
+    pub count: u64,
+    /// The collector's reason for the first.
+    pub first_reason: &'a str,
+}
+
+impl SamplesRejected<'_> {
+    /// Counts, and logs at most once a minute.
+    pub fn emit(&self, counters: &AgentCounters) {
+        counters
+            .samples_rejected
+            .fetch_add(self.count, Ordering::Relaxed);
+        if due(&counters.last_reject_log) {
+            tracing::warn!(
+                rejected = self.count,
+                reason = self.first_reason,
+                "collector rejected samples (logged at most once a minute)"
+            );
+        }
+    }
+}

@@ -1,0 +1,536 @@
+//! The `nightjar` command-line client: hosts, series, query, status.
+//!
+//! Arguments are parsed into `Cli` first (parsing does nothing else), then
+//! each command talks to the collector's QueryService. Every command prints
+//! a table for people or, with `--json`, a JSON document whose shape README
+//! documents.
+
+pub mod status;
+pub mod table;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use nightjar_proto::v1 as pb;
+use pb::query_service_client::QueryServiceClient;
+use serde_json::json;
+use tonic::transport::Channel;
+
+use status::{Health, HostReading};
+
+/// How long the CLI waits to connect to the collector.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the CLI waits for one answer.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Query and inspect a Nightjar collector.
+#[derive(Debug, Parser)]
+#[command(name = "nightjar", version)]
+pub struct Cli {
+    /// The collector's gRPC address.
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "NIGHTJAR_COLLECTOR",
+        default_value = "http://127.0.0.1:7070"
+    )]
+    pub collector: String,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List hosts with last contact and series count.
+    Hosts,
+    /// List series, optionally of one metric and one host.
+    Series {
+        /// Metric name.
+        metric: Option<String>,
+        /// Only series of this host.
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// Print the points of a metric over a recent time range.
+    Query {
+        /// Metric name, e.g. cpu_usage_percent.
+        metric: String,
+        /// Only series of this host.
+        #[arg(long)]
+        host: Option<String>,
+        /// Label matcher: k=v, k!=v, k=~regex or k!~regex (repeatable).
+        #[arg(long = "label", value_name = "MATCHER", value_parser = parse_matcher)]
+        labels: Vec<pb::LabelMatcher>,
+        /// How far back to look.
+        #[arg(long, default_value = "15m", value_parser = parse_duration)]
+        since: Duration,
+        /// Bucket width; 0 prints the raw stored points.
+        #[arg(long, default_value = "10s", value_parser = parse_duration_or_zero)]
+        step: Duration,
+        /// How the points of a bucket combine.
+        #[arg(long, value_enum, default_value_t = Agg::Avg)]
+        agg: Agg,
+    },
+    /// One row per host: green, amber or red, with CPU, memory and fullest disk.
+    Status,
+}
+
+/// Aggregations accepted by `query --agg`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Agg {
+    /// Mean.
+    Avg,
+    /// Minimum.
+    Min,
+    /// Maximum.
+    Max,
+    /// Sum.
+    Sum,
+    /// Number of points.
+    Count,
+    /// Newest point.
+    Last,
+}
+
+impl From<Agg> for pb::Aggregation {
+    fn from(a: Agg) -> Self {
+        match a {
+            Agg::Avg => pb::Aggregation::Avg,
+            Agg::Min => pb::Aggregation::Min,
+            Agg::Max => pb::Aggregation::Max,
+            Agg::Sum => pb::Aggregation::Sum,
+            Agg::Count => pb::Aggregation::Count,
+            Agg::Last => pb::Aggregation::Last,
+        }
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    nightjar_common::duration::parse("duration", s)
+        .map_err(|e| e.to_string())
+        .and_then(|d| {
+            if d.is_zero() {
+                Err("duration must be above zero".into())
+            } else {
+                Ok(d)
+            }
+        })
+}
+
+fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    nightjar_common::duration::parse("duration", s).map_err(|e| e.to_string())
+}
+
+/// Parses `k=v`, `k!=v`, `k=~re`, `k!~re`.
+fn parse_matcher(s: &str) -> Result<pb::LabelMatcher, String> {
+    let ops = [
+        ("!=", pb::MatchOp::NotEqual),
+        ("=~", pb::MatchOp::Regex),
+        ("!~", pb::MatchOp::NotRegex),
+        ("=", pb::MatchOp::Equal),
+    ];
+    let (pos, op_text, op) = ops
+        .iter()
+        .filter_map(|(text, op)| s.find(text).map(|pos| (pos, *text, *op)))
+        .min_by_key(|(pos, text, _)| (*pos, std::cmp::Reverse(text.len())))
+        .ok_or_else(|| format!("{s:?} is not a matcher; write k=v, k!=v, k=~regex or k!~regex"))?;
+    let name = &s[..pos];
+    if name.is_empty() {
+        return Err(format!("{s:?}: label name is empty"));
+    }
+    Ok(pb::LabelMatcher {
+        name: name.to_owned(),
+        op: op as i32,
+        value: s[pos + op_text.len()..].to_owned(),
+    })
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn eq(name: &str, value: &str) -> pb::LabelMatcher {
+    pb::LabelMatcher {
+        name: name.to_owned(),
+        op: pb::MatchOp::Equal as i32,
+        value: value.to_owned(),
+    }
+}
+
+fn labels_json(labels: &[pb::Label]) -> serde_json::Value {
+    let map: BTreeMap<&str, &str> = labels
+        .iter()
+        .map(|l| (l.name.as_str(), l.value.as_str()))
+        .collect();
+    json!(map)
+}
+
+fn series_name(metric: &str, labels: &[pb::Label]) -> String {
+    let inner: Vec<String> = labels
+        .iter()
+        .map(|l| format!("{}={:?}", l.name, l.value))
+        .collect();
+    format!("{metric}{{{}}}", inner.join(","))
+}
+
+fn format_time(ms: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn format_age(ms: i64) -> String {
+    let secs = (ms / 1000).max(0);
+    match secs {
+        0..60 => format!("{secs}s ago"),
+        60..3600 => format!("{}m ago", secs / 60),
+        3600..86400 => format!("{}h ago", secs / 3600),
+        _ => format!("{}d ago", secs / 86400),
+    }
+}
+
+fn percent(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}%"))
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut client = connect(&cli.collector).await?;
+    let addr = cli.collector.clone();
+    let out = match cli.command {
+        Command::Hosts => hosts(&mut client, cli.json).await,
+        Command::Series { metric, host } => series(&mut client, metric, host, cli.json).await,
+        Command::Query {
+            metric,
+            host,
+            labels,
+            since,
+            step,
+            agg,
+        } => {
+            let mut matchers = labels;
+            if let Some(h) = host {
+                matchers.push(eq("host", &h));
+            }
+            query(&mut client, metric, matchers, since, step, agg, cli.json).await
+        }
+        Command::Status => status(&mut client, cli.json).await,
+    };
+    let text = out.with_context(|| format!("collector at {addr}"))?;
+    print!("{text}");
+    Ok(())
+}
+
+async fn connect(url: &str) -> anyhow::Result<QueryServiceClient<Channel>> {
+    let endpoint = Channel::from_shared(url.to_owned())
+        .with_context(|| format!("--collector {url:?} is not a valid URL"))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT);
+    let channel = endpoint
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach collector at {url}"))?;
+    Ok(QueryServiceClient::new(channel))
+}
+
+async fn hosts(client: &mut QueryServiceClient<Channel>, as_json: bool) -> anyhow::Result<String> {
+    let hosts = client
+        .list_hosts(pb::ListHostsRequest {})
+        .await?
+        .into_inner()
+        .hosts;
+    if as_json {
+        let v: Vec<_> = hosts
+            .iter()
+            .map(|h| {
+                json!({
+                    "host": h.host,
+                    "last_seen_ms": h.last_seen_ms,
+                    "interval_ms": h.interval_ms,
+                    "series_count": h.series_count,
+                })
+            })
+            .collect();
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&v)?));
+    }
+    let now = now_ms();
+    let rows: Vec<Vec<String>> = hosts
+        .iter()
+        .map(|h| {
+            vec![
+                h.host.clone(),
+                format_age(now - h.last_seen_ms),
+                format!("{}s", h.interval_ms as f64 / 1000.0),
+                h.series_count.to_string(),
+            ]
+        })
+        .collect();
+    Ok(table::render(
+        &["HOST", "LAST SEEN", "INTERVAL", "SERIES"],
+        &rows,
+    ))
+}
+
+async fn series(
+    client: &mut QueryServiceClient<Channel>,
+    metric: Option<String>,
+    host: Option<String>,
+    as_json: bool,
+) -> anyhow::Result<String> {
+    let selector = pb::Selector {
+        metric: metric.unwrap_or_default(),
+        matchers: host.iter().map(|h| eq("host", h)).collect(),
+    };
+    let series = client
+        .list_series(pb::ListSeriesRequest {
+            selector: Some(selector),
+        })
+        .await?
+        .into_inner()
+        .series;
+    if as_json {
+        let v: Vec<_> = series
+            .iter()
+            .map(|s| json!({"metric": s.metric, "labels": labels_json(&s.labels)}))
+            .collect();
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&v)?));
+    }
+    Ok(series
+        .iter()
+        .map(|s| series_name(&s.metric, &s.labels) + "\n")
+        .collect())
+}
+
+async fn query(
+    client: &mut QueryServiceClient<Channel>,
+    metric: String,
+    matchers: Vec<pb::LabelMatcher>,
+    since: Duration,
+    step: Duration,
+    agg: Agg,
+    as_json: bool,
+) -> anyhow::Result<String> {
+    let end = now_ms();
+    let request = pb::QueryRangeRequest {
+        selector: Some(pb::Selector { metric, matchers }),
+        start_ms: end - since.as_millis() as i64,
+        end_ms: end,
+        step_ms: step.as_millis() as i64,
+        aggregation: pb::Aggregation::from(agg) as i32,
+        group: None,
+    };
+    let series = client.query_range(request).await?.into_inner().series;
+    if as_json {
+        let v: Vec<_> = series
+            .iter()
+            .map(|s| {
+                let points: Vec<_> = s
+                    .points
+                    .iter()
+                    .map(|p| json!([p.timestamp_ms, p.value]))
+                    .collect();
+                json!({"metric": s.metric, "labels": labels_json(&s.labels), "points": points})
+            })
+            .collect();
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&v)?));
+    }
+    let mut out = String::new();
+    for s in &series {
+        out.push_str(&series_name(&s.metric, &s.labels));
+        out.push('\n');
+        let rows: Vec<Vec<String>> = s
+            .points
+            .iter()
+            .map(|p| {
+                vec![
+                    format!("  {}", format_time(p.timestamp_ms)),
+                    format!("{:.3}", p.value),
+                ]
+            })
+            .collect();
+        out.push_str(&table::render(&["  TIME", "VALUE"], &rows));
+    }
+    if series.is_empty() {
+        out.push_str("no data\n");
+    }
+    Ok(out)
+}
+
+async fn latest(
+    client: &mut QueryServiceClient<Channel>,
+    metric: &str,
+    matchers: Vec<pb::LabelMatcher>,
+) -> anyhow::Result<Vec<pb::Series>> {
+    let request = pb::LatestRequest {
+        selector: Some(pb::Selector {
+            metric: metric.to_owned(),
+            matchers,
+        }),
+    };
+    Ok(client.latest(request).await?.into_inner().series)
+}
+
+fn host_of(s: &pb::Series) -> Option<&str> {
+    s.labels
+        .iter()
+        .find(|l| l.name == "host")
+        .map(|l| l.value.as_str())
+}
+
+fn value_of(s: &pb::Series) -> Option<f64> {
+    s.points.first().map(|p| p.value)
+}
+
+async fn status(client: &mut QueryServiceClient<Channel>, as_json: bool) -> anyhow::Result<String> {
+    let hosts = client
+        .list_hosts(pb::ListHostsRequest {})
+        .await?
+        .into_inner()
+        .hosts;
+    let cpu = latest(client, "cpu_usage_percent", vec![eq("cpu", "total")]).await?;
+    let memory = latest(client, "memory_used_percent", vec![]).await?;
+    let disks = latest(client, "disk_used_percent", vec![]).await?;
+
+    let mut readings: BTreeMap<String, HostReading> = hosts
+        .iter()
+        .map(|h| {
+            let r = HostReading {
+                last_seen_ms: h.last_seen_ms,
+                interval_ms: h.interval_ms,
+                ..HostReading::default()
+            };
+            (h.host.clone(), r)
+        })
+        .collect();
+    for s in &cpu {
+        if let Some(r) = host_of(s).and_then(|h| readings.get_mut(h)) {
+            r.cpu_percent = value_of(s);
+        }
+    }
+    for s in &memory {
+        if let Some(r) = host_of(s).and_then(|h| readings.get_mut(h)) {
+            r.memory_percent = value_of(s);
+        }
+    }
+    for s in &disks {
+        let (Some(r), Some(v)) = (host_of(s).and_then(|h| readings.get_mut(h)), value_of(s)) else {
+            continue;
+        };
+        let mount = s
+            .labels
+            .iter()
+            .find(|l| l.name == "mountpoint")
+            .map_or_else(String::new, |l| l.value.clone());
+        if r.fullest_disk.as_ref().is_none_or(|(best, _)| v > *best) {
+            r.fullest_disk = Some((v, mount));
+        }
+    }
+
+    let now = now_ms();
+    let judged: Vec<(String, HostReading, Health, Vec<String>)> = readings
+        .into_iter()
+        .map(|(host, r)| {
+            let (health, reasons) = status::assess(&r, now);
+            (host, r, health, reasons)
+        })
+        .collect();
+    if as_json {
+        let v: Vec<_> = judged
+            .iter()
+            .map(|(host, r, health, reasons)| {
+                json!({
+                    "host": host,
+                    "health": health,
+                    "last_seen_ms": r.last_seen_ms,
+                    "cpu_usage_percent": r.cpu_percent,
+                    "memory_used_percent": r.memory_percent,
+                    "disk_used_percent": r.fullest_disk.as_ref().map(|d| d.0),
+                    "disk_mountpoint": r.fullest_disk.as_ref().map(|d| d.1.clone()),
+                    "reasons": reasons,
+                })
+            })
+            .collect();
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&v)?));
+    }
+    if judged.is_empty() {
+        bail!("no hosts have reported yet");
+    }
+    let rows: Vec<Vec<String>> = judged
+        .iter()
+        .map(|(host, r, health, reasons)| {
+            vec![
+                health.as_str().to_uppercase(),
+                host.clone(),
+                format_age(now - r.last_seen_ms),
+                percent(r.cpu_percent),
+                percent(r.memory_percent),
+                r.fullest_disk
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), |(v, m)| format!("{v:.1}% {m}")),
+                reasons.join("; "),
+            ]
+        })
+        .collect();
+    Ok(table::render(
+        &[
+            "STATE",
+            "HOST",
+            "LAST SEEN",
+            "CPU",
+            "MEMORY",
+            "FULLEST DISK",
+            "WHY",
+        ],
+        &rows,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check(input: &str, expected: Result<(&str, pb::MatchOp, &str), &str>) {
+        let got = parse_matcher(input);
+        match (got, expected) {
+            (Ok(m), Ok((n, op, v))) => {
+                assert_eq!((m.name.as_str(), m.op, m.value.as_str()), (n, op as i32, v))
+            }
+            (Err(e), Err(want)) => assert!(e.contains(want), "{e}"),
+            (got, want) => panic!("{input}: got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn matchers_parse() {
+        use pb::MatchOp::*;
+        check("env=prod", Ok(("env", Equal, "prod")));
+        check("env!=prod", Ok(("env", NotEqual, "prod")));
+        check("cpu=~[0-9]+", Ok(("cpu", Regex, "[0-9]+")));
+        check("cpu!~tot.*", Ok(("cpu", NotRegex, "tot.*")));
+        check("path=/a=b", Ok(("path", Equal, "/a=b")));
+        check("env=", Ok(("env", Equal, "")));
+        check("env", Err("is not a matcher"));
+        check("=x", Err("label name is empty"));
+    }
+
+    #[test]
+    fn ages_read_naturally() {
+        assert_eq!(format_age(4_000), "4s ago");
+        assert_eq!(format_age(120_000), "2m ago");
+        assert_eq!(format_age(7_200_000), "2h ago");
+        assert_eq!(format_age(-5), "0s ago");
+    }
+}

@@ -1,0 +1,139 @@
+//! Collector configuration: a TOML file (`--config`) whose keys can each be
+//! overridden by a flag. `RawConfig` is what the file holds; `Config` is
+//! the validated result the collector runs with.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Default gRPC listen address (ingest and query on one port).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "./nightjar-data";
+
+/// The collector config file, as written. Every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Address for the gRPC listener, `IP:PORT`. Default `127.0.0.1:7070`.
+    pub listen: Option<String>,
+    /// Directory holding the RocksDB data. Default `./nightjar-data`.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Values given on the command line, which win over the file.
+#[derive(Debug, Default)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Where the data lives.
+    pub data_dir: PathBuf,
+}
+
+/// A config value that does not validate, naming where it came from.
+#[derive(Debug, thiserror::Error)]
+#[error("{source_name}: {key}: {reason}")]
+pub struct ConfigError {
+    /// The file path or "command line".
+    pub source_name: String,
+    /// The key or flag.
+    pub key: &'static str,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl Config {
+    /// Merges the file (if any) with the flags and validates the result.
+    pub fn build(
+        file: Option<(&Path, RawConfig)>,
+        overrides: Overrides,
+    ) -> Result<Config, ConfigError> {
+        let file_name = file.as_ref().map(|(p, _)| p.display().to_string());
+        let raw = file.map(|(_, raw)| raw).unwrap_or_default();
+        let origin = |from_flag: bool| {
+            if from_flag {
+                "command line".to_owned()
+            } else {
+                file_name.clone().unwrap_or_else(|| "defaults".to_owned())
+            }
+        };
+
+        let listen_from_flag = overrides.listen.is_some();
+        let listen_text = overrides
+            .listen
+            .or(raw.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen = listen_text.parse().map_err(|e| ConfigError {
+            source_name: origin(listen_from_flag),
+            key: "listen",
+            reason: format!("invalid address {listen_text:?} ({e}); write it as IP:PORT"),
+        })?;
+
+        let data_dir = overrides
+            .data_dir
+            .or(raw.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        Ok(Config { listen, data_dir })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_file_and_defaults_fill_in() {
+        let raw: RawConfig =
+            toml::from_str("listen = \"127.0.0.1:9000\"\ndata_dir = \"/d\"").unwrap();
+        let cfg = Config::build(
+            Some((Path::new("c.toml"), raw)),
+            Overrides {
+                listen: Some("127.0.0.1:9001".into()),
+                data_dir: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(cfg.listen.port(), 9001);
+        assert_eq!(cfg.data_dir, PathBuf::from("/d"));
+        let defaults = Config::build(None, Overrides::default()).unwrap();
+        assert_eq!(defaults.listen.to_string(), DEFAULT_LISTEN);
+    }
+
+    #[test]
+    fn bad_listen_names_file_and_key() {
+        let raw: RawConfig = toml::from_str("listen = \"nowhere\"").unwrap();
+        let err = Config::build(Some((Path::new("/etc/c.toml"), raw)), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("/etc/c.toml: listen: invalid address \"nowhere\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_refused() {
+        let err = toml::from_str::<RawConfig>("listen = \"127.0.0.1:1\"\nlisten_addr = 1")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen_addr"), "{err}");
+    }
+
+    #[test]
+    fn deploy_example_is_valid_and_shows_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/collector.toml");
+        let raw: RawConfig = nightjar_common::config_file::load(&path).unwrap();
+        let cfg = Config::build(Some((&path, raw)), Overrides::default()).unwrap();
+        assert_eq!(cfg, Config::build(None, Overrides::default()).unwrap());
+    }
+}

@@ -1,0 +1,208 @@
+//! Conversions between wire types (`nightjar_proto::v1`) and domain types.
+//! API boundary: nothing past `ingest` and `query` sees a prost type.
+
+use nightjar_proto::v1 as pb;
+
+use crate::model::{Batch, Labels, Point, Sample, SeriesKey};
+use crate::selector::{MatchOp, Matcher, MatcherError, Selector};
+use crate::validate::{Rejection, is_label_name, is_metric_name};
+
+/// A wire batch split into the samples that passed validation and the
+/// rejections of those that did not.
+pub fn batch_from_wire(batch: pb::Batch) -> (Batch, Vec<Rejection>) {
+    let mut samples = Vec::with_capacity(batch.samples.len());
+    let mut rejections = Vec::new();
+    for sample in batch.samples {
+        match sample_from_wire(sample, &batch.host) {
+            Ok(s) => samples.push(s),
+            Err(r) => rejections.push(r),
+        }
+    }
+    let domain = Batch {
+        agent_id: batch.agent_id,
+        host: batch.host,
+        seq: batch.seq,
+        interval_ms: batch.interval_ms,
+        samples,
+    };
+    (domain, rejections)
+}
+
+/// Validates one wire sample. A sample without a `host` label gets the
+/// batch's host; one with a different host is rejected.
+fn sample_from_wire(sample: pb::Sample, batch_host: &str) -> Result<Sample, Rejection> {
+    let metric = sample.metric;
+    if !is_metric_name(&metric) {
+        return Err(Rejection::BadMetricName(metric));
+    }
+    let value = match sample.value {
+        Some(pb::sample::Value::Gauge(v)) => v,
+        _ => return Err(Rejection::UnsupportedValue(metric)),
+    };
+    if !value.is_finite() {
+        return Err(Rejection::NonFiniteValue { metric, value });
+    }
+    let mut pairs = Vec::with_capacity(sample.labels.len() + 1);
+    let mut has_host = false;
+    for label in sample.labels {
+        if !is_label_name(&label.name) {
+            return Err(Rejection::BadLabelName {
+                metric,
+                name: label.name,
+            });
+        }
+        if label.name == "host" {
+            if label.value != batch_host {
+                return Err(Rejection::ForeignHost {
+                    metric,
+                    label: label.value,
+                    batch: batch_host.to_owned(),
+                });
+            }
+            has_host = true;
+        }
+        pairs.push((label.name, label.value));
+    }
+    if !has_host {
+        pairs.push(("host".to_owned(), batch_host.to_owned()));
+    }
+    let labels = Labels::from_pairs(pairs).map_err(|name| Rejection::DuplicateLabel {
+        metric: metric.clone(),
+        name,
+    })?;
+    Ok(Sample {
+        series: SeriesKey { metric, labels },
+        point: Point {
+            timestamp_ms: sample.timestamp_ms,
+            value,
+        },
+    })
+}
+
+/// Converts a wire selector, compiling regexes.
+pub fn selector_from_wire(selector: Option<pb::Selector>) -> Result<Selector, MatcherError> {
+    let selector = selector.unwrap_or_default();
+    let mut matchers = Vec::with_capacity(selector.matchers.len());
+    for m in selector.matchers {
+        let op = pb::MatchOp::try_from(m.op).unwrap_or(pb::MatchOp::Equal);
+        matchers.push(match op {
+            pb::MatchOp::Equal => Matcher {
+                name: m.name,
+                op: MatchOp::Equal(m.value),
+            },
+            pb::MatchOp::NotEqual => Matcher {
+                name: m.name,
+                op: MatchOp::NotEqual(m.value),
+            },
+            pb::MatchOp::Regex => Matcher::regex(&m.name, &m.value, false)?,
+            pb::MatchOp::NotRegex => Matcher::regex(&m.name, &m.value, true)?,
+        });
+    }
+    Ok(Selector {
+        metric: (!selector.metric.is_empty()).then_some(selector.metric),
+        matchers,
+    })
+}
+
+/// Converts labels to wire labels.
+pub fn labels_to_wire(labels: &Labels) -> Vec<pb::Label> {
+    labels
+        .iter()
+        .map(|(name, value)| pb::Label {
+            name: name.to_owned(),
+            value: value.to_owned(),
+        })
+        .collect()
+}
+
+/// Converts a series and its points to a wire series.
+pub fn series_to_wire(key: &SeriesKey, points: &[Point]) -> pb::Series {
+    pb::Series {
+        metric: key.metric.clone(),
+        labels: labels_to_wire(&key.labels),
+        points: points
+            .iter()
+            .map(|p| pb::Point {
+                timestamp_ms: p.timestamp_ms,
+                value: p.value,
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire(metric: &str, labels: &[(&str, &str)], value: Option<f64>) -> pb::Sample {
+        pb::Sample {
+            metric: metric.into(),
+            labels: labels
+                .iter()
+                .map(|(n, v)| pb::Label {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
+                .collect(),
+            timestamp_ms: 1_000,
+            value: value.map(pb::sample::Value::Gauge),
+        }
+    }
+
+    #[track_caller]
+    fn check(sample: pb::Sample, expected: Result<&str, &str>) {
+        let got = sample_from_wire(sample, "web-1")
+            .map(|s| s.series.to_string())
+            .map_err(|r| r.to_string());
+        match (&got, expected) {
+            (Ok(g), Ok(e)) => assert_eq!(g, e),
+            (Err(g), Err(e)) => assert!(g.contains(e), "{g:?} lacks {e:?}"),
+            _ => panic!("got {got:?}, expected {expected:?}"),
+        }
+    }
+
+    #[test]
+    fn samples_are_validated() {
+        check(
+            wire("load_average", &[("period", "1m")], Some(0.5)),
+            Ok(r#"load_average{host="web-1",period="1m"}"#),
+        );
+        check(
+            wire("x", &[("host", "web-1")], Some(1.0)),
+            Ok(r#"x{host="web-1"}"#),
+        );
+        check(
+            wire("bad-name", &[], Some(1.0)),
+            Err("metric name \"bad-name\""),
+        );
+        check(
+            wire("x", &[("1a", "v")], Some(1.0)),
+            Err("label name \"1a\""),
+        );
+        check(
+            wire("x", &[("a", "1"), ("a", "2")], Some(1.0)),
+            Err("label a occurs more than once"),
+        );
+        check(
+            wire("x", &[("host", "db-1")], Some(1.0)),
+            Err("differs from the batch host"),
+        );
+        check(wire("x", &[], Some(f64::NAN)), Err("not finite"));
+        check(wire("x", &[], None), Err("no gauge value"));
+    }
+
+    #[test]
+    fn batch_keeps_good_samples_and_reports_bad_ones() {
+        let batch = pb::Batch {
+            agent_id: "a".into(),
+            host: "web-1".into(),
+            seq: 7,
+            interval_ms: 1_000,
+            samples: vec![wire("ok", &[], Some(1.0)), wire("not ok", &[], Some(1.0))],
+        };
+        let (batch, rejections) = batch_from_wire(batch);
+        assert_eq!(batch.samples.len(), 1);
+        assert_eq!(rejections.len(), 1);
+        assert_eq!(batch.seq, 7);
+    }
+}

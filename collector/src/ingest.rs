@@ -1,0 +1,145 @@
+//! The gRPC `IngestService`: one task per agent stream, acking each batch
+//! only after storage has made it durable.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use nightjar_proto::v1 as pb;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::convert::batch_from_wire;
+use crate::storage::{AppendOutcome, Storage};
+use crate::telemetry::{IngestCounters, SamplesRejected};
+
+/// Acks buffered per stream before the stream task waits for the agent to
+/// read them.
+const ACK_BUFFER: usize = 32;
+
+/// The ingest service over a storage.
+pub struct IngestApi<S> {
+    storage: Arc<S>,
+    counters: Arc<IngestCounters>,
+}
+
+impl<S: Storage> IngestApi<S> {
+    /// An ingest service writing to `storage` and counting into `counters`.
+    pub fn new(storage: Arc<S>, counters: Arc<IngestCounters>) -> Self {
+        IngestApi { storage, counters }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Handles one agent stream until it ends or fails.
+async fn serve_stream<S: Storage>(
+    storage: Arc<S>,
+    counters: Arc<IngestCounters>,
+    peer: String,
+    mut inbound: Streaming<pb::Batch>,
+    acks: mpsc::Sender<Result<pb::Ack, Status>>,
+) {
+    let mut announced = false;
+    loop {
+        let wire = match inbound.message().await {
+            Ok(Some(batch)) => batch,
+            Ok(None) => {
+                tracing::info!(%peer, "agent stream closed");
+                return;
+            }
+            Err(status) => {
+                tracing::info!(%peer, error = %status, "agent stream ended");
+                return;
+            }
+        };
+        if wire.agent_id.is_empty() || wire.host.is_empty() {
+            let reason = "batch: fields agent_id and host must not be empty";
+            tracing::warn!(%peer, seq = wire.seq, reason, "refusing stream");
+            let _ = acks.send(Err(Status::invalid_argument(reason))).await;
+            return;
+        }
+        if !announced {
+            tracing::info!(%peer, agent_id = %wire.agent_id, host = %wire.host, "agent connected");
+            announced = true;
+        }
+        let (batch, rejections) = batch_from_wire(wire);
+        if !rejections.is_empty() {
+            SamplesRejected {
+                host: &batch.host,
+                seq: batch.seq,
+                rejections: &rejections,
+            }
+            .emit(&counters);
+        }
+        let n_samples = batch.samples.len() as u64;
+        let store = storage.clone();
+        let appended = tokio::task::spawn_blocking(move || store.append(&batch, now_ms())).await;
+        let outcome = match appended {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(error)) => {
+                tracing::error!(%peer, %error, "storing batch failed; closing stream so the agent resends");
+                let _ = acks.send(Err(Status::unavailable(error.to_string()))).await;
+                return;
+            }
+            Err(error) => {
+                tracing::error!(%peer, %error, "storage task failed");
+                let _ = acks
+                    .send(Err(Status::internal("storage task failed")))
+                    .await;
+                return;
+            }
+        };
+        match outcome {
+            AppendOutcome::Stored { .. } => {
+                counters.batches_stored.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .samples_stored
+                    .fetch_add(n_samples, Ordering::Relaxed);
+            }
+            AppendOutcome::Replay { .. } => {
+                counters.batches_replayed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        // Invariant: this ack is sent only after `append` made the batch durable.
+        let ack = pb::Ack {
+            acked_through: outcome.acked_through(),
+            rejected_samples: rejections.len() as u32,
+            first_rejection: rejections
+                .first()
+                .map(|r| r.to_string())
+                .unwrap_or_default(),
+        };
+        if acks.send(Ok(ack)).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl<S: Storage> pb::ingest_service_server::IngestService for IngestApi<S> {
+    type StreamStream = ReceiverStream<Result<pb::Ack, Status>>;
+
+    async fn stream(
+        &self,
+        request: Request<Streaming<pb::Batch>>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
+        let peer = request
+            .remote_addr()
+            .map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+        let (tx, rx) = mpsc::channel(ACK_BUFFER);
+        tokio::spawn(serve_stream(
+            self.storage.clone(),
+            self.counters.clone(),
+            peer,
+            request.into_inner(),
+            tx,
+        ));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}

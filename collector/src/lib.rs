@@ -1,0 +1,17 @@
+//! Nightjar's collector: gRPC ingest with acknowledgements, time series in
+//! an embedded RocksDB, the query API, and the `nightjar` CLI.
+//!
+//! See ARCHITECTURE.md at the repository root for the data flow and the
+//! invariants.
+
+pub mod cli;
+pub mod config;
+pub mod convert;
+pub mod ingest;
+pub mod model;
+pub mod query;
+pub mod selector;
+pub mod server;
+pub mod storage;
+pub mod telemetry;
+pub mod validate;

@@ -1,0 +1,57 @@
+//! `nightjar-collector`: gRPC ingest, RocksDB storage and the query API.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use nightjar_collector::config::{Config, Overrides, RawConfig};
+use nightjar_common::{config_file, logging};
+
+/// Nightjar's collector: receives samples from agents, stores them in an
+/// embedded RocksDB and answers queries.
+#[derive(Debug, Parser)]
+#[command(name = "nightjar-collector", version)]
+struct Args {
+    /// TOML config file; flags override its keys.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// gRPC listen address [default: 127.0.0.1:7070].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Data directory [default: ./nightjar-data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Log line format.
+    #[arg(long, value_enum, default_value_t)]
+    log_format: logging::LogFormat,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    logging::init(args.log_format);
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("nightjar-collector: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(path) => Some((path.as_path(), config_file::load::<RawConfig>(path)?)),
+        None => None,
+    };
+    let config = Config::build(
+        file,
+        Overrides {
+            listen: args.listen,
+            data_dir: args.data_dir,
+        },
+    )?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(nightjar_collector::server::run(config))
+}

@@ -1,0 +1,197 @@
+//! The gRPC `QueryService`: ListHosts, ListSeries, QueryRange, Latest.
+//!
+//! API boundary: requests are validated and converted here; storage and
+//! aggregation see only domain types.
+
+pub mod aggregate;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use nightjar_proto::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use crate::convert::{labels_to_wire, selector_from_wire, series_to_wire};
+use crate::model::{Labels, Point, SeriesKey};
+use crate::storage::{Storage, StorageError};
+use aggregate::Aggregation;
+
+/// Most buckets one QueryRange may ask for per series (as Prometheus' 11,000).
+pub const MAX_BUCKETS: i64 = 11_000;
+
+/// The query service over a storage.
+pub struct QueryApi<S> {
+    storage: Arc<S>,
+}
+
+impl<S: Storage> QueryApi<S> {
+    /// A query service reading from `storage`.
+    pub fn new(storage: Arc<S>) -> Self {
+        QueryApi { storage }
+    }
+
+    /// Runs a blocking storage call off the async runtime.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&S) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let storage = self.storage.clone();
+        tokio::task::spawn_blocking(move || f(&storage))
+            .await
+            .map_err(|e| Status::internal(format!("query task failed: {e}")))?
+            .map_err(|e| {
+                tracing::error!(error = %e, "query failed");
+                Status::internal(e.to_string())
+            })
+    }
+}
+
+fn invalid(e: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+fn aggregation_from_wire(value: i32) -> Result<Aggregation, Status> {
+    Ok(match pb::Aggregation::try_from(value) {
+        Ok(pb::Aggregation::Avg) => Aggregation::Avg,
+        Ok(pb::Aggregation::Min) => Aggregation::Min,
+        Ok(pb::Aggregation::Max) => Aggregation::Max,
+        Ok(pb::Aggregation::Sum) => Aggregation::Sum,
+        Ok(pb::Aggregation::Count) => Aggregation::Count,
+        Ok(pb::Aggregation::Last) => Aggregation::Last,
+        Err(_) => return Err(invalid(format!("aggregation: unknown value {value}"))),
+    })
+}
+
+/// Groups series by the values of `by`; the group's metric is the common
+/// metric name of its members, or empty when they differ.
+fn group_series(
+    found: Vec<(SeriesKey, Vec<Point>)>,
+    by: &[String],
+) -> Vec<(SeriesKey, Vec<Vec<Point>>)> {
+    let mut groups: BTreeMap<Vec<(String, String)>, (Option<String>, Vec<Vec<Point>>)> =
+        BTreeMap::new();
+    for (key, points) in found {
+        let group_labels: Vec<(String, String)> = by
+            .iter()
+            .filter_map(|name| key.labels.get(name).map(|v| (name.clone(), v.to_owned())))
+            .collect();
+        let entry = groups
+            .entry(group_labels)
+            .or_insert_with(|| (Some(key.metric.clone()), Vec::new()));
+        if entry.0.as_deref() != Some(key.metric.as_str()) {
+            entry.0 = None;
+        }
+        entry.1.push(points);
+    }
+    groups
+        .into_iter()
+        .map(|(labels, (metric, members))| {
+            let key = SeriesKey {
+                metric: metric.unwrap_or_default(),
+                labels: Labels::from_pairs(labels).unwrap_or_default(),
+            };
+            (key, members)
+        })
+        .collect()
+}
+
+#[tonic::async_trait]
+impl<S: Storage> pb::query_service_server::QueryService for QueryApi<S> {
+    async fn list_hosts(
+        &self,
+        _request: Request<pb::ListHostsRequest>,
+    ) -> Result<Response<pb::ListHostsResponse>, Status> {
+        let hosts = self
+            .storage
+            .hosts()
+            .into_iter()
+            .map(|h| pb::HostInfo {
+                host: h.info.host,
+                last_seen_ms: h.info.last_seen_ms,
+                interval_ms: h.info.interval_ms,
+                series_count: h.series_count,
+            })
+            .collect();
+        Ok(Response::new(pb::ListHostsResponse { hosts }))
+    }
+
+    async fn list_series(
+        &self,
+        request: Request<pb::ListSeriesRequest>,
+    ) -> Result<Response<pb::ListSeriesResponse>, Status> {
+        let selector = selector_from_wire(request.into_inner().selector).map_err(invalid)?;
+        let series = self
+            .storage
+            .series(&selector)
+            .into_iter()
+            .map(|k| pb::SeriesInfo {
+                labels: labels_to_wire(&k.labels),
+                metric: k.metric,
+            })
+            .collect();
+        Ok(Response::new(pb::ListSeriesResponse { series }))
+    }
+
+    async fn query_range(
+        &self,
+        request: Request<pb::QueryRangeRequest>,
+    ) -> Result<Response<pb::QueryRangeResponse>, Status> {
+        let req = request.into_inner();
+        let selector = selector_from_wire(req.selector).map_err(invalid)?;
+        let agg = aggregation_from_wire(req.aggregation)?;
+        let (start, end, step) = (req.start_ms, req.end_ms, req.step_ms);
+        if end < start {
+            return Err(invalid(format!("end_ms {end} is before start_ms {start}")));
+        }
+        if step < 0 {
+            return Err(invalid(format!("step_ms {step} is negative")));
+        }
+        if step == 0 && req.group.is_some() {
+            return Err(invalid(
+                "step_ms 0 (raw points) cannot be combined with group",
+            ));
+        }
+        if step > 0 && (end - start) / step > MAX_BUCKETS {
+            return Err(invalid(format!(
+                "step_ms {step} over {} ms gives more than {MAX_BUCKETS} points per series; raise the step",
+                end - start
+            )));
+        }
+        let found = self
+            .blocking(move |s| s.query_range(&selector, start, end))
+            .await?;
+        let series = match (&req.group, step) {
+            (_, 0) => found
+                .iter()
+                .map(|(key, points)| series_to_wire(key, points))
+                .collect(),
+            (None, _) => found
+                .iter()
+                .map(|(key, points)| {
+                    series_to_wire(key, &aggregate::bucket([points.as_slice()], step, agg))
+                })
+                .collect(),
+            (Some(group), _) => group_series(found, &group.by)
+                .iter()
+                .map(|(key, members)| {
+                    let points = aggregate::bucket(members.iter().map(Vec::as_slice), step, agg);
+                    series_to_wire(key, &points)
+                })
+                .collect(),
+        };
+        Ok(Response::new(pb::QueryRangeResponse { series }))
+    }
+
+    async fn latest(
+        &self,
+        request: Request<pb::LatestRequest>,
+    ) -> Result<Response<pb::LatestResponse>, Status> {
+        let selector = selector_from_wire(request.into_inner().selector).map_err(invalid)?;
+        let found = self.blocking(move |s| s.latest(&selector)).await?;
+        let series = found
+            .iter()
+            .map(|(key, point)| series_to_wire(key, std::slice::from_ref(point)))
+            .collect();
+        Ok(Response::new(pb::LatestResponse { series }))
+    }
+}

@@ -1,0 +1,61 @@
+//! Runs the collector: opens storage, binds the listener, serves ingest and
+//! query until SIGTERM or Ctrl-C, then drains in-flight requests.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use nightjar_proto::v1::ingest_service_server::IngestServiceServer;
+use nightjar_proto::v1::query_service_server::QueryServiceServer;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::config::Config;
+use crate::ingest::IngestApi;
+use crate::query::QueryApi;
+use crate::storage::rocks::RocksStorage;
+use crate::telemetry::IngestCounters;
+
+/// Largest gRPC message accepted (a batch of a large host is well below).
+const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Runs the collector until a shutdown signal arrives.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let data_dir = config.data_dir.clone();
+    let storage = tokio::task::spawn_blocking(move || RocksStorage::open(&data_dir))
+        .await
+        .context("opening storage")??;
+    let storage = Arc::new(storage);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let local = listener.local_addr().context("reading the bound address")?;
+    tracing::info!(listen = %local, data_dir = %config.data_dir.display(), "collector ready");
+
+    let counters = Arc::new(IngestCounters::default());
+    let ingest = IngestServiceServer::new(IngestApi::new(storage.clone(), counters))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let query = QueryServiceServer::new(QueryApi::new(storage));
+    tonic::transport::Server::builder()
+        .add_service(ingest)
+        .add_service(query)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal())
+        .await
+        .context("serving gRPC")?;
+    tracing::info!("collector stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch SIGTERM; stop with Ctrl-C");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+    }
+}

@@ -1,0 +1,97 @@
+//! The storage interface the collector's ingest, query and status paths use.
+//!
+//! Architecture invariant: only `storage/rocks.rs` names RocksDB. Everything
+//! else talks to [`Storage`].
+
+pub mod rocks;
+
+use crate::model::{Batch, HostInfo, Point, SeriesKey};
+use crate::selector::Selector;
+
+/// A failure of the storage layer (I/O, corruption). Messages name the data
+/// directory or key involved.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The data directory could not be created or opened.
+    #[error("data dir {path}: {reason}")]
+    Open {
+        /// The data directory.
+        path: String,
+        /// Why it could not be opened.
+        reason: String,
+    },
+    /// A write or read failed.
+    #[error("data dir {path}: {operation}: {reason}")]
+    Io {
+        /// The data directory.
+        path: String,
+        /// What was being done.
+        operation: &'static str,
+        /// The engine's message.
+        reason: String,
+    },
+}
+
+/// What became of an appended batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// The batch is durable now.
+    Stored {
+        /// The agent's new high-water mark (the batch's seq).
+        acked_through: u64,
+    },
+    /// The batch's seq is not above the agent's high-water mark: it was
+    /// stored before, and nothing was written.
+    Replay {
+        /// The agent's high-water mark.
+        acked_through: u64,
+    },
+}
+
+impl AppendOutcome {
+    /// The sequence number to acknowledge.
+    pub fn acked_through(self) -> u64 {
+        match self {
+            AppendOutcome::Stored { acked_through } | AppendOutcome::Replay { acked_through } => {
+                acked_through
+            }
+        }
+    }
+}
+
+/// A host as the storage knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostSummary {
+    /// Last contact and interval.
+    pub info: HostInfo,
+    /// Number of series with this `host` label.
+    pub series_count: u64,
+}
+
+/// Durable time-series storage.
+pub trait Storage: Send + Sync + 'static {
+    /// Stores a batch durably, exactly once per (agent id, seq).
+    ///
+    /// Architecture invariant: when this returns `Ok`, the batch survives a
+    /// crash (SIGKILL, power loss); callers ack only after it returns.
+    /// `now_ms` is the collector's clock, recorded as the host's last contact.
+    fn append(&self, batch: &Batch, now_ms: i64) -> Result<AppendOutcome, StorageError>;
+
+    /// The series matching `selector`, sorted.
+    fn series(&self, selector: &Selector) -> Vec<SeriesKey>;
+
+    /// The points of each matching series with `start_ms <= t <= end_ms`,
+    /// in time order. Series without points in the range are left out.
+    fn query_range(
+        &self,
+        selector: &Selector,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<(SeriesKey, Vec<Point>)>, StorageError>;
+
+    /// The newest point of each matching series.
+    fn latest(&self, selector: &Selector) -> Result<Vec<(SeriesKey, Point)>, StorageError>;
+
+    /// Every host that has sent a batch, sorted by name.
+    fn hosts(&self) -> Vec<HostSummary>;
+}

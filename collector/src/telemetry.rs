@@ -1,0 +1,62 @@
+//! The collector's own counters, and the events that bump them.
+//!
+//! Each notable event is a struct whose `emit` both counts and logs, so a
+//! log line and its counter never disagree. Logs of events that can repeat
+//! per sample are rate-limited. (Storing these counters as series of the
+//! collector's own host arrives with the storage engine work.)
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::validate::Rejection;
+
+/// How often a repeating warning may be logged.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Counters of the collector's ingest path.
+#[derive(Default)]
+pub struct IngestCounters {
+    /// Batches stored (`collector_batches_stored_total`).
+    pub batches_stored: AtomicU64,
+    /// Batches recognised as replays and not stored again
+    /// (`collector_batches_replayed_total`).
+    pub batches_replayed: AtomicU64,
+    /// Samples stored (`collector_samples_stored_total`).
+    pub samples_stored: AtomicU64,
+    /// Samples rejected by validation (`collector_samples_rejected_total`).
+    pub samples_rejected: AtomicU64,
+    last_rejection_log: Mutex<Option<Instant>>,
+}
+
+/// Samples of one batch failed validation and were dropped.
+pub struct SamplesRejected<'a> {
+    /// The batch's host.
+    pub host: &'a str,
+    /// The batch's seq.
+    pub seq: u64,
+    /// The rejections, in sample order.
+    pub rejections: &'a [Rejection],
+}
+
+impl SamplesRejected<'_> {
+    /// Counts the rejections and logs them, at most once per [`LOG_EVERY`].
+    pub fn emit(&self, counters: &IngestCounters) {
+        let n = self.rejections.len() as u64;
+        let total = counters.samples_rejected.fetch_add(n, Ordering::Relaxed) + n;
+        let mut last = counters.last_rejection_log.lock().expect("poisoned");
+        if last.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+            *last = Some(Instant::now());
+            if let Some(first) = self.rejections.first() {
+                tracing::warn!(
+                    host = self.host,
+                    seq = self.seq,
+                    rejected = n,
+                    rejected_total = total,
+                    reason = %first,
+                    "rejected samples (logged at most every 10s)"
+                );
+            }
+        }
+    }
+}

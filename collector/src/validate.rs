@@ -1,0 +1,87 @@
+//! Validation of incoming samples. A bad sample is rejected alone, with a
+//! reason that names the field; the rest of its batch is stored.
+
+/// Why a sample was rejected. The `label` of each variant is used as the
+/// `reason` label of the rejected-samples self-metric.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum Rejection {
+    /// The metric name does not match `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+    #[error("metric name {0:?} is not of the form [a-zA-Z_:][a-zA-Z0-9_:]*")]
+    BadMetricName(String),
+    /// A label name does not match `[a-zA-Z_][a-zA-Z0-9_]*`.
+    #[error("metric {metric}: label name {name:?} is not of the form [a-zA-Z_][a-zA-Z0-9_]*")]
+    BadLabelName {
+        /// The sample's metric.
+        metric: String,
+        /// The bad name.
+        name: String,
+    },
+    /// A label name occurs twice.
+    #[error("metric {metric}: label {name} occurs more than once")]
+    DuplicateLabel {
+        /// The sample's metric.
+        metric: String,
+        /// The repeated name.
+        name: String,
+    },
+    /// The `host` label disagrees with the batch's host.
+    #[error("metric {metric}: label host={label:?} differs from the batch host {batch:?}")]
+    ForeignHost {
+        /// The sample's metric.
+        metric: String,
+        /// The label value.
+        label: String,
+        /// The batch's host.
+        batch: String,
+    },
+    /// The value is NaN or infinite.
+    #[error("metric {metric}: value {value} is not finite")]
+    NonFiniteValue {
+        /// The sample's metric.
+        metric: String,
+        /// The value.
+        value: f64,
+    },
+    /// The sample has no value or a kind this collector does not store yet.
+    #[error("metric {0}: sample has no gauge value (histograms are not supported yet)")]
+    UnsupportedValue(String),
+}
+
+/// Whether `name` is a valid metric name.
+pub fn is_metric_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// Whether `name` is a valid label name.
+pub fn is_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_names() {
+        for ok in ["cpu_usage_percent", "a", "_x", "ns:metric_1"] {
+            assert!(is_metric_name(ok), "{ok}");
+        }
+        for bad in ["", "1abc", "cpu-usage", "cpu usage", "ü"] {
+            assert!(!is_metric_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn label_names() {
+        for ok in ["host", "_a", "mount_point2"] {
+            assert!(is_label_name(ok), "{ok}");
+        }
+        for bad in ["", "2x", "a:b", "a-b"] {
+            assert!(!is_label_name(bad), "{bad}");
+        }
+    }
+}

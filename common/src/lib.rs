@@ -1,0 +1,7 @@
+//! Pieces every Nightjar binary needs in the same shape: logging set-up,
+//! TOML config file loading with errors that name the file, and duration
+//! parsing with errors that name the key.
+
+pub mod config_file;
+pub mod duration;
+pub mod logging;

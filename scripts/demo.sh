@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The demo command of README.md: builds Nightjar, starts a collector and an
+# agent on loopback with their built-in defaults (the agent samples every
+# second), waits for live data and prints `nightjar status` and the CPU
+# series. Set NIGHTJAR_DEMO_KEEP=1 to leave both running until Ctrl-C, and
+# NIGHTJAR_DEMO_PORT to use another port than the default 7070.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/ensure-build-deps.sh
+cargo build --workspace --bins
+bin="${CARGO_TARGET_DIR:-target}/debug"
+port="${NIGHTJAR_DEMO_PORT:-7070}"
+url="http://127.0.0.1:$port"
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$bin/nightjar-collector" --listen "127.0.0.1:$port" --data-dir "$work/data" >"$work/collector.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do
+    "$bin/nightjar" --collector "$url" hosts >/dev/null 2>&1 && break
+    kill -0 "${pids[0]}" 2>/dev/null || { cat "$work/collector.log" >&2; exit 1; }
+    sleep 0.1
+done
+
+"$bin/nightjar-agent" --collector "$url" --interval 1s --state-dir "$work/agent-state" >"$work/agent.log" 2>&1 &
+pids+=($!)
+echo "collector on $url, agent sampling every second; waiting for data..."
+for _ in $(seq 150); do
+    if "$bin/nightjar" --collector "$url" query cpu_usage_percent --label cpu=total --since 1m --json 2>/dev/null | grep -q '"points": \[$'; then
+        break
+    fi
+    sleep 0.2
+done
+
+echo
+echo "\$ nightjar status"
+"$bin/nightjar" --collector "$url" status
+echo
+echo "\$ nightjar query cpu_usage_percent --label cpu=total --since 1m --step 1s"
+"$bin/nightjar" --collector "$url" query cpu_usage_percent --label cpu=total --since 1m --step 1s
+
+if [ -n "${NIGHTJAR_DEMO_KEEP:-}" ]; then
+    echo
+    echo "running; try: $bin/nightjar --collector $url hosts   (Ctrl-C stops both)"
+    wait
+fi

@@ -1,0 +1,214 @@
+//! Harness for the end-to-end tests: spawns the real `nightjar-collector`,
+//! `nightjar-agent` and `nightjar` binaries on free loopback ports with temp
+//! dirs, and polls with deadlines instead of sleeping.
+//!
+//! The binaries are looked up next to the test executable (`target/<profile>`);
+//! build them first with `cargo build --workspace --bins` (the README's test
+//! command does).
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long tests wait for something that should happen within seconds.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Path of one of the workspace's binaries.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` before the end-to-end tests",
+        path.display()
+    );
+    path
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("binding an ephemeral port")
+        .port()
+}
+
+/// Calls `f` every 100 ms until it returns `Some`, or panics with `what`
+/// after `DEADLINE`.
+pub fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "timed out after {DEADLINE:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs a command that is expected to exit by itself within `DEADLINE`.
+pub fn run_to_exit(cmd: &mut Command) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning a nightjar binary");
+    poll("the process to exit", || {
+        child.try_wait().expect("waiting").map(|_| ())
+    });
+    child.wait_with_output().expect("collecting output")
+}
+
+/// A child process that is killed when dropped, with its stderr lines kept.
+pub struct Proc {
+    child: Child,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proc {
+    fn spawn(cmd: &mut Command) -> Proc {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning a nightjar binary");
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let pipe = child.stderr.take().expect("piped stderr");
+        let lines = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                lines.lock().expect("poisoned").push(line);
+            }
+        });
+        Proc { child, stderr }
+    }
+
+    /// The stderr lines so far.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.lock().expect("poisoned").clone()
+    }
+
+    /// Sends SIGKILL and reaps the process.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Whether the process has exited.
+    pub fn has_exited(&mut self) -> bool {
+        self.child.try_wait().expect("waiting").is_some()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A running collector.
+pub struct Collector {
+    /// The process.
+    pub proc: Proc,
+    /// Its listen address.
+    pub addr: SocketAddr,
+}
+
+impl Collector {
+    /// Starts a collector on `port` with `data_dir` and waits until it
+    /// accepts connections.
+    pub fn start(port: u16, data_dir: &Path) -> Collector {
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut proc = Proc::spawn(
+            Command::new(bin("nightjar-collector"))
+                .arg("--listen")
+                .arg(addr.to_string())
+                .arg("--data-dir")
+                .arg(data_dir),
+        );
+        poll("the collector to listen", || {
+            assert!(
+                !proc.has_exited(),
+                "collector exited: {:?}",
+                proc.stderr_lines()
+            );
+            TcpStream::connect(addr).ok().map(|_| ())
+        });
+        Collector { proc, addr }
+    }
+
+    /// The collector's URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Runs `nightjar --collector <url> ARGS`.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        run_to_exit(
+            Command::new(bin("nightjar"))
+                .arg("--collector")
+                .arg(self.url())
+                .args(args),
+        )
+    }
+
+    /// Runs `nightjar --collector <url> ARGS --json` and parses stdout;
+    /// panics with stderr if the command fails.
+    pub fn cli_json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.cli(&[args, &["--json"]].concat());
+        assert!(
+            out.status.success(),
+            "nightjar {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("nightjar --json prints JSON")
+    }
+}
+
+/// Starts an agent sending to `collector_url` every second, with JSON debug
+/// logs on stderr (so tests can read its batch and ack events).
+pub fn start_agent(collector_url: &str, host: &str, state_dir: &Path, extra: &[&str]) -> Proc {
+    Proc::spawn(
+        Command::new(bin("nightjar-agent"))
+            .env("RUST_LOG", "nightjar_agent=debug,info")
+            .args([
+                "--collector",
+                collector_url,
+                "--interval",
+                "1s",
+                "--host",
+                host,
+            ])
+            .arg("--state-dir")
+            .arg(state_dir)
+            .args(["--log-format", "json"])
+            .args(extra),
+    )
+}
+
+/// The JSON log events with the given message.
+pub fn log_events(lines: &[String], message: &str) -> Vec<serde_json::Value> {
+    lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == message)
+        .collect()
+}
+
+/// A host name unique to this test process.
+pub fn unique_host(test: &str) -> String {
+    format!("e2e-{test}-{}", std::process::id())
+}
