@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::spool::FsyncPolicy;
+
 /// Default collector URL.
 pub const DEFAULT_COLLECTOR: &str = "http://127.0.0.1:7070";
 /// Default sampling interval.
@@ -16,8 +18,10 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// Default state directory.
 pub const DEFAULT_STATE_DIR: &str = "./nightjar-agent-state";
-/// Default bound of the unacked-batch queue.
-pub const DEFAULT_QUEUE_MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// Default bound of the on-disk spool of unacked batches.
+pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 256 * 1024 * 1024;
+/// Smallest accepted spool bound.
+pub const MIN_SPOOL_MAX_BYTES: u64 = 1024 * 1024;
 
 /// The agent config file, as written. Every key is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -29,12 +33,15 @@ pub struct RawConfig {
     pub interval: Option<String>,
     /// Host name put on every series. Default: the kernel's host name.
     pub host: Option<String>,
-    /// Directory for the agent id and sequence state. Default
+    /// Directory for the agent id, sequence state and the spool. Default
     /// `./nightjar-agent-state`.
     pub state_dir: Option<PathBuf>,
-    /// Most bytes of unacked batches kept while the collector is away;
-    /// the oldest are dropped beyond. Default 67108864 (64 MiB).
-    pub queue_max_bytes: Option<u64>,
+    /// Most bytes of unacked batches spooled on disk while the collector is
+    /// away; the oldest are dropped beyond. Default 268435456 (256 MiB).
+    pub spool_max_bytes: Option<i64>,
+    /// When spooled batches are fsynced: "batch" (after every batch) or a
+    /// duration such as "5s" (at most that often). Default "batch".
+    pub spool_fsync: Option<String>,
     /// Static labels put on every series, e.g. `env = "prod"`.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -64,8 +71,10 @@ pub struct Config {
     pub host: String,
     /// State directory.
     pub state_dir: PathBuf,
-    /// Queue bound in bytes.
-    pub queue_max_bytes: u64,
+    /// Spool bound in bytes.
+    pub spool_max_bytes: u64,
+    /// Spool fsync policy.
+    pub spool_fsync: FsyncPolicy,
     /// Static labels, validated names.
     pub labels: BTreeMap<String, String>,
 }
@@ -156,14 +165,32 @@ impl Config {
             return Err(error(host_flag, "host", "must not be empty".to_owned()));
         }
 
-        let queue_max_bytes = raw.queue_max_bytes.unwrap_or(DEFAULT_QUEUE_MAX_BYTES);
-        if queue_max_bytes < 1024 * 1024 {
-            return Err(error(
-                false,
-                "queue_max_bytes",
-                format!("{queue_max_bytes} is below the minimum of 1048576 (1 MiB)"),
-            ));
-        }
+        let spool_max_bytes = match raw.spool_max_bytes {
+            None => DEFAULT_SPOOL_MAX_BYTES,
+            Some(n) if n >= MIN_SPOOL_MAX_BYTES as i64 => n as u64,
+            Some(n) => {
+                return Err(error(
+                    false,
+                    "spool_max_bytes",
+                    format!("{n} is below the minimum of {MIN_SPOOL_MAX_BYTES} (1 MiB)"),
+                ));
+            }
+        };
+        let spool_fsync = match raw.spool_fsync.as_deref() {
+            None | Some("batch") => FsyncPolicy::EveryBatch,
+            Some(text) => FsyncPolicy::Every(
+                nightjar_common::duration::parse("spool_fsync", text).map_err(|e| {
+                    error(
+                        false,
+                        "spool_fsync",
+                        format!(
+                            "{text:?} is neither \"batch\" nor a duration ({})",
+                            e.reason
+                        ),
+                    )
+                })?,
+            ),
+        };
 
         for name in raw.labels.keys() {
             if !is_label_name(name) {
@@ -190,7 +217,8 @@ impl Config {
                 .state_dir
                 .or(raw.state_dir)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
-            queue_max_bytes,
+            spool_max_bytes,
+            spool_fsync,
             labels: raw.labels,
         })
     }
@@ -274,9 +302,19 @@ mod tests {
             "labels.host",
         );
         check_err(
-            "queue_max_bytes = 10",
+            "spool_max_bytes = 10",
             Overrides::default(),
-            "queue_max_bytes: 10 is below",
+            "spool_max_bytes: 10 is below",
+        );
+        check_err(
+            "spool_max_bytes = -1",
+            Overrides::default(),
+            "spool_max_bytes: -1 is below",
+        );
+        check_err(
+            "spool_fsync = \"sometimes\"",
+            Overrides::default(),
+            "spool_fsync: \"sometimes\" is neither",
         );
         check_err(
             "intervall = \"1s\"",
@@ -293,6 +331,7 @@ mod tests {
         assert_eq!(cfg.collector, DEFAULT_COLLECTOR);
         assert_eq!(cfg.interval, DEFAULT_INTERVAL);
         assert_eq!(cfg.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
-        assert_eq!(cfg.queue_max_bytes, DEFAULT_QUEUE_MAX_BYTES);
+        assert_eq!(cfg.spool_max_bytes, DEFAULT_SPOOL_MAX_BYTES);
+        assert_eq!(cfg.spool_fsync, FsyncPolicy::EveryBatch);
     }
 }

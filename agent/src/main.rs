@@ -10,15 +10,16 @@ use clap::Parser;
 use nightjar_agent::config::{Config, Overrides, RawConfig};
 use nightjar_agent::convert::BatchHeader;
 use nightjar_agent::pipeline::SamplingLoop;
-use nightjar_agent::queue::{BatchQueue, MemoryQueue};
+use nightjar_agent::queue::BatchQueue;
 use nightjar_agent::sampler::{self, HostSampler};
+use nightjar_agent::spool::Spool;
 use nightjar_agent::state::AgentState;
 use nightjar_agent::telemetry::AgentCounters;
 use nightjar_agent::transport;
 use nightjar_common::{config_file, logging};
 
 /// How long the agent waits at shutdown for the collector to ack what is
-/// queued.
+/// spooled (what is left is sent after the next start).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Nightjar's host agent: samples CPU, memory, disks, network and load and
@@ -78,8 +79,14 @@ fn run(args: Args) -> anyhow::Result<()> {
     let endpoint = transport::endpoint(&config.collector)
         .with_context(|| format!("collector: invalid URL {:?}", config.collector))?;
 
-    let queue: Arc<dyn BatchQueue> = Arc::new(MemoryQueue::new(config.queue_max_bytes));
     let counters = Arc::new(AgentCounters::default());
+    let spool = Spool::open(
+        &config.state_dir.join("spool"),
+        config.spool_max_bytes,
+        config.spool_fsync,
+        counters.clone(),
+    )?;
+    let queue: Arc<dyn BatchQueue> = Arc::new(spool);
     let header = BatchHeader {
         agent_id: state.agent_id().to_owned(),
         host: config.host.clone(),

@@ -2,7 +2,7 @@
 //! the samples, give the batch a durable sequence number and queue it.
 //!
 //! It runs on its own thread so that nothing on the network side (a slow or
-//! absent collector) can delay a sample: the queue never blocks a push.
+//! absent collector) can delay a sample: a spool push never waits for the network.
 //! Ticks are aligned to multiples of the interval on the wall clock (as
 //! Telegraf's `round_interval`), so the series of all hosts line up, and
 //! the batch's timestamp is the boundary itself.
@@ -16,7 +16,7 @@ use crate::convert::{BatchHeader, batch_to_wire};
 use crate::queue::BatchQueue;
 use crate::sampler::HostSampler;
 use crate::state::AgentState;
-use crate::telemetry::{AgentCounters, QueueDropped};
+use crate::telemetry::{AgentCounters, SpoolDropped};
 
 /// Everything the sampling loop needs.
 pub struct SamplingLoop {
@@ -76,10 +76,11 @@ impl SamplingLoop {
             };
             let n_samples = samples.len();
             let batch = batch_to_wire(&self.header, seq, tick as i64, samples);
-            tracing::debug!(seq, timestamp_ms = tick, n_samples, "batch queued");
             let outcome = self.queue.push(batch);
+            // Logged after the push: a logged batch is in the spool.
+            tracing::debug!(seq, timestamp_ms = tick, n_samples, "batch queued");
             if outcome.dropped_batches > 0 {
-                QueueDropped {
+                SpoolDropped {
                     batches: outcome.dropped_batches,
                     bytes: outcome.dropped_bytes,
                 }

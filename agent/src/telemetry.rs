@@ -3,6 +3,7 @@
 //! bump them. Each event's `emit` both counts and logs, rate-limited where
 //! it can repeat every interval.
 
+use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -22,15 +23,18 @@ pub struct AgentCounters {
     pub batches_sent: AtomicU64,
     /// `agent_batches_acked_total`: batches removed from the queue by acks.
     pub batches_acked: AtomicU64,
-    /// `agent_queue_dropped_batches_total`: batches dropped because the
-    /// queue was full.
-    pub queue_dropped_batches: AtomicU64,
+    /// `agent_spool_dropped_batches_total`: batches dropped because the
+    /// spool was full (or could not be written).
+    pub spool_dropped_batches: AtomicU64,
+    /// `agent_spool_corrupt_records_total`: damaged spool records skipped.
+    pub spool_corrupt_records: AtomicU64,
     /// `agent_reconnects_total`: connection attempts after a failure.
     pub reconnects: AtomicU64,
     /// `agent_samples_rejected_total`: samples the collector refused.
     pub samples_rejected: AtomicU64,
     last_drop_log: Mutex<Option<Instant>>,
     last_reject_log: Mutex<Option<Instant>>,
+    last_corrupt_log: Mutex<Option<Instant>>,
 }
 
 fn due(last: &Mutex<Option<Instant>>) -> bool {
@@ -43,12 +47,12 @@ fn due(last: &Mutex<Option<Instant>>) -> bool {
 }
 
 impl AgentCounters {
-    /// The counters as samples, plus the queue gauges and the duration of
+    /// The counters as samples, plus the spool gauges and the duration of
     /// the last sampling pass.
     pub fn samples(
         &self,
-        queue_batches: usize,
-        queue_bytes: u64,
+        spool_batches: usize,
+        spool_bytes: u64,
         sample_seconds: f64,
     ) -> Vec<Sample> {
         let c = |v: &AtomicU64| v.load(Ordering::Relaxed) as f64;
@@ -57,31 +61,35 @@ impl AgentCounters {
             Sample::new("agent_batches_sent_total", c(&self.batches_sent)),
             Sample::new("agent_batches_acked_total", c(&self.batches_acked)),
             Sample::new(
-                "agent_queue_dropped_batches_total",
-                c(&self.queue_dropped_batches),
+                "agent_spool_dropped_batches_total",
+                c(&self.spool_dropped_batches),
+            ),
+            Sample::new(
+                "agent_spool_corrupt_records_total",
+                c(&self.spool_corrupt_records),
             ),
             Sample::new("agent_reconnects_total", c(&self.reconnects)),
             Sample::new("agent_samples_rejected_total", c(&self.samples_rejected)),
-            Sample::new("agent_queue_batches", queue_batches as f64),
-            Sample::new("agent_queue_bytes", queue_bytes as f64),
+            Sample::new("agent_spool_batches", spool_batches as f64),
+            Sample::new("agent_spool_bytes", spool_bytes as f64),
             Sample::new("agent_sample_duration_seconds", sample_seconds),
         ]
     }
 }
 
-/// The queue was full and dropped its oldest batches.
-pub struct QueueDropped {
+/// The spool was full and dropped its oldest batches.
+pub struct SpoolDropped {
     /// Batches dropped.
     pub batches: u64,
     /// Their encoded bytes.
     pub bytes: u64,
 }
 
-impl QueueDropped {
+impl SpoolDropped {
     /// Counts, and logs at most once a minute.
     pub fn emit(&self, counters: &AgentCounters) {
         let total = counters
-            .queue_dropped_batches
+            .spool_dropped_batches
             .fetch_add(self.batches, Ordering::Relaxed)
             + self.batches;
         if due(&counters.last_drop_log) {
@@ -89,7 +97,7 @@ impl QueueDropped {
                 dropped_batches = self.batches,
                 dropped_bytes = self.bytes,
                 dropped_total = total,
-                "queue full: dropped the oldest unacked batches (logged at most once a minute)"
+                "spool full: dropped the oldest unacked batches (logged at most once a minute)"
             );
         }
     }
@@ -114,6 +122,35 @@ impl SamplesRejected<'_> {
                 rejected = self.count,
                 reason = self.first_reason,
                 "collector rejected samples (logged at most once a minute)"
+            );
+        }
+    }
+}
+
+/// A damaged spool record was found and skipped.
+pub struct SpoolRecordCorrupt<'a> {
+    /// The segment file.
+    pub path: &'a Path,
+    /// Byte offset of the damage.
+    pub offset: u64,
+    /// What check failed.
+    pub reason: &'a str,
+}
+
+impl SpoolRecordCorrupt<'_> {
+    /// Counts, and logs at most once a minute.
+    pub fn emit(&self, counters: &AgentCounters) {
+        let total = counters
+            .spool_corrupt_records
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
+        if due(&counters.last_corrupt_log) {
+            tracing::warn!(
+                path = %self.path.display(),
+                offset = self.offset,
+                reason = self.reason,
+                corrupt_total = total,
+                "skipped a corrupt spool record (logged at most once a minute)"
             );
         }
     }

@@ -68,8 +68,9 @@ fn group_series(
     found: Vec<(SeriesKey, Vec<Point>)>,
     by: &[String],
 ) -> Vec<(SeriesKey, Vec<Vec<Point>>)> {
-    let mut groups: BTreeMap<Vec<(String, String)>, (Option<String>, Vec<Vec<Point>>)> =
-        BTreeMap::new();
+    /// A group: its members' common metric (None once they differ) and points.
+    type Group = (Option<String>, Vec<Vec<Point>>);
+    let mut groups: BTreeMap<Vec<(String, String)>, Group> = BTreeMap::new();
     for (key, points) in found {
         let group_labels: Vec<(String, String)> = by
             .iter()

@@ -80,10 +80,8 @@ pub struct Selector {
 impl Selector {
     /// Whether the series is selected.
     pub fn matches(&self, series: &SeriesKey) -> bool {
-        if let Some(metric) = &self.metric {
-            if *metric != series.metric {
-                return false;
-            }
+        if self.metric.as_ref().is_some_and(|m| *m != series.metric) {
+            return false;
         }
         self.matchers
             .iter()

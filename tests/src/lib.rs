@@ -43,15 +43,20 @@ pub fn free_port() -> u16 {
 
 /// Calls `f` every 100 ms until it returns `Some`, or panics with `what`
 /// after `DEADLINE`.
-pub fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+pub fn poll<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    poll_for(what, DEADLINE, f)
+}
+
+/// Like [`poll`] with an explicit deadline.
+pub fn poll_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {
         if let Some(v) = f() {
             return v;
         }
         assert!(
-            start.elapsed() < DEADLINE,
-            "timed out after {DEADLINE:?} waiting for {what}"
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -211,4 +216,47 @@ pub fn log_events(lines: &[String], message: &str) -> Vec<serde_json::Value> {
 /// A host name unique to this test process.
 pub fn unique_host(test: &str) -> String {
     format!("e2e-{test}-{}", std::process::id())
+}
+
+/// What an agent's debug log says it did: (seq → timestamp_ms) of every
+/// batch it spooled, and the highest seq the collector acked.
+pub fn agent_progress(lines: &[String]) -> (std::collections::BTreeMap<u64, i64>, u64) {
+    let queued = log_events(lines, "batch queued")
+        .iter()
+        .filter_map(|e| Some((e["seq"].as_u64()?, e["timestamp_ms"].as_i64()?)))
+        .collect();
+    let acked = log_events(lines, "ack received")
+        .iter()
+        .filter_map(|e| e["acked_through"].as_u64())
+        .max()
+        .unwrap_or(0);
+    (queued, acked)
+}
+
+/// The raw timestamps stored for `metric` of `host` over the last hour,
+/// asserting there is exactly one such series.
+pub fn stored_timestamps(collector: &Collector, metric: &str, host: &str) -> Vec<i64> {
+    let v = collector.cli_json(&[
+        "query", metric, "--host", host, "--since", "1h", "--step", "0",
+    ]);
+    let series = v.as_array().expect("a list of series");
+    assert_eq!(
+        series.len(),
+        1,
+        "expected one {metric} series for {host}: {v}"
+    );
+    series[0]["points"]
+        .as_array()
+        .expect("points")
+        .iter()
+        .map(|p| p[0].as_i64().expect("timestamp"))
+        .collect()
+}
+
+/// The newest raw value of `metric` of `host`, if any.
+pub fn latest_value(collector: &Collector, metric: &str, host: &str) -> Option<f64> {
+    let v = collector.cli_json(&[
+        "query", metric, "--host", host, "--since", "1h", "--step", "0",
+    ]);
+    v.as_array()?.first()?["points"].as_array()?.last()?[1].as_f64()
 }

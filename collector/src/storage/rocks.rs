@@ -282,12 +282,11 @@ impl Storage for RocksStorage {
             iter.seek_for_prev(sample_key(id, i64::MAX));
             iter.status()
                 .map_err(|e| self.io("read latest sample", e))?;
-            if let (Some(k), Some(v)) = (iter.key(), iter.value()) {
-                if read_u64(k) == Some(id) {
-                    if let Some(point) = decode_point(k, v) {
-                        out.push((key, point));
-                    }
-                }
+            if let (Some(k), Some(v)) = (iter.key(), iter.value())
+                && read_u64(k) == Some(id)
+                && let Some(point) = decode_point(k, v)
+            {
+                out.push((key, point));
             }
         }
         Ok(out)
