@@ -37,6 +37,7 @@ for _ in $(seq 150); do
     fi
     sleep 0.2
 done
+sleep 3 # a few more seconds of points for the query below
 
 echo
 echo "\$ nightjar status"

@@ -45,7 +45,70 @@ pub struct RawConfig {
     /// Static labels put on every series, e.g. `env = "prod"`.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Which filesystems (by mountpoint) are reported.
+    #[serde(default)]
+    pub disks: RawFilter,
+    /// Which network interfaces are reported. Default: all but `lo`.
+    #[serde(default)]
+    pub network: Option<RawFilter>,
 }
+
+/// An include/exclude pair of regex lists, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFilter {
+    /// Regexes (matched anywhere; anchor with ^ and $); empty = everything.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Regexes; a name matching any is left out, even if included.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+/// A validated include/exclude filter over names.
+#[derive(Clone, Debug, Default)]
+pub struct NameFilter {
+    include: Vec<regex::Regex>,
+    exclude: Vec<regex::Regex>,
+}
+
+impl PartialEq for NameFilter {
+    fn eq(&self, other: &Self) -> bool {
+        let text = |v: &[regex::Regex]| v.iter().map(|r| r.as_str().to_owned()).collect::<Vec<_>>();
+        text(&self.include) == text(&other.include) && text(&self.exclude) == text(&other.exclude)
+    }
+}
+
+impl NameFilter {
+    /// Compiles the lists; the error is (list name, index, reason).
+    pub fn new(
+        include: &[&str],
+        exclude: &[&str],
+    ) -> Result<NameFilter, (&'static str, usize, String)> {
+        let compile = |list: &'static str, patterns: &[&str]| {
+            patterns
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    regex::Regex::new(p).map_err(|e| (list, i, format!("invalid regex {p:?}: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(NameFilter {
+            include: compile("include", include)?,
+            exclude: compile("exclude", exclude)?,
+        })
+    }
+
+    /// Whether `name` is reported.
+    pub fn allows(&self, name: &str) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|r| r.is_match(name)))
+            && !self.exclude.iter().any(|r| r.is_match(name))
+    }
+}
+
+/// Interfaces left out unless the config says otherwise.
+pub const DEFAULT_NETWORK_EXCLUDE: &[&str] = &["^lo$"];
 
 /// Values given on the command line, which win over the file.
 #[derive(Debug, Default)]
@@ -77,6 +140,10 @@ pub struct Config {
     pub spool_fsync: FsyncPolicy,
     /// Static labels, validated names.
     pub labels: BTreeMap<String, String>,
+    /// Filesystems reported, by mountpoint.
+    pub disks: NameFilter,
+    /// Interfaces reported.
+    pub network: NameFilter,
 }
 
 /// A config value that does not validate.
@@ -209,6 +276,19 @@ impl Config {
             }
         }
 
+        let filter = |section: &str, raw: &RawFilter| {
+            let include: Vec<&str> = raw.include.iter().map(String::as_str).collect();
+            let exclude: Vec<&str> = raw.exclude.iter().map(String::as_str).collect();
+            NameFilter::new(&include, &exclude).map_err(|(list, i, reason)| {
+                error(false, &format!("{section}.{list}[{i}]"), reason)
+            })
+        };
+        let disks = filter("disks", &raw.disks)?;
+        let network = match &raw.network {
+            Some(raw) => filter("network", raw)?,
+            None => NameFilter::new(&[], DEFAULT_NETWORK_EXCLUDE).expect("valid default"),
+        };
+
         Ok(Config {
             collector,
             interval,
@@ -220,6 +300,8 @@ impl Config {
             spool_max_bytes,
             spool_fsync,
             labels: raw.labels,
+            disks,
+            network,
         })
     }
 }
@@ -317,6 +399,16 @@ mod tests {
             "spool_fsync: \"sometimes\" is neither",
         );
         check_err(
+            "[network]\nexclude = [\"^lo$\", \"(\"]",
+            Overrides::default(),
+            "/etc/agent.toml: network.exclude[1]: invalid regex \"(\"",
+        );
+        check_err(
+            "[disks]\nincldue = []",
+            Overrides::default(),
+            "unknown field `incldue`",
+        );
+        check_err(
             "intervall = \"1s\"",
             Overrides::default(),
             "unknown field `intervall`",
@@ -333,5 +425,10 @@ mod tests {
         assert_eq!(cfg.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
         assert_eq!(cfg.spool_max_bytes, DEFAULT_SPOOL_MAX_BYTES);
         assert_eq!(cfg.spool_fsync, FsyncPolicy::EveryBatch);
+        assert_eq!(
+            cfg.network,
+            NameFilter::new(&[], DEFAULT_NETWORK_EXCLUDE).unwrap()
+        );
+        assert_eq!(cfg.disks, NameFilter::default());
     }
 }

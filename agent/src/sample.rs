@@ -43,3 +43,18 @@ impl Sample {
         self
     }
 }
+
+/// The value of the first sample named `metric` carrying all `labels`
+/// (test helper).
+#[cfg(test)]
+pub fn find(samples: &[Sample], metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples
+        .iter()
+        .find(|s| {
+            s.metric == metric
+                && labels
+                    .iter()
+                    .all(|(n, v)| s.labels.iter().any(|(ln, lv)| ln == n && lv == v))
+        })
+        .map(|s| s.value)
+}

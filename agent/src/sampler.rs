@@ -1,17 +1,27 @@
-//! Host sampling. `HostSampler` owns the sysinfo state and does the I/O;
-//! the submodules turn readings into samples and are pure, tested on canned
-//! values.
+//! Host sampling. `HostSampler` owns the sysinfo state, reads the `/proc`
+//! files sysinfo lacks and keeps counter baselines; the submodules turn
+//! readings into samples and are pure, tested on canned values.
 
 pub mod cpu;
 pub mod disk;
+pub mod diskio;
+pub mod host;
+pub mod kernel;
 pub mod load;
 pub mod memory;
 pub mod network;
+pub mod pressure;
+pub mod rates;
+pub mod tcp;
+pub mod vm;
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use sysinfo::{DiskRefreshKind, Disks, Networks, System};
+use sysinfo::{DiskRefreshKind, Disks, System};
 
+use crate::config::NameFilter;
+use crate::procfs;
 use crate::sample::Sample;
 
 /// sysinfo needs this much time between two CPU refreshes for a usable
@@ -23,37 +33,60 @@ const MIN_CPU_WINDOW: Duration = sysinfo::MINIMUM_CPU_UPDATE_INTERVAL;
 #[error("cannot read host statistics: {0}")]
 pub struct SamplerError(String);
 
-/// Samples CPU, memory, swap, load, filesystems and network throughput.
+/// Which filesystems and interfaces to report.
+#[derive(Clone, Debug, Default)]
+pub struct Filters {
+    /// Filesystems, by mountpoint.
+    pub disks: NameFilter,
+    /// Network interfaces, by name.
+    pub network: NameFilter,
+}
+
+/// Samples CPU, memory, swap, load, filesystems, block I/O, network, TCP,
+/// pressure and host-wide figures.
 pub struct HostSampler {
     system: System,
     disks: Disks,
-    networks: Networks,
-    net_rates: network::NetworkRates,
+    rates: rates::Rates,
     cpu_refreshed_at: Instant,
+    filters: Filters,
+    proc_root: PathBuf,
+}
+
+/// Reads a /proc (or /sys) file; None if it does not exist or is unreadable
+/// (e.g. /proc/pressure without PSI support).
+fn read(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path).ok()
 }
 
 impl HostSampler {
     /// Takes the first readings, which the first sample's rates and CPU
     /// usage are computed against.
-    pub fn new() -> Result<HostSampler, SamplerError> {
+    pub fn new(filters: Filters) -> Result<HostSampler, SamplerError> {
         let err = |e: sysinfo::Error| SamplerError(e.to_string());
         let mut system = System::new().map_err(err)?;
         system.refresh_cpu_usage();
         Ok(HostSampler {
             system,
             disks: Disks::new().map_err(err)?,
-            networks: Networks::new_with_refreshed_list().map_err(err)?,
-            net_rates: network::NetworkRates::default(),
+            rates: rates::Rates::default(),
             cpu_refreshed_at: Instant::now(),
+            filters,
+            proc_root: PathBuf::from("/proc"),
         })
     }
 
-    /// Reads everything once. CPU usage and network rates are left out when
-    /// there is no earlier reading far enough back to compare against.
-    pub fn sample(&mut self) -> Vec<Sample> {
-        let mut out = Vec::with_capacity(64);
+    fn proc(&self, rel: &str) -> Option<String> {
+        read(&self.proc_root.join(rel))
+    }
 
+    /// Reads everything once. CPU usage and rates are left out when there is
+    /// no earlier reading to compare against.
+    pub fn sample(&mut self) -> Vec<Sample> {
+        let mut out = Vec::with_capacity(128);
         let now = Instant::now();
+        self.rates.start(now);
+
         let cpu_window = now.saturating_duration_since(self.cpu_refreshed_at);
         self.system.refresh_cpu_usage();
         self.cpu_refreshed_at = now;
@@ -63,9 +96,20 @@ impl HostSampler {
                 self.system.cpus().iter().map(|c| c.usage()),
             ));
         }
-
+        if let Some(text) = self.proc("stat") {
+            out.extend(kernel::samples(&procfs::parse_stat(&text), &mut self.rates));
+        }
         if let Ok(l) = System::load_average() {
             out.extend(load::samples(l.one, l.five, l.fifteen));
+        }
+        for resource in ["cpu", "memory", "io"] {
+            if let Some(text) = self.proc(&format!("pressure/{resource}")) {
+                out.extend(pressure::samples(
+                    resource,
+                    procfs::parse_pressure(&text),
+                    &mut self.rates,
+                ));
+            }
         }
 
         self.system.refresh_memory();
@@ -76,6 +120,15 @@ impl HostSampler {
             swap_total: self.system.total_swap(),
             swap_used: self.system.used_swap(),
         }));
+        let meminfo = self
+            .proc("meminfo")
+            .map(|t| procfs::parse_meminfo(&t))
+            .unwrap_or_default();
+        let vmstat = self
+            .proc("vmstat")
+            .map(|t| procfs::parse_key_values(&t))
+            .unwrap_or_default();
+        out.extend(vm::samples(&meminfo, &vmstat, &mut self.rates));
 
         self.disks
             .refresh_specifics(true, DiskRefreshKind::nothing());
@@ -84,6 +137,9 @@ impl HostSampler {
             .iter()
             .filter_map(|d| {
                 let mountpoint = d.mount_point().to_string_lossy().into_owned();
+                if !self.filters.disks.allows(&mountpoint) {
+                    return None;
+                }
                 // sysinfo lists mounts; the figures come from statvfs, as df's do.
                 let vfs = rustix::fs::statvfs(d.mount_point()).ok()?;
                 Some(disk::DiskReading {
@@ -93,22 +149,60 @@ impl HostSampler {
                     blocks: vfs.f_blocks,
                     bfree: vfs.f_bfree,
                     bavail: vfs.f_bavail,
+                    files: vfs.f_files,
+                    ffree: vfs.f_ffree,
+                    read_only: vfs.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY),
                 })
             })
             .collect();
         out.extend(disk::samples(&readings));
+        if let Some(text) = self.proc("diskstats") {
+            out.extend(diskio::samples(
+                &procfs::parse_diskstats(&text),
+                &mut self.rates,
+            ));
+        }
 
-        self.networks.refresh(true);
-        let counters: Vec<network::InterfaceCounters> = self
-            .networks
-            .iter()
-            .map(|(name, data)| network::InterfaceCounters {
-                name: name.to_string_lossy().into_owned(),
-                rx_bytes: data.total_received(),
-                tx_bytes: data.total_transmitted(),
-            })
-            .collect();
-        out.extend(self.net_rates.update(Instant::now(), &counters));
+        if let Some(text) = self.proc("net/dev") {
+            let devs = procfs::parse_net_dev(&text);
+            let link_up = |name: &str| {
+                let dir = Path::new("/sys/class/net").join(name);
+                let operstate = read(&dir.join("operstate"))?;
+                let flags = read(&dir.join("flags"))
+                    .and_then(|f| u64::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok());
+                Some(network::link_is_up(&operstate, flags))
+            };
+            out.extend(network::samples(
+                &devs,
+                &self.filters.network,
+                link_up,
+                &mut self.rates,
+            ));
+        }
+        let mut snmp = self
+            .proc("net/snmp")
+            .map(|t| procfs::parse_snmp(&t))
+            .unwrap_or_default();
+        if let Some(text) = self.proc("net/netstat") {
+            snmp.extend(procfs::parse_snmp(&text));
+        }
+        out.extend(tcp::samples(&snmp, &mut self.rates));
+
+        let processes = std::fs::read_dir(&self.proc_root).ok().map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+                })
+                .count() as u64
+        });
+        let fds = self
+            .proc("sys/fs/file-nr")
+            .and_then(|t| procfs::parse_file_nr(&t));
+        out.extend(host::samples(System::uptime().ok(), processes, fds));
         out
     }
 }

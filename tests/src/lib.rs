@@ -260,3 +260,23 @@ pub fn latest_value(collector: &Collector, metric: &str, host: &str) -> Option<f
     ]);
     v.as_array()?.first()?["points"].as_array()?.last()?[1].as_f64()
 }
+
+/// The newest raw value of each series of `metric` for `host`, with the
+/// series' labels.
+pub fn latest_by_series(
+    collector: &Collector,
+    metric: &str,
+    host: &str,
+) -> Vec<(serde_json::Value, f64)> {
+    let v = collector.cli_json(&[
+        "query", metric, "--host", host, "--since", "1h", "--step", "0",
+    ]);
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| {
+            let value = s["points"].as_array()?.last()?[1].as_f64()?;
+            Some((s["labels"].clone(), value))
+        })
+        .collect()
+}

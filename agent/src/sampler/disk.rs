@@ -6,6 +6,8 @@
 //!   still write; root-reserved blocks are not counted as free)
 //! - used percent = used / (used + avail) * 100 (df "Use%", which df rounds
 //!   up to a whole number)
+//! - inodes used percent = (f_files - f_ffree) / f_files * 100 (`df -i` IUse%)
+//! - read-only = the ST_RDONLY mount flag (`findmnt` OPTIONS `ro`)
 
 use crate::sample::Sample;
 
@@ -24,6 +26,12 @@ pub struct DiskReading {
     pub bfree: u64,
     /// Blocks available to unprivileged users.
     pub bavail: u64,
+    /// Total inodes (0 on filesystems without a fixed inode table).
+    pub files: u64,
+    /// Free inodes.
+    pub ffree: u64,
+    /// Mounted read-only.
+    pub read_only: bool,
 }
 
 /// Usage samples for each filesystem.
@@ -48,6 +56,17 @@ pub fn samples(disks: &[DiskReading]) -> Vec<Sample> {
         out.push(labelled("disk_free_bytes", avail as f64));
         out.push(labelled("disk_used_bytes", used as f64));
         out.push(labelled("disk_total_bytes", (d.blocks * d.frsize) as f64));
+        if d.files > 0 {
+            let used = d.files.saturating_sub(d.ffree);
+            out.push(labelled(
+                "disk_inodes_used_percent",
+                used as f64 / d.files as f64 * 100.0,
+            ));
+        }
+        out.push(labelled(
+            "disk_read_only",
+            if d.read_only { 1.0 } else { 0.0 },
+        ));
     }
     out
 }
@@ -66,6 +85,9 @@ mod tests {
             blocks: 1000,
             bfree: 300,
             bavail: 250,
+            files: 100,
+            ffree: 75,
+            read_only: true,
         };
         let s = samples(&[r]);
         let get = |m: &str| s.iter().find(|x| x.metric == m).unwrap();
@@ -73,6 +95,8 @@ mod tests {
         assert!((get("disk_used_percent").value - 73.684).abs() < 0.001);
         assert_eq!(get("disk_free_bytes").value, 250.0 * 4096.0);
         assert_eq!(get("disk_used_bytes").value, 700.0 * 4096.0);
+        assert_eq!(get("disk_inodes_used_percent").value, 25.0);
+        assert_eq!(get("disk_read_only").value, 1.0);
         assert_eq!(
             get("disk_used_percent").labels,
             vec![
@@ -91,6 +115,9 @@ mod tests {
             blocks: 0,
             bfree: 0,
             bavail: 0,
+            files: 0,
+            ffree: 0,
+            read_only: false,
         };
         assert!(samples(&[r]).is_empty());
     }

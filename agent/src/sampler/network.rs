@@ -1,113 +1,115 @@
-//! Network throughput per interface: `net_rx_bytes_per_sec` and
-//! `net_tx_bytes_per_sec{interface}`, from the kernel's cumulative byte
-//! counters (the RX/TX bytes of `ip -s link`) divided by the time between
-//! two readings. The first reading of an interface gives no rate; a counter
-//! that went backwards (reset, interface re-created) gives none either.
+//! Network interfaces from `/proc/net/dev` (the counters `ip -s link`
+//! prints): per interface, bytes, packets, errors and drops per second for
+//! each direction, and whether the link is up (`ip link`: state UP, or
+//! UNKNOWN with the interface administratively up, as loopback is).
+//! Rates come from the cumulative counters; the first reading of an
+//! interface, and a counter that went backwards, give no rate.
 
-use std::collections::HashMap;
-use std::time::Instant;
-
+use crate::config::NameFilter;
+use crate::procfs::NetDev;
 use crate::sample::Sample;
 
-/// Cumulative counters of one interface.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InterfaceCounters {
-    /// Interface name.
-    pub name: String,
-    /// Bytes received since boot.
-    pub rx_bytes: u64,
-    /// Bytes sent since boot.
-    pub tx_bytes: u64,
-}
+use super::rates::Rates;
 
-/// Turns successive counter readings into rates.
-#[derive(Debug, Default)]
-pub struct NetworkRates {
-    previous: HashMap<String, (u64, u64)>,
-    previous_at: Option<Instant>,
-}
-
-impl NetworkRates {
-    /// Records a reading taken at `now`; returns rates against the last one.
-    pub fn update(&mut self, now: Instant, readings: &[InterfaceCounters]) -> Vec<Sample> {
-        let mut out = Vec::new();
-        let elapsed = self
-            .previous_at
-            .map(|t| now.saturating_duration_since(t).as_secs_f64())
-            .filter(|s| *s > 0.0);
-        let mut current = HashMap::with_capacity(readings.len());
-        for r in readings {
-            if let (Some(secs), Some(&(rx0, tx0))) = (elapsed, self.previous.get(&r.name))
-                && r.rx_bytes >= rx0
-                && r.tx_bytes >= tx0
-            {
-                let rx = (r.rx_bytes - rx0) as f64 / secs;
-                let tx = (r.tx_bytes - tx0) as f64 / secs;
-                let rate =
-                    |metric, value| Sample::labelled(metric, "interface", r.name.clone(), value);
-                out.push(rate("net_rx_bytes_per_sec", rx));
-                out.push(rate("net_tx_bytes_per_sec", tx));
+/// Samples for every interface the filter lets through. `link_up` answers
+/// for an interface name, or None when unknown.
+pub fn samples(
+    devs: &[NetDev],
+    filter: &NameFilter,
+    link_up: impl Fn(&str) -> Option<bool>,
+    rates: &mut Rates,
+) -> Vec<Sample> {
+    let mut out = Vec::with_capacity(devs.len() * 9);
+    for d in devs.iter().filter(|d| filter.allows(&d.interface)) {
+        let labelled =
+            |metric, value| Sample::labelled(metric, "interface", d.interface.clone(), value);
+        let counters = [
+            ("net_rx_bytes_per_sec", d.rx_bytes),
+            ("net_tx_bytes_per_sec", d.tx_bytes),
+            ("net_rx_packets_per_sec", d.rx_packets),
+            ("net_tx_packets_per_sec", d.tx_packets),
+            ("net_rx_errors_per_sec", d.rx_errors),
+            ("net_tx_errors_per_sec", d.tx_errors),
+            ("net_rx_drops_per_sec", d.rx_drops),
+            ("net_tx_drops_per_sec", d.tx_drops),
+        ];
+        for (metric, value) in counters {
+            if let Some(r) = rates.rate(&format!("net/{}/{metric}", d.interface), value) {
+                out.push(labelled(metric, r));
             }
-            current.insert(r.name.clone(), (r.rx_bytes, r.tx_bytes));
         }
-        self.previous = current;
-        self.previous_at = Some(now);
-        out
+        if let Some(up) = link_up(&d.interface) {
+            out.push(labelled("net_link_up", if up { 1.0 } else { 0.0 }));
+        }
+    }
+    out
+}
+
+/// Whether a link is up given its `operstate` and `flags` from sysfs.
+pub fn link_is_up(operstate: &str, flags: Option<u64>) -> bool {
+    const IFF_UP: u64 = 0x1;
+    match operstate.trim() {
+        "up" => true,
+        "unknown" => flags.is_some_and(|f| f & IFF_UP != 0),
+        _ => false,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use crate::sample::find;
+    use std::time::{Duration, Instant};
 
-    fn c(name: &str, rx: u64, tx: u64) -> InterfaceCounters {
-        InterfaceCounters {
-            name: name.into(),
+    fn dev(name: &str, rx: u64, drops: u64) -> NetDev {
+        NetDev {
+            interface: name.into(),
             rx_bytes: rx,
-            tx_bytes: tx,
+            rx_drops: drops,
+            ..NetDev::default()
         }
     }
 
-    fn show(samples: &[Sample]) -> Vec<String> {
-        samples
-            .iter()
-            .map(|s| format!("{}{{{}}} {}", s.metric, s.labels[0].1, s.value))
-            .collect()
+    #[test]
+    fn rates_link_state_and_filter() {
+        let filter = NameFilter::new(&[], &["^lo$"]).unwrap();
+        let t0 = Instant::now();
+        let mut rates = Rates::default();
+        rates.start(t0);
+        let first = samples(
+            &[dev("eth0", 1000, 0), dev("lo", 5, 0)],
+            &filter,
+            |_| Some(true),
+            &mut rates,
+        );
+        assert_eq!(first.len(), 1, "first reading: only link state");
+        rates.start(t0 + Duration::from_secs(2));
+        let s = samples(
+            &[dev("eth0", 3000, 4), dev("lo", 50, 0)],
+            &filter,
+            |_| Some(false),
+            &mut rates,
+        );
+        assert_eq!(
+            find(&s, "net_rx_bytes_per_sec", &[("interface", "eth0")]),
+            Some(1000.0)
+        );
+        assert_eq!(
+            find(&s, "net_rx_drops_per_sec", &[("interface", "eth0")]),
+            Some(2.0)
+        );
+        assert_eq!(find(&s, "net_link_up", &[("interface", "eth0")]), Some(0.0));
+        assert!(
+            find(&s, "net_rx_bytes_per_sec", &[("interface", "lo")]).is_none(),
+            "lo is excluded"
+        );
     }
 
     #[test]
-    fn rates_from_counters() {
-        let t0 = Instant::now();
-        let mut n = NetworkRates::default();
-        assert!(
-            n.update(t0, &[c("eth0", 1_000, 500)]).is_empty(),
-            "first reading has no rate"
-        );
-        let got = n.update(
-            t0 + Duration::from_secs(2),
-            &[c("eth0", 3_000, 900), c("eth1", 5, 5)],
-        );
-        assert_eq!(
-            show(&got),
-            [
-                "net_rx_bytes_per_sec{eth0} 1000",
-                "net_tx_bytes_per_sec{eth0} 200"
-            ]
-        );
-        // Counter reset: no rate, then rates resume from the new base.
-        let t2 = t0 + Duration::from_secs(3);
-        assert_eq!(
-            show(&n.update(t2, &[c("eth0", 10, 10), c("eth1", 15, 5)])).len(),
-            2
-        );
-        let got = n.update(t2 + Duration::from_secs(1), &[c("eth0", 20, 10)]);
-        assert_eq!(
-            show(&got),
-            [
-                "net_rx_bytes_per_sec{eth0} 10",
-                "net_tx_bytes_per_sec{eth0} 0"
-            ]
-        );
+    fn link_states() {
+        assert!(link_is_up("up\n", None));
+        assert!(link_is_up("unknown", Some(0x9)));
+        assert!(!link_is_up("unknown", Some(0x8)));
+        assert!(!link_is_up("down", Some(0x1)));
     }
 }
