@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::process_watch::{ProcessMatcher, WatchSpec};
 use crate::spool::FsyncPolicy;
 
 /// Default collector URL.
@@ -51,6 +52,26 @@ pub struct RawConfig {
     /// Which network interfaces are reported. Default: all but `lo`.
     #[serde(default)]
     pub network: Option<RawFilter>,
+    /// Processes to watch (`[[watch]]` entries).
+    #[serde(default)]
+    pub watch: Vec<RawWatch>,
+}
+
+/// One `[[watch]]` entry, as written: a name, exactly one of `exe`,
+/// `cmdline` and `pidfile`, and `min_count`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWatch {
+    /// The entry's name: the `process` label of its series.
+    pub name: String,
+    /// Match by executable name (`/proc/PID/comm` or the file name of `/proc/PID/exe`).
+    pub exe: Option<String>,
+    /// Match by a regex searched in the command line.
+    pub cmdline: Option<String>,
+    /// Match the PID written in this file.
+    pub pidfile: Option<PathBuf>,
+    /// Fewest matching processes for `process_up` to be 1. Default 1.
+    pub min_count: Option<i64>,
 }
 
 /// An include/exclude pair of regex lists, as written.
@@ -124,7 +145,7 @@ pub struct Overrides {
 }
 
 /// The validated configuration.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Config {
     /// Collector URL, `http://` or `https://`.
     pub collector: String,
@@ -144,6 +165,8 @@ pub struct Config {
     pub disks: NameFilter,
     /// Interfaces reported.
     pub network: NameFilter,
+    /// Watched processes.
+    pub watch: Vec<WatchSpec>,
 }
 
 /// A config value that does not validate.
@@ -289,6 +312,50 @@ impl Config {
             None => NameFilter::new(&[], DEFAULT_NETWORK_EXCLUDE).expect("valid default"),
         };
 
+        let mut watch = Vec::with_capacity(raw.watch.len());
+        for (i, w) in raw.watch.iter().enumerate() {
+            let key = |field: &str| format!("watch[{i}].{field}");
+            if w.name.trim().is_empty() {
+                return Err(error(false, &key("name"), "must not be empty".to_owned()));
+            }
+            if raw.watch[..i].iter().any(|other| other.name == w.name) {
+                return Err(error(
+                    false,
+                    &key("name"),
+                    format!("{:?} is used by an earlier entry", w.name),
+                ));
+            }
+            let matcher = match (&w.exe, &w.cmdline, &w.pidfile) {
+                (Some(exe), None, None) if !exe.is_empty() => ProcessMatcher::Exe(exe.clone()),
+                (None, Some(re), None) => {
+                    ProcessMatcher::Cmdline(regex::Regex::new(re).map_err(|e| {
+                        error(false, &key("cmdline"), format!("invalid regex {re:?}: {e}"))
+                    })?)
+                }
+                (None, None, Some(path)) => ProcessMatcher::Pidfile(path.clone()),
+                _ => {
+                    return Err(error(
+                        false,
+                        &format!("watch[{i}]"),
+                        format!(
+                            "entry {:?} needs exactly one of exe, cmdline, pidfile",
+                            w.name
+                        ),
+                    ));
+                }
+            };
+            let min_count = match w.min_count {
+                None => 1,
+                Some(n) if n >= 0 => n as u64,
+                Some(n) => return Err(error(false, &key("min_count"), format!("{n} is negative"))),
+            };
+            watch.push(WatchSpec {
+                name: w.name.clone(),
+                matcher,
+                min_count,
+            });
+        }
+
         Ok(Config {
             collector,
             interval,
@@ -302,6 +369,7 @@ impl Config {
             labels: raw.labels,
             disks,
             network,
+            watch,
         })
     }
 }
@@ -402,6 +470,31 @@ mod tests {
             "[network]\nexclude = [\"^lo$\", \"(\"]",
             Overrides::default(),
             "/etc/agent.toml: network.exclude[1]: invalid regex \"(\"",
+        );
+        check_err(
+            "[[watch]]\nname = \"web\"\ncmdline = \"(\"",
+            Overrides::default(),
+            "/etc/agent.toml: watch[0].cmdline: invalid regex \"(\"",
+        );
+        check_err(
+            "[[watch]]\nname = \"web\"\nexe = \"nginx\"\npidfile = \"/run/x\"",
+            Overrides::default(),
+            "watch[0]: entry \"web\" needs exactly one of exe, cmdline, pidfile",
+        );
+        check_err(
+            "[[watch]]\nname = \"web\"\nexe = \"nginx\"\nmin_count = -2",
+            Overrides::default(),
+            "watch[0].min_count: -2 is negative",
+        );
+        check_err(
+            "[[watch]]\nname = \"a\"\nexe = \"x\"\n[[watch]]\nname = \"a\"\nexe = \"y\"",
+            Overrides::default(),
+            "watch[1].name: \"a\" is used by an earlier entry",
+        );
+        check_err(
+            "[[watch]]\nname = \"a\"\nexe = \"x\"\nuser = \"root\"",
+            Overrides::default(),
+            "unknown field `user`",
         );
         check_err(
             "[disks]\nincldue = []",

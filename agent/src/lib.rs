@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod config;
 pub mod convert;
 pub mod pipeline;
+pub mod process_watch;
 pub mod procfs;
 pub mod queue;
 pub mod sample;

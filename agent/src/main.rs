@@ -11,7 +11,7 @@ use nightjar_agent::config::{Config, Overrides, RawConfig};
 use nightjar_agent::convert::BatchHeader;
 use nightjar_agent::pipeline::SamplingLoop;
 use nightjar_agent::queue::BatchQueue;
-use nightjar_agent::sampler::{self, Filters, HostSampler};
+use nightjar_agent::sampler::{self, HostSampler, Selection};
 use nightjar_agent::spool::Spool;
 use nightjar_agent::state::AgentState;
 use nightjar_agent::telemetry::AgentCounters;
@@ -75,9 +75,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         sampler::host_name,
     )?;
     let state = AgentState::open(&config.state_dir)?;
-    let sampler = HostSampler::new(Filters {
+    let sampler = HostSampler::new(Selection {
         disks: config.disks.clone(),
         network: config.network.clone(),
+        watch: config.watch.clone(),
     })?;
     let endpoint = transport::endpoint(&config.collector)
         .with_context(|| format!("collector: invalid URL {:?}", config.collector))?;

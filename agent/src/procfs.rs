@@ -63,6 +63,8 @@ pub struct Stat {
     pub procs_running: u64,
     /// Tasks blocked on I/O now (`procs_blocked`).
     pub procs_blocked: u64,
+    /// Boot time, epoch seconds (`btime`).
+    pub boot_time: u64,
 }
 
 /// Parses `/proc/stat`.
@@ -100,6 +102,7 @@ pub fn parse_stat(text: &str) -> Stat {
                 "processes" => stat.forks = next(),
                 "procs_running" => stat.procs_running = next(),
                 "procs_blocked" => stat.procs_blocked = next(),
+                "btime" => stat.boot_time = next(),
                 _ => {}
             }
         }
@@ -311,6 +314,7 @@ softirq 183433 0 21755 12 39 1137 231 21459 2263
         assert_eq!(s.interrupts, 114930548);
         assert_eq!(s.forks, 2915);
         assert_eq!(s.procs_running, 1);
+        assert_eq!(s.boot_time, 1062191376);
     }
 
     #[test]

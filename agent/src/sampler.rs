@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use sysinfo::{DiskRefreshKind, Disks, System};
 
 use crate::config::NameFilter;
+use crate::process_watch::{ProcessWatcher, WatchSpec};
 use crate::procfs;
 use crate::sample::Sample;
 
@@ -33,13 +34,15 @@ const MIN_CPU_WINDOW: Duration = sysinfo::MINIMUM_CPU_UPDATE_INTERVAL;
 #[error("cannot read host statistics: {0}")]
 pub struct SamplerError(String);
 
-/// Which filesystems and interfaces to report.
+/// What to report beyond the fixed host metrics.
 #[derive(Clone, Debug, Default)]
-pub struct Filters {
+pub struct Selection {
     /// Filesystems, by mountpoint.
     pub disks: NameFilter,
     /// Network interfaces, by name.
     pub network: NameFilter,
+    /// Watched processes.
+    pub watch: Vec<WatchSpec>,
 }
 
 /// Samples CPU, memory, swap, load, filesystems, block I/O, network, TCP,
@@ -49,7 +52,8 @@ pub struct HostSampler {
     disks: Disks,
     rates: rates::Rates,
     cpu_refreshed_at: Instant,
-    filters: Filters,
+    filters: Selection,
+    watcher: ProcessWatcher,
     proc_root: PathBuf,
 }
 
@@ -62,7 +66,7 @@ fn read(path: &Path) -> Option<String> {
 impl HostSampler {
     /// Takes the first readings, which the first sample's rates and CPU
     /// usage are computed against.
-    pub fn new(filters: Filters) -> Result<HostSampler, SamplerError> {
+    pub fn new(filters: Selection) -> Result<HostSampler, SamplerError> {
         let err = |e: sysinfo::Error| SamplerError(e.to_string());
         let mut system = System::new().map_err(err)?;
         system.refresh_cpu_usage();
@@ -71,6 +75,7 @@ impl HostSampler {
             disks: Disks::new().map_err(err)?,
             rates: rates::Rates::default(),
             cpu_refreshed_at: Instant::now(),
+            watcher: ProcessWatcher::new(filters.watch.clone()),
             filters,
             proc_root: PathBuf::from("/proc"),
         })
@@ -96,8 +101,9 @@ impl HostSampler {
                 self.system.cpus().iter().map(|c| c.usage()),
             ));
         }
-        if let Some(text) = self.proc("stat") {
-            out.extend(kernel::samples(&procfs::parse_stat(&text), &mut self.rates));
+        let stat = self.proc("stat").map(|t| procfs::parse_stat(&t));
+        if let Some(stat) = &stat {
+            out.extend(kernel::samples(stat, &mut self.rates));
         }
         if let Ok(l) = System::load_average() {
             out.extend(load::samples(l.one, l.five, l.fifteen));
@@ -203,6 +209,16 @@ impl HostSampler {
             .proc("sys/fs/file-nr")
             .and_then(|t| procfs::parse_file_nr(&t));
         out.extend(host::samples(System::uptime().ok(), processes, fds));
+
+        if let (false, Some(stat)) = (self.watcher.is_empty(), &stat) {
+            let now_secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            out.extend(
+                self.watcher
+                    .samples(&mut self.rates, stat.boot_time, now_secs),
+            );
+        }
         out
     }
 }
