@@ -55,6 +55,9 @@ pub struct RawConfig {
     /// Processes to watch (`[[watch]]` entries).
     #[serde(default)]
     pub watch: Vec<RawWatch>,
+    /// systemd units whose state is reported, e.g. `["nginx.service"]`.
+    #[serde(default)]
+    pub systemd_units: Vec<String>,
 }
 
 /// One `[[watch]]` entry, as written: a name, exactly one of `exe`,
@@ -167,6 +170,8 @@ pub struct Config {
     pub network: NameFilter,
     /// Watched processes.
     pub watch: Vec<WatchSpec>,
+    /// systemd units to report.
+    pub systemd_units: Vec<String>,
 }
 
 /// A config value that does not validate.
@@ -356,6 +361,23 @@ impl Config {
             });
         }
 
+        for (i, unit) in raw.systemd_units.iter().enumerate() {
+            let ok = !unit.is_empty()
+                && !unit.starts_with('-')
+                && unit
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ":_.@-\\".contains(c));
+            if !ok {
+                return Err(error(
+                    false,
+                    &format!("systemd_units[{i}]"),
+                    format!(
+                        "{unit:?} is not a unit name (letters, digits, ':', '_', '.', '@', '-', '\\'; not starting with '-')"
+                    ),
+                ));
+            }
+        }
+
         Ok(Config {
             collector,
             interval,
@@ -370,6 +392,7 @@ impl Config {
             disks,
             network,
             watch,
+            systemd_units: raw.systemd_units,
         })
     }
 }
@@ -495,6 +518,11 @@ mod tests {
             "[[watch]]\nname = \"a\"\nexe = \"x\"\nuser = \"root\"",
             Overrides::default(),
             "unknown field `user`",
+        );
+        check_err(
+            "systemd_units = [\"nginx.service\", \"--user\"]",
+            Overrides::default(),
+            "systemd_units[1]: \"--user\" is not a unit name",
         );
         check_err(
             "[disks]\nincldue = []",

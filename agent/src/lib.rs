@@ -15,5 +15,6 @@ pub mod sample;
 pub mod sampler;
 pub mod spool;
 pub mod state;
+pub mod systemd_units;
 pub mod telemetry;
 pub mod transport;

@@ -14,6 +14,7 @@ use nightjar_agent::queue::BatchQueue;
 use nightjar_agent::sampler::{self, HostSampler, Selection};
 use nightjar_agent::spool::Spool;
 use nightjar_agent::state::AgentState;
+use nightjar_agent::systemd_units::SystemdUnits;
 use nightjar_agent::telemetry::AgentCounters;
 use nightjar_agent::transport;
 use nightjar_common::{config_file, logging};
@@ -113,6 +114,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         interval: config.interval,
         queue: queue.clone(),
         counters: counters.clone(),
+        systemd: SystemdUnits::start(config.systemd_units.clone(), config.interval),
     };
     let sampling_thread = std::thread::Builder::new()
         .name("sampler".into())

@@ -16,6 +16,7 @@ use crate::convert::{BatchHeader, batch_to_wire};
 use crate::queue::BatchQueue;
 use crate::sampler::HostSampler;
 use crate::state::AgentState;
+use crate::systemd_units::SystemdUnits;
 use crate::telemetry::{AgentCounters, SpoolDropped};
 
 /// Everything the sampling loop needs.
@@ -32,6 +33,8 @@ pub struct SamplingLoop {
     pub queue: Arc<dyn BatchQueue>,
     /// Self-metrics.
     pub counters: Arc<AgentCounters>,
+    /// systemd unit states, polled on their own thread.
+    pub systemd: SystemdUnits,
 }
 
 fn wall_ms() -> u64 {
@@ -59,6 +62,7 @@ impl SamplingLoop {
             }
             let started = Instant::now();
             let mut samples = self.sampler.sample();
+            samples.extend(self.systemd.samples());
             self.counters
                 .samples
                 .fetch_add(samples.len() as u64, Ordering::Relaxed);

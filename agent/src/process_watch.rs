@@ -22,10 +22,11 @@
 //! re-examined (PIDs wrap after `pid_max`, 4M on current kernels).
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::sample::Sample;
 use crate::sampler::rates::Rates;
+use crate::sampler::read;
 
 /// How an entry finds its processes.
 #[derive(Clone, Debug)]
@@ -120,10 +121,6 @@ pub struct ProcessWatcher {
     needs_cmdline: bool,
     ticks_per_sec: u64,
     page_size: u64,
-}
-
-fn read(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path).ok()
 }
 
 impl ProcessWatcher {

@@ -59,7 +59,7 @@ pub struct HostSampler {
 
 /// Reads a /proc (or /sys) file; None if it does not exist or is unreadable
 /// (e.g. /proc/pressure without PSI support).
-fn read(path: &Path) -> Option<String> {
+pub(crate) fn read(path: &Path) -> Option<String> {
     std::fs::read_to_string(path).ok()
 }
 

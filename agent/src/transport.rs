@@ -42,6 +42,22 @@ enum SessionError {
     Closed,
 }
 
+/// An error and its sources, joined by ": " (tonic's transport error says
+/// only "transport error"; the cause is in its sources).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let part = e.to_string();
+        if !text.ends_with(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = e.source();
+    }
+    text
+}
+
 /// Builds the endpoint with timeouts and HTTP/2 keepalive, so a collector
 /// that vanishes without closing the connection is noticed.
 pub fn endpoint(url: &str) -> Result<Endpoint, tonic::transport::Error> {
@@ -72,6 +88,7 @@ pub async fn run(
         }
         let delay = backoff.next_delay();
         if let Err(error) = result {
+            let error = error_chain(&error);
             tracing::warn!(collector = %url, %error, retry_in_ms = delay.as_millis() as u64, "collector unreachable; will retry");
         }
         tokio::select! {

@@ -186,9 +186,21 @@ impl Collector {
 /// Starts an agent sending to `collector_url` every second, with JSON debug
 /// logs on stderr (so tests can read its batch and ack events).
 pub fn start_agent(collector_url: &str, host: &str, state_dir: &Path, extra: &[&str]) -> Proc {
+    start_agent_env(collector_url, host, state_dir, extra, &[])
+}
+
+/// Like [`start_agent`], with extra environment variables.
+pub fn start_agent_env(
+    collector_url: &str,
+    host: &str,
+    state_dir: &Path,
+    extra: &[&str],
+    env: &[(&str, String)],
+) -> Proc {
     Proc::spawn(
         Command::new(bin("nightjar-agent"))
             .env("RUST_LOG", "nightjar_agent=debug,info")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .args([
                 "--collector",
                 collector_url,

@@ -208,3 +208,70 @@ fn readings_match_df_and_free() {
     let total = latest_by_series(&collector, "memory_total_bytes", &host)[0].1;
     assert_eq!(total, mem[0], "memory_total_bytes is free's total");
 }
+
+#[test]
+fn systemd_unit_states_are_reported_and_absent_systemd_is_no_error() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    // A stand-in systemctl (this machine's PID 1 is not systemd) answering
+    // `systemctl show UNIT... --property=Id,ActiveState` as systemd does.
+    let fake_bin = dir.path().join("bin");
+    std::fs::create_dir(&fake_bin).unwrap();
+    let systemctl = fake_bin.join("systemctl");
+    std::fs::write(
+        &systemctl,
+        "#!/bin/sh\nfor u in \"$@\"; do case \"$u\" in show|--*) ;; nginx.service) printf 'Id=%s\\nActiveState=active\\n\\n' \"$u\";; *) printf 'Id=%s\\nActiveState=failed\\n\\n' \"$u\";; esac; done\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        "systemd_units = [\"nginx.service\", \"backup.service\"]\n",
+    )
+    .unwrap();
+
+    let collector = Collector::start(free_port(), &dir.path().join("data"));
+    let with_systemd = unique_host("systemd");
+    let path = format!(
+        "{}:{}",
+        fake_bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let _a = nightjar_e2e::start_agent_env(
+        &collector.url(),
+        &with_systemd,
+        &dir.path().join("state-a"),
+        &["--config", config.to_str().unwrap()],
+        &[("PATH", path)],
+    );
+    let without_systemd = unique_host("nosystemd");
+    let b = start_agent(
+        &collector.url(),
+        &without_systemd,
+        &dir.path().join("state-b"),
+        &["--config", config.to_str().unwrap()],
+    );
+
+    let units = poll("unit states", || {
+        let v = latest_by_series(&collector, "systemd_unit_active", &with_systemd);
+        (v.len() == 2).then_some(v)
+    });
+    let nginx = with_label(&units, "unit", "nginx.service");
+    assert_eq!(
+        (nginx[0].0["state"].as_str(), nginx[0].1),
+        (Some("active"), 1.0)
+    );
+    let backup = with_label(&units, "unit", "backup.service");
+    assert_eq!(
+        (backup[0].0["state"].as_str(), backup[0].1),
+        (Some("failed"), 0.0)
+    );
+
+    // Without systemd the agent keeps shipping, just without unit states.
+    poll("batches from the host without systemd", || {
+        (agent_progress(&b.stderr_lines()).1 >= 3).then_some(())
+    });
+    assert!(latest_by_series(&collector, "systemd_unit_active", &without_systemd).is_empty());
+}
