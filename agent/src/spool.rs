@@ -179,27 +179,7 @@ fn scan(buf: &[u8]) -> ScanReport {
     let mut report = ScanReport::default();
     let mut pos = 0usize;
     while pos < buf.len() {
-        let problem = if buf.len() - pos < HEADER_BYTES {
-            Err(None)
-        } else if u32_at(buf, pos) != MAGIC {
-            Err(Some("bad magic"))
-        } else {
-            let len = u32_at(buf, pos + 4);
-            let end = pos + HEADER_BYTES + len as usize;
-            if len > MAX_RECORD_BYTES {
-                Err(Some("implausible length"))
-            } else if end > buf.len() {
-                Err(None)
-            } else {
-                let seq = u64::from_le_bytes(buf[pos + 12..pos + 20].try_into().expect("8 bytes"));
-                if crc(seq, &buf[pos + HEADER_BYTES..end]) == u32_at(buf, pos + 8) {
-                    Ok((seq, len, end))
-                } else {
-                    Err(Some("checksum mismatch"))
-                }
-            }
-        };
-        match problem {
+        match check_at(buf, pos) {
             Ok((seq, len, end)) => {
                 report.records.push(Scanned {
                     seq,
@@ -211,7 +191,7 @@ fn scan(buf: &[u8]) -> ScanReport {
             Err(reason) => {
                 // Look for the next record that checks out.
                 let next = (pos + 1..buf.len().saturating_sub(HEADER_BYTES - 1))
-                    .find(|&p| u32_at(buf, p) == MAGIC && valid_at(buf, p));
+                    .find(|&p| u32_at(buf, p) == MAGIC && check_at(buf, p).is_ok());
                 match (next, reason) {
                     (Some(p), reason) => {
                         report
@@ -235,18 +215,29 @@ fn scan(buf: &[u8]) -> ScanReport {
     report
 }
 
-fn valid_at(buf: &[u8], pos: usize) -> bool {
+/// Checks the record starting at `pos`: `Ok((seq, payload len, end))`, or
+/// `Err(None)` for a record cut short by the end of `buf`, or
+/// `Err(Some(reason))` for a damaged one.
+fn check_at(buf: &[u8], pos: usize) -> Result<(u64, u32, usize), Option<&'static str>> {
     if buf.len() - pos < HEADER_BYTES {
-        return false;
+        return Err(None);
+    }
+    if u32_at(buf, pos) != MAGIC {
+        return Err(Some("bad magic"));
     }
     let len = u32_at(buf, pos + 4);
+    if len > MAX_RECORD_BYTES {
+        return Err(Some("implausible length"));
+    }
     let end = pos + HEADER_BYTES + len as usize;
-    len <= MAX_RECORD_BYTES
-        && end <= buf.len()
-        && crc(
-            u64::from_le_bytes(buf[pos + 12..pos + 20].try_into().expect("8 bytes")),
-            &buf[pos + HEADER_BYTES..end],
-        ) == u32_at(buf, pos + 8)
+    if end > buf.len() {
+        return Err(None);
+    }
+    let seq = u64::from_le_bytes(buf[pos + 12..pos + 20].try_into().expect("8 bytes"));
+    if crc(seq, &buf[pos + HEADER_BYTES..end]) != u32_at(buf, pos + 8) {
+        return Err(Some("checksum mismatch"));
+    }
+    Ok((seq, len, end))
 }
 
 impl Spool {
@@ -292,10 +283,12 @@ impl Spool {
             last_sync: Instant::now(),
         };
         let n_segments = firsts.len();
+        let mut last_segment_damaged = false;
         for (i, first_seq) in firsts.into_iter().enumerate() {
             let path = dir.join(segment_name(first_seq));
             let buf = std::fs::read(&path).map_err(|e| err(&path, e))?;
             let report = scan(&buf);
+            last_segment_damaged = !report.corrupt.is_empty();
             for (offset, reason) in &report.corrupt {
                 SpoolRecordCorrupt {
                     path: &path,
@@ -338,7 +331,10 @@ impl Spool {
                 bytes,
             });
         }
-        if let Some(last) = inner.segments.back() {
+        // Appends go to the newest segment, unless it holds damage: then the
+        // next push starts a fresh one, so the damaged segment is deleted once
+        // acked instead of being rescanned (and recounted) at every start.
+        if let Some(last) = inner.segments.back().filter(|_| !last_segment_damaged) {
             let f = OpenOptions::new()
                 .append(true)
                 .open(&last.path)
@@ -371,10 +367,11 @@ impl Spool {
         record: &[u8],
     ) -> Result<PushOutcome, SpoolError> {
         let mut outcome = PushOutcome::default();
-        let needs_new = inner
-            .segments
-            .back()
-            .is_none_or(|s| s.bytes > 0 && s.bytes + record.len() as u64 > self.segment_bytes);
+        let needs_new = inner.active.is_none()
+            || inner
+                .segments
+                .back()
+                .is_none_or(|s| s.bytes > 0 && s.bytes + record.len() as u64 > self.segment_bytes);
         if needs_new {
             if let Some(f) = inner.active.take() {
                 let _ = f.sync_data();
@@ -449,8 +446,8 @@ impl Spool {
         File::open(&seg.path)
             .and_then(|f| f.read_exact_at(&mut buf, r.offset))
             .map_err(|_| (seg.path.clone(), "unreadable record"))?;
-        if !valid_at(&buf, 0) {
-            return Err((seg.path.clone(), "checksum mismatch"));
+        if let Err(reason) = check_at(&buf, 0) {
+            return Err((seg.path.clone(), reason.unwrap_or("truncated record")));
         }
         pb::Batch::decode(&buf[HEADER_BYTES..]).map_err(|_| (seg.path.clone(), "undecodable batch"))
     }
@@ -716,6 +713,18 @@ mod tests {
         let (s, c) = open(dir.path(), 1 << 20);
         assert_eq!(unacked(&s), vec![1, 3]);
         assert_eq!(corrupt_count(&c), 1);
+        // New batches go to a fresh segment; once the old one is acked it is
+        // deleted, so the damage is not met again at the next start.
+        s.push(batch(4, 3));
+        s.ack(3);
+        assert!(
+            !seg.exists(),
+            "the damaged segment was not deleted after its records were acked"
+        );
+        drop(s);
+        let (s, c) = open(dir.path(), 1 << 20);
+        assert_eq!(unacked(&s), vec![4]);
+        assert_eq!(corrupt_count(&c), 0);
     }
 
     #[test]
