@@ -73,6 +73,18 @@ fn every_metric_family_has_plausible_values() {
     for (labels, v) in values(&collector, "disk_inodes_used_percent", &host) {
         assert!((0.0..=100.0).contains(&v), "{labels}: {v}");
     }
+    let mounts = values(&collector, "disk_used_percent", &host);
+    assert!(
+        mounts.iter().any(|(l, _)| l["mountpoint"] == "/"),
+        "/ is not reported: {mounts:?}"
+    );
+    for (labels, _) in &mounts {
+        let m = labels["mountpoint"].as_str().unwrap();
+        let pseudo = ["/proc", "/sys", "/dev"]
+            .iter()
+            .any(|p| m == *p || m.starts_with(&format!("{p}/")));
+        assert!(!pseudo, "pseudo filesystem reported: {labels}");
+    }
     let root_ro = values(&collector, "disk_read_only", &host);
     assert!(root_ro.iter().all(|(_, v)| *v == 0.0 || *v == 1.0));
 
