@@ -70,6 +70,14 @@ impl SamplingLoop {
             samples.extend(self.counters.samples(queued, queued_bytes, last_duration));
             last_duration = started.elapsed().as_secs_f64();
 
+            let high_water = self.counters.collector_high_water.load(Ordering::Relaxed);
+            if self.state.skip_past(high_water) {
+                tracing::warn!(
+                    collector_high_water = high_water,
+                    "the collector has stored sequence numbers this agent never allocated \
+                     (state dir lost or copied from another host?); continuing above them"
+                );
+            }
             let seq = match self.state.next_seq() {
                 Ok(seq) => seq,
                 Err(error) => {

@@ -113,6 +113,19 @@ impl AgentState {
         &self.agent_id
     }
 
+    /// Moves the next sequence number above `seq` if it is not already;
+    /// returns whether it moved. Used when the collector reports a stored
+    /// seq this agent has not allocated (its state dir was lost or copied):
+    /// without the jump, every new batch would look like a replay to the
+    /// collector and be dropped.
+    pub fn skip_past(&mut self, seq: u64) -> bool {
+        if seq < self.next_seq {
+            return false;
+        }
+        self.next_seq = seq + 1;
+        true
+    }
+
     /// The next sequence number, durably reserved before it is returned.
     pub fn next_seq(&mut self) -> Result<u64, StateError> {
         if self.next_seq > self.reserved_through {
@@ -149,6 +162,22 @@ mod tests {
         }
         drop(second);
         assert!(AgentState::open(dir.path()).unwrap().next_seq().unwrap() > last);
+    }
+
+    #[test]
+    fn skipping_past_a_foreign_high_water_mark_reserves_above_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = AgentState::open(dir.path()).unwrap();
+        assert_eq!(state.next_seq().unwrap(), 1);
+        assert!(!state.skip_past(0));
+        assert!(state.skip_past(5_000));
+        assert_eq!(state.next_seq().unwrap(), 5_001);
+        drop(state);
+        let mut reopened = AgentState::open(dir.path()).unwrap();
+        assert!(
+            reopened.next_seq().unwrap() > 5_001,
+            "the jump was not made durable"
+        );
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub struct AgentCounters {
     pub reconnects: AtomicU64,
     /// `agent_samples_rejected_total`: samples the collector refused.
     pub samples_rejected: AtomicU64,
+    /// The highest seq any ack reported as stored (not a self-metric: the
+    /// sampling loop checks that it allocates above it).
+    pub collector_high_water: AtomicU64,
     last_drop_log: Mutex<Option<Instant>>,
     last_reject_log: Mutex<Option<Instant>>,
     last_corrupt_log: Mutex<Option<Instant>>,

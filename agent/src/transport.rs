@@ -125,6 +125,7 @@ async fn session(
             ack = acks.message() => {
                 let ack = ack.map_err(SessionError::Stream)?.ok_or(SessionError::Closed)?;
                 let removed = queue.ack(ack.acked_through);
+                counters.collector_high_water.fetch_max(ack.acked_through, Ordering::Relaxed);
                 counters.batches_acked.fetch_add(removed as u64, Ordering::Relaxed);
                 *acked_any = true;
                 tracing::debug!(acked_through = ack.acked_through, removed, "ack received");

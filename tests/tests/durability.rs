@@ -207,3 +207,63 @@ fn corrupt_spool_record_is_skipped_counted_and_later_records_delivered() {
     });
     assert_eq!(corrupt, 1.0);
 }
+
+#[test]
+fn agent_with_lost_sequence_lease_continues_above_the_collectors_mark() {
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = dir.path().join("state");
+    let collector = Collector::start(free_port(), &dir.path().join("data"));
+    let host = unique_host("lostlease");
+
+    let mut first = start_agent(&collector.url(), &host, &state_dir, &[]);
+    poll("three acked batches", || {
+        (agent_progress(&first.stderr_lines()).1 >= 3).then_some(())
+    });
+    first.kill();
+    let old_high = *agent_progress(&first.stderr_lines())
+        .0
+        .keys()
+        .max()
+        .unwrap();
+
+    // The sequence lease and the spool are lost; the agent id survives.
+    std::fs::remove_file(state_dir.join("seq_lease")).unwrap();
+    std::fs::remove_dir_all(state_dir.join("spool")).unwrap();
+
+    let second = start_agent(&collector.url(), &host, &state_dir, &[]);
+    poll("three batches above the old mark to be acked", || {
+        let (queued, acked) = agent_progress(&second.stderr_lines());
+        queued
+            .range(old_high + 1..)
+            .nth(2)
+            .filter(|(seq, _)| acked >= **seq)
+            .map(|_| ())
+    });
+    let (queued, acked) = agent_progress(&second.stderr_lines());
+    let stored = stored_timestamps(&collector, EVERY_BATCH, &host);
+    assert_stored_once(&stored);
+    for (seq, ts) in queued.range(old_high + 1..=acked) {
+        assert!(
+            stored.contains(ts),
+            "batch {seq} (t={ts}) above the old mark was not stored"
+        );
+    }
+    // Only what was in flight before the first ack revealed the old mark is
+    // lost (taken for replays); without the jump it would be every batch up
+    // to the old mark.
+    let lost = queued
+        .range(..=acked)
+        .filter(|(_, ts)| !stored.contains(ts))
+        .count();
+    assert!(
+        lost <= 2,
+        "{lost} batches were taken for replays (old mark {old_high})"
+    );
+    assert!(
+        second
+            .stderr_lines()
+            .iter()
+            .any(|l| l.contains("never allocated")),
+        "the jump was not logged"
+    );
+}
