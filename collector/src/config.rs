@@ -12,6 +12,24 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
 /// Default data directory.
 pub const DEFAULT_DATA_DIR: &str = "./nightjar-data";
 
+/// Default interval of the collector's own metrics.
+pub const DEFAULT_SELF_METRICS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The default collector name: `<host name>-collector`. Deliberately not
+/// the bare host name: an agent on the same machine reports under that
+/// name, and the collector's own batches would then keep that host looking
+/// alive after its agent died.
+fn host_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    if host.is_empty() {
+        "nightjar-collector".to_owned()
+    } else {
+        format!("{host}-collector")
+    }
+}
+
 /// The collector config file, as written. Every key is optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,6 +38,12 @@ pub struct RawConfig {
     pub listen: Option<String>,
     /// Directory holding the RocksDB data. Default `./nightjar-data`.
     pub data_dir: Option<PathBuf>,
+    /// The collector's name: the `host` label of its own metrics. Default:
+    /// `<host name>-collector`. Keep it different from every agent's host
+    /// name, or the collector's own batches mask that host going silent.
+    pub name: Option<String>,
+    /// How often the collector stores its own metrics. Default "10s".
+    pub self_metrics_interval: Option<String>,
 }
 
 /// Values given on the command line, which win over the file.
@@ -38,6 +62,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where the data lives.
     pub data_dir: PathBuf,
+    /// The `host` label of the collector's own metrics.
+    pub name: String,
+    /// How often the collector stores its own metrics.
+    pub self_metrics_interval: std::time::Duration,
 }
 
 /// A config value that does not validate, naming where it came from.
@@ -83,7 +111,31 @@ impl Config {
             .data_dir
             .or(raw.data_dir)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-        Ok(Config { listen, data_dir })
+        let name = raw.name.unwrap_or_else(host_name);
+        if name.trim().is_empty() {
+            return Err(ConfigError {
+                source_name: origin(false),
+                key: "name",
+                reason: "must not be empty".to_owned(),
+            });
+        }
+        let self_metrics_interval = match raw.self_metrics_interval {
+            None => DEFAULT_SELF_METRICS_INTERVAL,
+            Some(text) => nightjar_common::duration::parse("self_metrics_interval", &text)
+                .ok()
+                .filter(|d| *d >= std::time::Duration::from_secs(1))
+                .ok_or_else(|| ConfigError {
+                    source_name: origin(false),
+                    key: "self_metrics_interval",
+                    reason: format!("{text:?} is not a duration of at least 1s"),
+                })?,
+        };
+        Ok(Config {
+            listen,
+            data_dir,
+            name,
+            self_metrics_interval,
+        })
     }
 }
 
@@ -117,6 +169,18 @@ mod tests {
             .to_string();
         assert!(
             err.starts_with("/etc/c.toml: listen: invalid address \"nowhere\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_self_metrics_interval_names_key() {
+        let raw: RawConfig = toml::from_str("self_metrics_interval = \"100ms\"").unwrap();
+        let err = Config::build(Some((Path::new("c.toml"), raw)), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("c.toml: self_metrics_interval: \"100ms\" is not"),
             "{err}"
         );
     }

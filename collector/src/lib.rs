@@ -11,6 +11,7 @@ pub mod ingest;
 pub mod model;
 pub mod query;
 pub mod selector;
+pub mod self_metrics;
 pub mod server;
 pub mod storage;
 pub mod telemetry;

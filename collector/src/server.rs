@@ -31,6 +31,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(listen = %local, data_dir = %config.data_dir.display(), "collector ready");
 
     let counters = Arc::new(IngestCounters::default());
+    tokio::spawn(crate::self_metrics::run(
+        config.name.clone(),
+        config.self_metrics_interval,
+        storage.clone(),
+        counters.clone(),
+    ));
     let ingest = IngestServiceServer::new(IngestApi::new(storage.clone(), counters))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let query = QueryServiceServer::new(QueryApi::new(storage));

@@ -68,6 +68,15 @@ pub struct HostSummary {
     pub series_count: u64,
 }
 
+/// Figures about the storage itself, for the collector's self-metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StorageStats {
+    /// Series in the index.
+    pub series: u64,
+    /// Bytes of all files in the data directory.
+    pub disk_bytes: u64,
+}
+
 /// Durable time-series storage.
 pub trait Storage: Send + Sync + 'static {
     /// Stores a batch durably, exactly once per (agent id, seq).
@@ -94,4 +103,7 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Every host that has sent a batch, sorted by name.
     fn hosts(&self) -> Vec<HostSummary>;
+
+    /// Size figures (reads the data directory; call it seconds apart, not per batch).
+    fn stats(&self) -> StorageStats;
 }

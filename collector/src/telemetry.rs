@@ -2,8 +2,8 @@
 //!
 //! Each notable event is a struct whose `emit` both counts and logs, so a
 //! log line and its counter never disagree. Logs of events that can repeat
-//! per sample are rate-limited. (Storing these counters as series of the
-//! collector's own host arrives with the storage engine work.)
+//! per sample are rate-limited. `self_metrics` stores these counters as
+//! series of the collector's own host.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +26,8 @@ pub struct IngestCounters {
     pub samples_stored: AtomicU64,
     /// Samples rejected by validation (`collector_samples_rejected_total`).
     pub samples_rejected: AtomicU64,
+    /// The same, by reason (indexed like [`Rejection::REASONS`]).
+    pub samples_rejected_by_reason: [AtomicU64; Rejection::REASONS.len()],
     last_rejection_log: Mutex<Option<Instant>>,
 }
 
@@ -44,6 +46,9 @@ impl SamplesRejected<'_> {
     pub fn emit(&self, counters: &IngestCounters) {
         let n = self.rejections.len() as u64;
         let total = counters.samples_rejected.fetch_add(n, Ordering::Relaxed) + n;
+        for r in self.rejections {
+            counters.samples_rejected_by_reason[r.reason_index()].fetch_add(1, Ordering::Relaxed);
+        }
         let mut last = counters.last_rejection_log.lock().expect("poisoned");
         if last.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
             *last = Some(Instant::now());

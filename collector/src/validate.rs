@@ -47,6 +47,30 @@ pub enum Rejection {
     UnsupportedValue(String),
 }
 
+impl Rejection {
+    /// Every reason, as used for the `reason` label.
+    pub const REASONS: [&'static str; 6] = [
+        "bad_metric_name",
+        "bad_label_name",
+        "duplicate_label",
+        "foreign_host",
+        "non_finite_value",
+        "unsupported_value",
+    ];
+
+    /// This rejection's index into [`Rejection::REASONS`].
+    pub fn reason_index(&self) -> usize {
+        match self {
+            Rejection::BadMetricName(_) => 0,
+            Rejection::BadLabelName { .. } => 1,
+            Rejection::DuplicateLabel { .. } => 2,
+            Rejection::ForeignHost { .. } => 3,
+            Rejection::NonFiniteValue { .. } => 4,
+            Rejection::UnsupportedValue(_) => 5,
+        }
+    }
+}
+
 /// Whether `name` is a valid metric name.
 pub fn is_metric_name(name: &str) -> bool {
     let mut chars = name.chars();

@@ -136,13 +136,19 @@ impl Collector {
     /// Starts a collector on `port` with `data_dir` and waits until it
     /// accepts connections.
     pub fn start(port: u16, data_dir: &Path) -> Collector {
+        Collector::start_with(port, data_dir, &[])
+    }
+
+    /// Like [`Collector::start`], with extra arguments (e.g. `--config`).
+    pub fn start_with(port: u16, data_dir: &Path, extra: &[&str]) -> Collector {
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let mut proc = Proc::spawn(
             Command::new(bin("nightjar-collector"))
                 .arg("--listen")
                 .arg(addr.to_string())
                 .arg("--data-dir")
-                .arg(data_dir),
+                .arg(data_dir)
+                .args(extra),
         );
         poll("the collector to listen", || {
             assert!(

@@ -34,7 +34,7 @@ use rocksdb::{
     WriteOptions,
 };
 
-use super::{AppendOutcome, HostSummary, Storage, StorageError};
+use super::{AppendOutcome, HostSummary, Storage, StorageError, StorageStats};
 use crate::model::{Batch, HostInfo, Labels, Point, SeriesKey};
 use crate::selector::Selector;
 
@@ -309,6 +309,27 @@ impl Storage for RocksStorage {
             })
             .collect()
     }
+
+    fn stats(&self) -> StorageStats {
+        StorageStats {
+            series: self.index.read().expect("poisoned").by_id.len() as u64,
+            disk_bytes: dir_bytes(&self.path),
+        }
+    }
+}
+
+/// Total size of the regular files under `dir` (RocksDB keeps a flat directory).
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 fn sample_key(id: u64, timestamp_ms: i64) -> [u8; 16] {

@@ -1,0 +1,187 @@
+//! The collector's own metrics, stored like any host's: every interval the
+//! counters of `telemetry`, the series and host counts and the data
+//! directory's size are appended as a batch of host = the collector's name
+//! (config `name`, default the host name), so `nightjar query
+//! collector_samples_stored_total --host NAME` works like any other query.
+//!
+//! The batch goes straight to storage (not through ingest) under the agent
+//! id `nightjar-collector/NAME`. Its seq is the wall clock in ms, bumped to
+//! stay above the previous one, so it keeps increasing across restarts.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::model::{Batch, Labels, Point, Sample, SeriesKey};
+use crate::storage::Storage;
+use crate::telemetry::IngestCounters;
+use crate::validate::Rejection;
+
+/// The next self-metrics seq: the clock, but always above `last`.
+pub fn next_seq(now_ms: u64, last: u64) -> u64 {
+    now_ms.max(last + 1)
+}
+
+/// Builds one self-metrics batch.
+pub fn batch(
+    name: &str,
+    seq: u64,
+    now_ms: i64,
+    interval: Duration,
+    counters: &IngestCounters,
+    storage_stats: crate::storage::StorageStats,
+    hosts: usize,
+) -> Batch {
+    let sample = |metric: &str, extra: Option<(&str, &str)>, value: f64| {
+        let mut pairs = vec![("host".to_owned(), name.to_owned())];
+        if let Some((n, v)) = extra {
+            pairs.push((n.to_owned(), v.to_owned()));
+        }
+        Sample {
+            series: SeriesKey {
+                metric: metric.to_owned(),
+                labels: Labels::from_pairs(pairs).expect("distinct label names"),
+            },
+            point: Point {
+                timestamp_ms: now_ms,
+                value,
+            },
+        }
+    };
+    let c = |v: &AtomicU64| v.load(Ordering::Relaxed) as f64;
+    let mut samples = vec![
+        sample(
+            "collector_batches_stored_total",
+            None,
+            c(&counters.batches_stored),
+        ),
+        sample(
+            "collector_batches_replayed_total",
+            None,
+            c(&counters.batches_replayed),
+        ),
+        sample(
+            "collector_samples_stored_total",
+            None,
+            c(&counters.samples_stored),
+        ),
+        sample("collector_series", None, storage_stats.series as f64),
+        sample("collector_hosts", None, hosts as f64),
+        sample(
+            "collector_disk_bytes",
+            None,
+            storage_stats.disk_bytes as f64,
+        ),
+    ];
+    for (reason, count) in Rejection::REASONS
+        .iter()
+        .zip(&counters.samples_rejected_by_reason)
+    {
+        samples.push(sample(
+            "collector_samples_rejected_total",
+            Some(("reason", reason)),
+            c(count),
+        ));
+    }
+    Batch {
+        agent_id: format!("nightjar-collector/{name}"),
+        host: name.to_owned(),
+        seq,
+        interval_ms: interval.as_millis() as u64,
+        samples,
+    }
+}
+
+/// Appends a self-metrics batch every `interval`, forever.
+pub async fn run<S: Storage>(
+    name: String,
+    interval: Duration,
+    storage: Arc<S>,
+    counters: Arc<IngestCounters>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_seq = 0;
+    loop {
+        ticker.tick().await;
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        last_seq = next_seq(now_ms, last_seq);
+        let (store, counters, name) = (storage.clone(), counters.clone(), name.clone());
+        let seq = last_seq;
+        let result = tokio::task::spawn_blocking(move || {
+            let b = batch(
+                &name,
+                seq,
+                now_ms as i64,
+                interval,
+                &counters,
+                store.stats(),
+                store.hosts().len(),
+            );
+            store.append(&b, now_ms as i64)
+        })
+        .await;
+        match result {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "cannot store the collector's own metrics"),
+            Err(error) => tracing::warn!(%error, "self-metrics task failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seq_follows_the_clock_but_never_repeats() {
+        assert_eq!(next_seq(1_000, 0), 1_000);
+        assert_eq!(next_seq(1_000, 1_000), 1_001, "same millisecond");
+        assert_eq!(next_seq(900, 1_000), 1_001, "clock stepped back");
+    }
+
+    #[test]
+    fn batch_carries_counters_and_reasons() {
+        let counters = IngestCounters::default();
+        counters.samples_stored.store(42, Ordering::Relaxed);
+        counters.samples_rejected_by_reason[3].store(2, Ordering::Relaxed);
+        let stats = crate::storage::StorageStats {
+            series: 7,
+            disk_bytes: 4096,
+        };
+        let b = batch(
+            "col-1",
+            5,
+            1_000,
+            Duration::from_secs(10),
+            &counters,
+            stats,
+            3,
+        );
+        let get = |metric: &str, reason: Option<&str>| {
+            b.samples
+                .iter()
+                .find(|s| s.series.metric == metric && s.series.labels.get("reason") == reason)
+                .map(|s| s.point.value)
+        };
+        assert_eq!(get("collector_samples_stored_total", None), Some(42.0));
+        assert_eq!(
+            get("collector_samples_rejected_total", Some("foreign_host")),
+            Some(2.0)
+        );
+        assert_eq!(
+            get("collector_samples_rejected_total", Some("bad_metric_name")),
+            Some(0.0)
+        );
+        assert_eq!(get("collector_series", None), Some(7.0));
+        assert_eq!(get("collector_hosts", None), Some(3.0));
+        assert!(
+            b.samples
+                .iter()
+                .all(|s| s.series.labels.get("host") == Some("col-1"))
+        );
+        assert_eq!(b.host, "col-1");
+    }
+}
