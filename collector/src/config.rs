@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::limits::Limits;
+
 /// Default gRPC listen address (ingest and query on one port).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
 /// Default data directory.
@@ -44,6 +46,27 @@ pub struct RawConfig {
     pub name: Option<String>,
     /// How often the collector stores its own metrics. Default "10s".
     pub self_metrics_interval: Option<String>,
+    /// Ingest limits.
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+/// `[limits]`, as written; every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Most series one host may have. Default 10000.
+    pub max_series_per_host: Option<i64>,
+    /// Most series in total. Default 1000000.
+    pub max_series_total: Option<i64>,
+    /// Most labels on one series, `host` included. Default 32.
+    pub max_labels_per_series: Option<i64>,
+    /// Longest metric name in bytes. Default 256.
+    pub max_metric_name_bytes: Option<i64>,
+    /// Longest label name in bytes. Default 128.
+    pub max_label_name_bytes: Option<i64>,
+    /// Longest label value in bytes. Default 1024.
+    pub max_label_value_bytes: Option<i64>,
 }
 
 /// Values given on the command line, which win over the file.
@@ -66,6 +89,8 @@ pub struct Config {
     pub name: String,
     /// How often the collector stores its own metrics.
     pub self_metrics_interval: std::time::Duration,
+    /// Ingest limits.
+    pub limits: Limits,
 }
 
 /// A config value that does not validate, naming where it came from.
@@ -130,11 +155,55 @@ impl Config {
                     reason: format!("{text:?} is not a duration of at least 1s"),
                 })?,
         };
+        let d = Limits::default();
+        let positive = |key: &'static str, value: Option<i64>, default: u64| match value {
+            None => Ok(default),
+            Some(n) if n >= 1 => Ok(n as u64),
+            Some(n) => Err(ConfigError {
+                source_name: origin(false),
+                key,
+                reason: format!("{n} must be at least 1"),
+            }),
+        };
+        let l = &raw.limits;
+        let limits = Limits {
+            max_series_per_host: positive(
+                "limits.max_series_per_host",
+                l.max_series_per_host,
+                d.max_series_per_host,
+            )?,
+            max_series_total: positive(
+                "limits.max_series_total",
+                l.max_series_total,
+                d.max_series_total,
+            )?,
+            max_labels_per_series: positive(
+                "limits.max_labels_per_series",
+                l.max_labels_per_series,
+                d.max_labels_per_series as u64,
+            )? as usize,
+            max_metric_name_bytes: positive(
+                "limits.max_metric_name_bytes",
+                l.max_metric_name_bytes,
+                d.max_metric_name_bytes as u64,
+            )? as usize,
+            max_label_name_bytes: positive(
+                "limits.max_label_name_bytes",
+                l.max_label_name_bytes,
+                d.max_label_name_bytes as u64,
+            )? as usize,
+            max_label_value_bytes: positive(
+                "limits.max_label_value_bytes",
+                l.max_label_value_bytes,
+                d.max_label_value_bytes as u64,
+            )? as usize,
+        };
         Ok(Config {
             listen,
             data_dir,
             name,
             self_metrics_interval,
+            limits,
         })
     }
 }
@@ -182,6 +251,18 @@ mod tests {
         assert!(
             err.starts_with("c.toml: self_metrics_interval: \"100ms\" is not"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn negative_limit_names_key() {
+        let raw: RawConfig = toml::from_str("[limits]\nmax_series_per_host = -5").unwrap();
+        let err = Config::build(Some((Path::new("c.toml"), raw)), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "c.toml: limits.max_series_per_host: -5 must be at least 1"
         );
     }
 

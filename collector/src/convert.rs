@@ -3,17 +3,20 @@
 
 use nightjar_proto::v1 as pb;
 
+use crate::limits::Limits;
 use crate::model::{Batch, Labels, Point, Sample, SeriesKey};
 use crate::selector::{MatchOp, Matcher, MatcherError, Selector};
 use crate::validate::{Rejection, is_label_name, is_metric_name};
 
 /// A wire batch split into the samples that passed validation and the
 /// rejections of those that did not.
-pub fn batch_from_wire(batch: pb::Batch) -> (Batch, Vec<Rejection>) {
+pub fn batch_from_wire(batch: pb::Batch, limits: &Limits) -> (Batch, Vec<Rejection>) {
     let mut samples = Vec::with_capacity(batch.samples.len());
     let mut rejections = Vec::new();
     for sample in batch.samples {
-        match sample_from_wire(sample, &batch.host) {
+        match sample_from_wire(sample, &batch.host)
+            .and_then(|s| limits.check_shape(&s.series).map(|()| s))
+        {
             Ok(s) => samples.push(s),
             Err(r) => rejections.push(r),
         }
@@ -200,7 +203,7 @@ mod tests {
             interval_ms: 1_000,
             samples: vec![wire("ok", &[], Some(1.0)), wire("not ok", &[], Some(1.0))],
         };
-        let (batch, rejections) = batch_from_wire(batch);
+        let (batch, rejections) = batch_from_wire(batch, &Limits::default());
         assert_eq!(batch.samples.len(), 1);
         assert_eq!(rejections.len(), 1);
         assert_eq!(batch.seq, 7);

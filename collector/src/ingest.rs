@@ -11,6 +11,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::convert::batch_from_wire;
+use crate::limits::Limits;
 use crate::storage::{AppendOutcome, Storage};
 use crate::telemetry::{IngestCounters, SamplesRejected};
 
@@ -22,12 +23,17 @@ const ACK_BUFFER: usize = 32;
 pub struct IngestApi<S> {
     storage: Arc<S>,
     counters: Arc<IngestCounters>,
+    limits: Arc<Limits>,
 }
 
 impl<S: Storage> IngestApi<S> {
     /// An ingest service writing to `storage` and counting into `counters`.
-    pub fn new(storage: Arc<S>, counters: Arc<IngestCounters>) -> Self {
-        IngestApi { storage, counters }
+    pub fn new(storage: Arc<S>, counters: Arc<IngestCounters>, limits: Limits) -> Self {
+        IngestApi {
+            storage,
+            counters,
+            limits: Arc::new(limits),
+        }
     }
 }
 
@@ -41,6 +47,7 @@ fn now_ms() -> i64 {
 async fn serve_stream<S: Storage>(
     storage: Arc<S>,
     counters: Arc<IngestCounters>,
+    limits: Arc<Limits>,
     peer: String,
     mut inbound: Streaming<pb::Batch>,
     acks: mpsc::Sender<Result<pb::Ack, Status>>,
@@ -68,7 +75,16 @@ async fn serve_stream<S: Storage>(
             tracing::info!(%peer, agent_id = %wire.agent_id, host = %wire.host, "agent connected");
             announced = true;
         }
-        let (batch, rejections) = batch_from_wire(wire);
+        let (mut batch, mut rejections) = batch_from_wire(wire, &limits);
+        let (host_series, total_series) = storage.series_counts(&batch.host);
+        let (admitted, refused) = limits.admit(
+            std::mem::take(&mut batch.samples),
+            |key| storage.series_exists(key),
+            host_series,
+            total_series,
+        );
+        batch.samples = admitted;
+        rejections.extend(refused);
         if !rejections.is_empty() {
             SamplesRejected {
                 host: &batch.host,
@@ -136,6 +152,7 @@ impl<S: Storage> pb::ingest_service_server::IngestService for IngestApi<S> {
         tokio::spawn(serve_stream(
             self.storage.clone(),
             self.counters.clone(),
+            self.limits.clone(),
             peer,
             request.into_inner(),
             tx,

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod convert;
 pub mod ingest;
+pub mod limits;
 pub mod model;
 pub mod query;
 pub mod selector;

@@ -37,8 +37,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         storage.clone(),
         counters.clone(),
     ));
-    let ingest = IngestServiceServer::new(IngestApi::new(storage.clone(), counters))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let ingest = IngestServiceServer::new(IngestApi::new(
+        storage.clone(),
+        counters,
+        config.limits.clone(),
+    ))
+    .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let query = QueryServiceServer::new(QueryApi::new(storage));
     tonic::transport::Server::builder()
         .add_service(ingest)

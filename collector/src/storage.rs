@@ -104,6 +104,12 @@ pub trait Storage: Send + Sync + 'static {
     /// Every host that has sent a batch, sorted by name.
     fn hosts(&self) -> Vec<HostSummary>;
 
+    /// Whether the series is stored.
+    fn series_exists(&self, key: &SeriesKey) -> bool;
+
+    /// Series of `host`, and series in total.
+    fn series_counts(&self, host: &str) -> (u64, u64);
+
     /// Size figures (reads the data directory; call it seconds apart, not per batch).
     fn stats(&self) -> StorageStats;
 }

@@ -45,17 +45,31 @@ pub enum Rejection {
     /// The sample has no value or a kind this collector does not store yet.
     #[error("metric {0}: sample has no gauge value (histograms are not supported yet)")]
     UnsupportedValue(String),
+    /// A configured limit (`[limits]`) refuses the sample.
+    #[error("metric {metric}: {what}")]
+    OverLimit {
+        /// The sample's metric.
+        metric: String,
+        /// Which limit, with its value.
+        what: String,
+        /// 0 metric name length, 1 label count, 2 label length, 3 series count.
+        reason: u8,
+    },
 }
 
 impl Rejection {
     /// Every reason, as used for the `reason` label.
-    pub const REASONS: [&'static str; 6] = [
+    pub const REASONS: [&'static str; 10] = [
         "bad_metric_name",
         "bad_label_name",
         "duplicate_label",
         "foreign_host",
         "non_finite_value",
         "unsupported_value",
+        "metric_name_too_long",
+        "too_many_labels",
+        "label_too_long",
+        "series_limit",
     ];
 
     /// This rejection's index into [`Rejection::REASONS`].
@@ -67,6 +81,7 @@ impl Rejection {
             Rejection::ForeignHost { .. } => 3,
             Rejection::NonFiniteValue { .. } => 4,
             Rejection::UnsupportedValue(_) => 5,
+            Rejection::OverLimit { reason, .. } => 6 + usize::from(*reason).min(3),
         }
     }
 }

@@ -45,7 +45,11 @@ fn collector_metrics_are_queryable_under_its_name() {
             "bad_metric_name",
             "duplicate_label",
             "foreign_host",
+            "label_too_long",
+            "metric_name_too_long",
             "non_finite_value",
+            "series_limit",
+            "too_many_labels",
             "unsupported_value"
         ]
     );
@@ -63,4 +67,49 @@ fn collector_metrics_are_queryable_under_its_name() {
             .any(|h| h["host"] == name.as_str()),
         "the collector is listed as a host: {hosts}"
     );
+}
+
+#[test]
+fn series_over_the_per_host_limit_are_refused_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique_host("limited");
+    let config = dir.path().join("collector.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "name = \"{name}\"\nself_metrics_interval = \"1s\"\n[limits]\nmax_series_per_host = 5\n"
+        ),
+    )
+    .unwrap();
+    let collector = Collector::start_with(
+        free_port(),
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let host = unique_host("limited-agent");
+    let _agent = start_agent(&collector.url(), &host, &dir.path().join("state"), &[]);
+
+    poll("series-limit rejections to be counted", || {
+        latest_by_series(&collector, "collector_samples_rejected_total", &name)
+            .into_iter()
+            .find(|(l, v)| l["reason"] == "series_limit" && *v > 0.0)
+    });
+    let series = collector.cli_json(&["series", "--host", &host]);
+    assert_eq!(series.as_array().unwrap().len(), 5, "{series}");
+    // The admitted series keep flowing: one of them gathers more points.
+    let first_metric = series[0]["metric"].as_str().unwrap().to_owned();
+    poll("an admitted series to keep receiving points", || {
+        let v = collector.cli_json(&[
+            "query",
+            &first_metric,
+            "--host",
+            &host,
+            "--since",
+            "1h",
+            "--step",
+            "0",
+        ]);
+        let n = v.as_array()?.first()?["points"].as_array()?.len();
+        (n >= 3).then_some(())
+    });
 }

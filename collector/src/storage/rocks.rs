@@ -58,6 +58,17 @@ pub struct RocksStorage {
 struct SeriesIndex {
     by_key: HashMap<SeriesKey, u64>,
     by_id: BTreeMap<u64, SeriesKey>,
+    per_host: HashMap<String, u64>,
+}
+
+impl SeriesIndex {
+    fn insert(&mut self, id: u64, key: SeriesKey) {
+        if let Some(host) = key.labels.get("host") {
+            *self.per_host.entry(host.to_owned()).or_default() += 1;
+        }
+        self.by_key.insert(key.clone(), id);
+        self.by_id.insert(id, key);
+    }
 }
 
 impl RocksStorage {
@@ -102,8 +113,7 @@ impl RocksStorage {
             let (k, v) = item.map_err(|e| self.io("load series index", e))?;
             let id = read_u64(&k).ok_or_else(|| self.corrupt("series id", &k))?;
             let key = decode_series(&v).ok_or_else(|| self.corrupt("series record", &k))?;
-            index.by_key.insert(key.clone(), id);
-            index.by_id.insert(id, key);
+            index.insert(id, key);
         }
         *self.create_series.lock().expect("poisoned") =
             index.by_id.keys().next_back().map_or(1, |id| id + 1);
@@ -168,9 +178,10 @@ impl RocksStorage {
             .put_cf(self.cf(CF_SERIES), id.to_be_bytes(), encode_series(key))
             .map_err(|e| self.io("create series", e))?;
         *next_id += 1;
-        let mut index = self.index.write().expect("poisoned");
-        index.by_key.insert(key.clone(), id);
-        index.by_id.insert(id, key.clone());
+        self.index
+            .write()
+            .expect("poisoned")
+            .insert(id, key.clone());
         Ok(id)
     }
 
@@ -293,12 +304,7 @@ impl Storage for RocksStorage {
     }
 
     fn hosts(&self) -> Vec<HostSummary> {
-        let mut counts: HashMap<String, u64> = HashMap::new();
-        for key in self.index.read().expect("poisoned").by_id.values() {
-            if let Some(host) = key.labels.get("host") {
-                *counts.entry(host.to_owned()).or_default() += 1;
-            }
-        }
+        let counts = self.index.read().expect("poisoned").per_host.clone();
         self.hosts
             .read()
             .expect("poisoned")
@@ -308,6 +314,22 @@ impl Storage for RocksStorage {
                 info: info.clone(),
             })
             .collect()
+    }
+
+    fn series_exists(&self, key: &SeriesKey) -> bool {
+        self.index
+            .read()
+            .expect("poisoned")
+            .by_key
+            .contains_key(key)
+    }
+
+    fn series_counts(&self, host: &str) -> (u64, u64) {
+        let index = self.index.read().expect("poisoned");
+        (
+            index.per_host.get(host).copied().unwrap_or(0),
+            index.by_id.len() as u64,
+        )
     }
 
     fn stats(&self) -> StorageStats {

@@ -1,0 +1,229 @@
+//! Ingest limits: what one sample may look like (label count, name and value
+//! lengths) and how many series a host and the whole collector may have.
+//! A sample over a limit is rejected alone, with a reason naming the limit;
+//! existing series keep flowing.
+
+use std::collections::HashMap;
+
+use crate::model::{Sample, SeriesKey};
+use crate::validate::Rejection;
+
+/// The limits, as configured under `[limits]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most series one host may have.
+    pub max_series_per_host: u64,
+    /// Most series in total.
+    pub max_series_total: u64,
+    /// Most labels on one series, `host` included.
+    pub max_labels_per_series: usize,
+    /// Longest metric name, in bytes.
+    pub max_metric_name_bytes: usize,
+    /// Longest label name, in bytes.
+    pub max_label_name_bytes: usize,
+    /// Longest label value, in bytes.
+    pub max_label_value_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_series_per_host: 10_000,
+            max_series_total: 1_000_000,
+            max_labels_per_series: 32,
+            max_metric_name_bytes: 256,
+            max_label_name_bytes: 128,
+            max_label_value_bytes: 1024,
+        }
+    }
+}
+
+impl Limits {
+    /// Checks one sample's shape.
+    pub fn check_shape(&self, series: &SeriesKey) -> Result<(), Rejection> {
+        let metric = &series.metric;
+        if metric.len() > self.max_metric_name_bytes {
+            return Err(Rejection::OverLimit {
+                metric: metric.clone(),
+                what: format!(
+                    "metric name is longer than {} bytes",
+                    self.max_metric_name_bytes
+                ),
+                reason: 0,
+            });
+        }
+        if series.labels.len() > self.max_labels_per_series {
+            return Err(Rejection::OverLimit {
+                metric: metric.clone(),
+                what: format!(
+                    "{} labels, more than {}",
+                    series.labels.len(),
+                    self.max_labels_per_series
+                ),
+                reason: 1,
+            });
+        }
+        for (name, value) in series.labels.iter() {
+            if name.len() > self.max_label_name_bytes || value.len() > self.max_label_value_bytes {
+                return Err(Rejection::OverLimit {
+                    metric: metric.clone(),
+                    what: format!(
+                        "label {name}: name or value longer than {} / {} bytes",
+                        self.max_label_name_bytes, self.max_label_value_bytes
+                    ),
+                    reason: 2,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Splits a batch's samples into those admitted and the rejections of
+    /// those that would create a series over a series limit. `exists` tells
+    /// whether a series is already stored; `host_series` and `total_series`
+    /// are the current counts. Checked before the write, so concurrent
+    /// batches of one host may overshoot by the new series of one batch each.
+    pub fn admit(
+        &self,
+        samples: Vec<Sample>,
+        exists: impl Fn(&SeriesKey) -> bool,
+        host_series: u64,
+        total_series: u64,
+    ) -> (Vec<Sample>, Vec<Rejection>) {
+        let mut kept = Vec::with_capacity(samples.len());
+        let mut rejected = Vec::new();
+        let mut new_series: HashMap<SeriesKey, ()> = HashMap::new();
+        for sample in samples {
+            if exists(&sample.series) || new_series.contains_key(&sample.series) {
+                kept.push(sample);
+                continue;
+            }
+            let n_new = new_series.len() as u64;
+            let over = if host_series + n_new >= self.max_series_per_host {
+                Some(format!(
+                    "host has {} series, the limit",
+                    self.max_series_per_host
+                ))
+            } else if total_series + n_new >= self.max_series_total {
+                Some(format!(
+                    "collector has {} series, the limit",
+                    self.max_series_total
+                ))
+            } else {
+                None
+            };
+            match over {
+                Some(what) => rejected.push(Rejection::OverLimit {
+                    metric: sample.series.metric.clone(),
+                    what: format!("new series refused: {what}"),
+                    reason: 3,
+                }),
+                None => {
+                    new_series.insert(sample.series.clone(), ());
+                    kept.push(sample);
+                }
+            }
+        }
+        (kept, rejected)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Labels, Point};
+
+    fn key(metric: &str, labels: &[(&str, &str)]) -> SeriesKey {
+        SeriesKey {
+            metric: metric.into(),
+            labels: Labels::from_pairs(
+                labels
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect(),
+            )
+            .unwrap(),
+        }
+    }
+
+    fn sample(metric: &str) -> Sample {
+        Sample {
+            series: key(metric, &[("host", "h")]),
+            point: Point {
+                timestamp_ms: 0,
+                value: 1.0,
+            },
+        }
+    }
+
+    #[test]
+    fn shapes() {
+        let limits = Limits {
+            max_labels_per_series: 2,
+            max_metric_name_bytes: 5,
+            max_label_name_bytes: 4,
+            max_label_value_bytes: 3,
+            ..Limits::default()
+        };
+        let check = |k: SeriesKey| limits.check_shape(&k).map_err(|r| r.to_string());
+        assert!(check(key("cpu", &[("host", "h"), ("a", "1")])).is_ok());
+        assert!(
+            check(key("cpu_usage", &[]))
+                .unwrap_err()
+                .contains("metric name is longer than 5 bytes")
+        );
+        assert!(
+            check(key("cpu", &[("host", "h"), ("a", "1"), ("b", "2")]))
+                .unwrap_err()
+                .contains("3 labels, more than 2")
+        );
+        assert!(
+            check(key("cpu", &[("hostname", "h")]))
+                .unwrap_err()
+                .contains("label hostname")
+        );
+        assert!(
+            check(key("cpu", &[("host", "web-1")]))
+                .unwrap_err()
+                .contains("label host")
+        );
+    }
+
+    #[test]
+    fn new_series_over_a_limit_are_refused_existing_ones_flow() {
+        let limits = Limits {
+            max_series_per_host: 3,
+            max_series_total: 100,
+            ..Limits::default()
+        };
+        let existing = [key("a", &[("host", "h")]), key("b", &[("host", "h")])];
+        let exists = |k: &SeriesKey| existing.contains(k);
+        let batch = vec![
+            sample("a"),
+            sample("c"),
+            sample("c"),
+            sample("d"),
+            sample("b"),
+        ];
+        let (kept, rejected) = limits.admit(batch, exists, 2, 2);
+        let kept: Vec<&str> = kept.iter().map(|s| s.series.metric.as_str()).collect();
+        assert_eq!(
+            kept,
+            ["a", "c", "c", "b"],
+            "one new series fits; d does not; existing ones flow"
+        );
+        assert_eq!(rejected.len(), 1);
+        assert!(
+            rejected[0]
+                .to_string()
+                .contains("host has 3 series, the limit")
+        );
+        let (kept, rejected) = Limits {
+            max_series_total: 2,
+            ..limits
+        }
+        .admit(vec![sample("c")], exists, 0, 2);
+        assert!(kept.is_empty());
+        assert!(rejected[0].to_string().contains("collector has 2 series"));
+    }
+}
