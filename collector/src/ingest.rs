@@ -75,6 +75,20 @@ async fn serve_stream<S: Storage>(
             tracing::info!(%peer, agent_id = %wire.agent_id, host = %wire.host, "agent connected");
             announced = true;
         }
+        // Fast path for replays after a reconnect: already stored, so neither
+        // validated nor counted again. (`append` re-checks under the agent's lock.)
+        let high_water = storage.high_water(&wire.agent_id);
+        if wire.seq <= high_water {
+            counters.batches_replayed.fetch_add(1, Ordering::Relaxed);
+            let ack = pb::Ack {
+                acked_through: high_water,
+                ..pb::Ack::default()
+            };
+            if acks.send(Ok(ack)).await.is_err() {
+                return;
+            }
+            continue;
+        }
         let (mut batch, mut rejections) = batch_from_wire(wire, &limits);
         let (host_series, total_series) = storage.series_counts(&batch.host);
         let (admitted, refused) = limits.admit(

@@ -104,6 +104,10 @@ pub trait Storage: Send + Sync + 'static {
     /// Every host that has sent a batch, sorted by name.
     fn hosts(&self) -> Vec<HostSummary>;
 
+    /// The highest seq stored for `agent_id` (0 if none). A batch at or
+    /// below it is a replay.
+    fn high_water(&self, agent_id: &str) -> u64;
+
     /// Whether the series is stored.
     fn series_exists(&self, key: &SeriesKey) -> bool;
 

@@ -316,6 +316,13 @@ impl Storage for RocksStorage {
             .collect()
     }
 
+    fn high_water(&self, agent_id: &str) -> u64 {
+        let agents = self.agents.lock().expect("poisoned");
+        agents
+            .get(agent_id)
+            .map_or(0, |seq| *seq.lock().expect("poisoned"))
+    }
+
     fn series_exists(&self, key: &SeriesKey) -> bool {
         self.index
             .read()
