@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::limits::Limits;
+use crate::storage::rocks::Retention;
 
 /// Default gRPC listen address (ingest and query on one port).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
@@ -49,6 +50,17 @@ pub struct RawConfig {
     /// Ingest limits.
     #[serde(default)]
     pub limits: RawLimits,
+    /// How long data is kept.
+    #[serde(default)]
+    pub retention: RawRetention,
+}
+
+/// `[retention]`, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    /// Raw points older than this are deleted. Default "15d".
+    pub raw: Option<String>,
 }
 
 /// `[limits]`, as written; every key optional.
@@ -91,6 +103,8 @@ pub struct Config {
     pub self_metrics_interval: std::time::Duration,
     /// Ingest limits.
     pub limits: Limits,
+    /// How long data is kept.
+    pub retention: Retention,
 }
 
 /// A config value that does not validate, naming where it came from.
@@ -198,12 +212,28 @@ impl Config {
                 d.max_label_value_bytes as u64,
             )? as usize,
         };
+        let retention = match &raw.retention.raw {
+            None => Retention::default(),
+            Some(text) => Retention {
+                raw: nightjar_common::duration::parse("retention.raw", text)
+                    .ok()
+                    .filter(|d| *d >= std::time::Duration::from_secs(3600))
+                    .ok_or_else(|| ConfigError {
+                        source_name: origin(false),
+                        key: "retention.raw",
+                        reason: format!(
+                            "{text:?} is not a duration of at least 1h (write it like 15d)"
+                        ),
+                    })?,
+            },
+        };
         Ok(Config {
             listen,
             data_dir,
             name,
             self_metrics_interval,
             limits,
+            retention,
         })
     }
 }
@@ -263,6 +293,24 @@ mod tests {
         assert_eq!(
             err,
             "c.toml: limits.max_series_per_host: -5 must be at least 1"
+        );
+    }
+
+    #[test]
+    fn retention_parses_days_and_names_key_on_error() {
+        let raw: RawConfig = toml::from_str("[retention]\nraw = \"30d\"").unwrap();
+        let cfg = Config::build(Some((Path::new("c.toml"), raw)), Overrides::default()).unwrap();
+        assert_eq!(
+            cfg.retention.raw,
+            std::time::Duration::from_secs(30 * 86400)
+        );
+        let raw: RawConfig = toml::from_str("[retention]\nraw = \"forever\"").unwrap();
+        let err = Config::build(Some((Path::new("c.toml"), raw)), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("c.toml: retention.raw: \"forever\" is not"),
+            "{err}"
         );
     }
 

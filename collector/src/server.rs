@@ -20,9 +20,11 @@ const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// Runs the collector until a shutdown signal arrives.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let data_dir = config.data_dir.clone();
-    let storage = tokio::task::spawn_blocking(move || RocksStorage::open(&data_dir))
-        .await
-        .context("opening storage")??;
+    let retention = config.retention;
+    let storage =
+        tokio::task::spawn_blocking(move || RocksStorage::open_with(&data_dir, retention))
+            .await
+            .context("opening storage")??;
     let storage = Arc::new(storage);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -24,11 +24,19 @@
 //!
 //! Replays are detected per agent under that agent's own lock, so agents
 //! ingest in parallel while one agent's batches are applied in order.
+//!
+//! # Retention
+//!
+//! A compaction filter on `samples` drops points older than the raw
+//! retention, and periodic compaction (daily) makes sure every file is
+//! visited, so the data directory plateaus under constant load.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rocksdb::compaction_filter::Decision as CompactionDecision;
 use rocksdb::{
     ColumnFamilyDescriptor, DB, DBCompressionType, IteratorMode, Options, ReadOptions, WriteBatch,
     WriteOptions,
@@ -71,10 +79,36 @@ impl SeriesIndex {
     }
 }
 
+/// How long data is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// Raw points older than this are deleted at compaction.
+    pub raw: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            raw: Duration::from_secs(15 * 24 * 3600),
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 impl RocksStorage {
+    /// Opens with the default retention; see [`RocksStorage::open_with`].
+    pub fn open(path: &Path) -> Result<RocksStorage, StorageError> {
+        RocksStorage::open_with(path, Retention::default())
+    }
+
     /// Opens (creating if needed) the data directory and loads the series
     /// index, agent high-water marks and host records.
-    pub fn open(path: &Path) -> Result<RocksStorage, StorageError> {
+    pub fn open_with(path: &Path, retention: Retention) -> Result<RocksStorage, StorageError> {
         let open_err = |reason: String| StorageError::Open {
             path: path.display().to_string(),
             reason,
@@ -87,6 +121,18 @@ impl RocksStorage {
         let mut samples_opts = Options::default();
         samples_opts.set_compression_type(DBCompressionType::Lz4);
         samples_opts.set_bottommost_compression_type(DBCompressionType::Zstd);
+        let raw_ttl_ms = retention.raw.as_millis().min(i64::MAX as u128) as i64;
+        samples_opts.set_compaction_filter(
+            "nightjar-raw-retention",
+            move |_level, key: &[u8], _value: &[u8]| {
+                let cutoff = now_ms().saturating_sub(raw_ttl_ms);
+                match read_u64(key.get(8..).unwrap_or_default()) {
+                    Some(ts) if ((ts ^ (1 << 63)) as i64) < cutoff => CompactionDecision::Remove,
+                    _ => CompactionDecision::Keep,
+                }
+            },
+        );
+        samples_opts.set_periodic_compaction_seconds(24 * 3600);
         let cfs = [
             ColumnFamilyDescriptor::new(CF_SERIES, Options::default()),
             ColumnFamilyDescriptor::new(CF_SAMPLES, samples_opts),
@@ -156,6 +202,13 @@ impl RocksStorage {
             path: self.path.display().to_string(),
             reason: format!("corrupt {what} at key {key:02x?}"),
         }
+    }
+
+    /// Compacts the samples column family now (retention applies at
+    /// compaction; this is for tests and maintenance).
+    pub fn compact_samples(&self) {
+        self.db
+            .compact_range_cf(self.cf(CF_SAMPLES), None::<&[u8]>, None::<&[u8]>);
     }
 
     fn agent_high_water(&self, agent_id: &str) -> Arc<Mutex<u64>> {
@@ -586,6 +639,36 @@ mod tests {
             .unwrap();
         let ts: Vec<i64> = all[0].1.iter().map(|p| p.timestamp_ms).collect();
         assert_eq!(ts, vec![-5, 0, 10, 20]);
+    }
+
+    #[test]
+    fn points_older_than_the_raw_retention_are_dropped_at_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RocksStorage::open_with(
+            dir.path(),
+            Retention {
+                raw: Duration::from_secs(3600),
+            },
+        )
+        .unwrap();
+        let now = now_ms();
+        let pts = [("m", now - 2 * 3600 * 1000, 1.0), ("m", now - 60_000, 2.0)];
+        s.append(&batch("ag", "a", 1, &pts), now).unwrap();
+        assert_eq!(
+            s.query_range(&host_selector("a"), 0, i64::MAX).unwrap()[0]
+                .1
+                .len(),
+            2
+        );
+        s.compact_samples();
+        let left = s.query_range(&host_selector("a"), 0, i64::MAX).unwrap();
+        assert_eq!(
+            left[0].1,
+            vec![Point {
+                timestamp_ms: now - 60_000,
+                value: 2.0
+            }]
+        );
     }
 
     #[test]
