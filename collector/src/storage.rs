@@ -3,6 +3,7 @@
 //! Architecture invariant: only `storage/rocks.rs` names RocksDB. Everything
 //! else talks to [`Storage`].
 
+pub mod index;
 pub mod rocks;
 
 use crate::model::{Batch, HostInfo, Point, SeriesKey};

@@ -42,6 +42,7 @@ use rocksdb::{
     WriteOptions,
 };
 
+use super::index::SeriesIndex;
 use super::{AppendOutcome, HostSummary, Storage, StorageError, StorageStats};
 use crate::model::{Batch, HostInfo, Labels, Point, SeriesKey};
 use crate::selector::Selector;
@@ -60,23 +61,6 @@ pub struct RocksStorage {
     /// Per-agent high-water seq, each behind its own lock.
     agents: Mutex<HashMap<String, Arc<Mutex<u64>>>>,
     hosts: RwLock<BTreeMap<String, HostInfo>>,
-}
-
-#[derive(Default)]
-struct SeriesIndex {
-    by_key: HashMap<SeriesKey, u64>,
-    by_id: BTreeMap<u64, SeriesKey>,
-    per_host: HashMap<String, u64>,
-}
-
-impl SeriesIndex {
-    fn insert(&mut self, id: u64, key: SeriesKey) {
-        if let Some(host) = key.labels.get("host") {
-            *self.per_host.entry(host.to_owned()).or_default() += 1;
-        }
-        self.by_key.insert(key.clone(), id);
-        self.by_id.insert(id, key);
-    }
 }
 
 /// How long data is kept.
@@ -161,8 +145,7 @@ impl RocksStorage {
             let key = decode_series(&v).ok_or_else(|| self.corrupt("series record", &k))?;
             index.insert(id, key);
         }
-        *self.create_series.lock().expect("poisoned") =
-            index.by_id.keys().next_back().map_or(1, |id| id + 1);
+        *self.create_series.lock().expect("poisoned") = index.max_id().map_or(1, |id| id + 1);
         *self.index.write().expect("poisoned") = index;
 
         let mut agents = self.agents.lock().expect("poisoned");
@@ -218,11 +201,11 @@ impl RocksStorage {
 
     /// The id of `key`, creating the series if it is new.
     fn series_id(&self, key: &SeriesKey) -> Result<u64, StorageError> {
-        if let Some(&id) = self.index.read().expect("poisoned").by_key.get(key) {
+        if let Some(id) = self.index.read().expect("poisoned").id(key) {
             return Ok(id);
         }
         let mut next_id = self.create_series.lock().expect("poisoned");
-        if let Some(&id) = self.index.read().expect("poisoned").by_key.get(key) {
+        if let Some(id) = self.index.read().expect("poisoned").id(key) {
             return Ok(id);
         }
         let id = *next_id;
@@ -239,15 +222,7 @@ impl RocksStorage {
     }
 
     fn matching(&self, selector: &Selector) -> Vec<(u64, SeriesKey)> {
-        let index = self.index.read().expect("poisoned");
-        let mut found: Vec<_> = index
-            .by_id
-            .iter()
-            .filter(|(_, key)| selector.matches(key))
-            .map(|(id, key)| (*id, key.clone()))
-            .collect();
-        found.sort_by(|a, b| a.1.cmp(&b.1));
-        found
+        self.index.read().expect("poisoned").matching(selector)
     }
 }
 
@@ -357,7 +332,7 @@ impl Storage for RocksStorage {
     }
 
     fn hosts(&self) -> Vec<HostSummary> {
-        let counts = self.index.read().expect("poisoned").per_host.clone();
+        let counts = self.index.read().expect("poisoned").per_host().clone();
         self.hosts
             .read()
             .expect("poisoned")
@@ -377,24 +352,20 @@ impl Storage for RocksStorage {
     }
 
     fn series_exists(&self, key: &SeriesKey) -> bool {
-        self.index
-            .read()
-            .expect("poisoned")
-            .by_key
-            .contains_key(key)
+        self.index.read().expect("poisoned").id(key).is_some()
     }
 
     fn series_counts(&self, host: &str) -> (u64, u64) {
         let index = self.index.read().expect("poisoned");
         (
-            index.per_host.get(host).copied().unwrap_or(0),
-            index.by_id.len() as u64,
+            index.per_host().get(host).copied().unwrap_or(0),
+            index.len() as u64,
         )
     }
 
     fn stats(&self) -> StorageStats {
         StorageStats {
-            series: self.index.read().expect("poisoned").by_id.len() as u64,
+            series: self.index.read().expect("poisoned").len() as u64,
             disk_bytes: dir_bytes(&self.path),
         }
     }
