@@ -127,3 +127,33 @@ fn agent_metrics_reach_the_collector_with_their_labels() {
     let text = String::from_utf8(table.stdout).unwrap();
     assert!(text.starts_with("STATE") && text.contains(&host), "{text}");
 }
+
+#[test]
+fn a_silent_host_turns_red() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = Collector::start(free_port(), &dir.path().join("data"));
+    let host = unique_host("silent");
+    let mut agent = start_agent(&collector.url(), &host, &dir.path().join("state"), &[]);
+    let row = |collector: &Collector| {
+        let status = collector.cli_json(&["status"]);
+        status
+            .as_array()?
+            .iter()
+            .find(|h| h["host"] == host.as_str())
+            .cloned()
+    };
+    poll("the host to be reported", || row(&collector));
+    agent.kill();
+    // The agent reported a 1 s interval: after 3 s of silence it is red.
+    // (A busy machine may already be red for CPU: wait for the silence.)
+    let silent = |r: &serde_json::Value| {
+        r["reasons"].as_array().is_some_and(|rs| {
+            rs.iter()
+                .any(|x| x.as_str().is_some_and(|x| x.starts_with("silent for")))
+        })
+    };
+    let red = poll("the silent host to turn red", || {
+        row(&collector).filter(silent)
+    });
+    assert_eq!(red["health"], "red", "{red}");
+}
