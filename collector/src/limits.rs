@@ -131,24 +131,11 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Labels, Point};
-
-    fn key(metric: &str, labels: &[(&str, &str)]) -> SeriesKey {
-        SeriesKey {
-            metric: metric.into(),
-            labels: Labels::from_pairs(
-                labels
-                    .iter()
-                    .map(|(n, v)| (n.to_string(), v.to_string()))
-                    .collect(),
-            )
-            .unwrap(),
-        }
-    }
+    use crate::model::Point;
 
     fn sample(metric: &str) -> Sample {
         Sample {
-            series: key(metric, &[("host", "h")]),
+            series: SeriesKey::of(metric, &[("host", "h")]),
             point: Point {
                 timestamp_ms: 0,
                 value: 1.0,
@@ -166,24 +153,27 @@ mod tests {
             ..Limits::default()
         };
         let check = |k: SeriesKey| limits.check_shape(&k).map_err(|r| r.to_string());
-        assert!(check(key("cpu", &[("host", "h"), ("a", "1")])).is_ok());
+        assert!(check(SeriesKey::of("cpu", &[("host", "h"), ("a", "1")])).is_ok());
         assert!(
-            check(key("cpu_usage", &[]))
+            check(SeriesKey::of("cpu_usage", &[]))
                 .unwrap_err()
                 .contains("metric name is longer than 5 bytes")
         );
         assert!(
-            check(key("cpu", &[("host", "h"), ("a", "1"), ("b", "2")]))
-                .unwrap_err()
-                .contains("3 labels, more than 2")
+            check(SeriesKey::of(
+                "cpu",
+                &[("host", "h"), ("a", "1"), ("b", "2")]
+            ))
+            .unwrap_err()
+            .contains("3 labels, more than 2")
         );
         assert!(
-            check(key("cpu", &[("hostname", "h")]))
+            check(SeriesKey::of("cpu", &[("hostname", "h")]))
                 .unwrap_err()
                 .contains("label hostname")
         );
         assert!(
-            check(key("cpu", &[("host", "web-1")]))
+            check(SeriesKey::of("cpu", &[("host", "web-1")]))
                 .unwrap_err()
                 .contains("label host")
         );
@@ -196,7 +186,10 @@ mod tests {
             max_series_total: 100,
             ..Limits::default()
         };
-        let existing = [key("a", &[("host", "h")]), key("b", &[("host", "h")])];
+        let existing = [
+            SeriesKey::of("a", &[("host", "h")]),
+            SeriesKey::of("b", &[("host", "h")]),
+        ];
         let exists = |k: &SeriesKey| existing.contains(k);
         let batch = vec![
             sample("a"),

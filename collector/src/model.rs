@@ -65,6 +65,24 @@ impl fmt::Display for SeriesKey {
     }
 }
 
+impl SeriesKey {
+    /// A series key from a metric and label pairs (test helper; panics on
+    /// duplicate names).
+    #[cfg(test)]
+    pub fn of(metric: &str, labels: &[(&str, &str)]) -> SeriesKey {
+        SeriesKey {
+            metric: metric.into(),
+            labels: Labels::from_pairs(
+                labels
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect(),
+            )
+            .expect("distinct label names"),
+        }
+    }
+}
+
 /// One stored observation.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Point {

@@ -94,19 +94,6 @@ mod tests {
     use super::*;
     use crate::model::Labels;
 
-    fn series(metric: &str, labels: &[(&str, &str)]) -> SeriesKey {
-        SeriesKey {
-            metric: metric.into(),
-            labels: Labels::from_pairs(
-                labels
-                    .iter()
-                    .map(|(n, v)| (n.to_string(), v.to_string()))
-                    .collect(),
-            )
-            .unwrap(),
-        }
-    }
-
     fn eq(name: &str, v: &str) -> Matcher {
         Matcher {
             name: name.into(),
@@ -132,7 +119,7 @@ mod tests {
 
     #[test]
     fn matchers_select_series() {
-        let cpu = series("cpu_usage_percent", &[("host", "a"), ("cpu", "total")]);
+        let cpu = SeriesKey::of("cpu_usage_percent", &[("host", "a"), ("cpu", "total")]);
         check(None, vec![], &cpu, true);
         check(Some("cpu_usage_percent"), vec![], &cpu, true);
         check(Some("memory_used_percent"), vec![], &cpu, false);

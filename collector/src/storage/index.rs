@@ -128,21 +128,7 @@ impl SeriesIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Labels;
     use crate::selector::Matcher;
-
-    fn key(metric: &str, labels: &[(&str, &str)]) -> SeriesKey {
-        SeriesKey {
-            metric: metric.into(),
-            labels: Labels::from_pairs(
-                labels
-                    .iter()
-                    .map(|(n, v)| (n.to_string(), v.to_string()))
-                    .collect(),
-            )
-            .unwrap(),
-        }
-    }
 
     fn eq(name: &str, value: &str) -> Matcher {
         Matcher {
@@ -163,7 +149,7 @@ mod tests {
                     if !dev.is_empty() {
                         labels.push(("device", dev));
                     }
-                    let k = key(metric, &labels);
+                    let k = SeriesKey::of(metric, &labels);
                     index.insert(id, k.clone());
                     all.push((id, k));
                     id += 1;
