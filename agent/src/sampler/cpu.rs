@@ -1,8 +1,8 @@
 //! CPU usage: `cpu_usage_percent{cpu="total"|"0"|"1"|...}`.
 //!
 //! sysinfo computes usage from `/proc/stat` jiffies between two refreshes:
-//! busy / total over the interval, the same figure `top` shows as
-//! 100 - idle (per core with `top 1`).
+//! busy / total over the interval, with idle and iowait counted as not busy;
+//! `top` shows the same figure as 100 - id - wa (per core with `1`).
 
 use crate::sample::Sample;
 
