@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use nightjar_common::names::is_label_name;
 use serde::Deserialize;
 
 use crate::process_watch::{ProcessMatcher, WatchSpec};
@@ -184,12 +185,6 @@ pub struct ConfigError {
     pub key: String,
     /// What is wrong.
     pub reason: String,
-}
-
-fn is_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 impl Config {

@@ -1,8 +1,10 @@
 //! Validation of incoming samples. A bad sample is rejected alone, with a
 //! reason that names the field; the rest of its batch is stored.
 
-/// Why a sample was rejected. The `label` of each variant is used as the
-/// `reason` label of the rejected-samples self-metric.
+pub use nightjar_common::names::{is_label_name, is_metric_name};
+
+/// Why a sample was rejected. [`Rejection::REASONS`] names each kind for
+/// the `reason` label of the rejected-samples self-metric.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum Rejection {
     /// The metric name does not match `[a-zA-Z_:][a-zA-Z0-9_:]*`.
@@ -82,45 +84,6 @@ impl Rejection {
             Rejection::NonFiniteValue { .. } => 4,
             Rejection::UnsupportedValue(_) => 5,
             Rejection::OverLimit { reason, .. } => 6 + usize::from(*reason).min(3),
-        }
-    }
-}
-
-/// Whether `name` is a valid metric name.
-pub fn is_metric_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-}
-
-/// Whether `name` is a valid label name.
-pub fn is_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn metric_names() {
-        for ok in ["cpu_usage_percent", "a", "_x", "ns:metric_1"] {
-            assert!(is_metric_name(ok), "{ok}");
-        }
-        for bad in ["", "1abc", "cpu-usage", "cpu usage", "ü"] {
-            assert!(!is_metric_name(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn label_names() {
-        for ok in ["host", "_a", "mount_point2"] {
-            assert!(is_label_name(ok), "{ok}");
-        }
-        for bad in ["", "2x", "a:b", "a-b"] {
-            assert!(!is_label_name(bad), "{bad}");
         }
     }
 }
