@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -31,6 +32,14 @@ fn host_name() -> String {
     } else {
         format!("{host}-collector")
     }
+}
+
+/// Parses a duration of at least `min`; the error says so (`min_text`).
+fn at_least(key: &str, text: &str, min: Duration, min_text: &str) -> Result<Duration, String> {
+    nightjar_common::duration::parse(key, text)
+        .ok()
+        .filter(|d| *d >= min)
+        .ok_or_else(|| format!("{text:?} is not a duration of at least {min_text}"))
 }
 
 /// The collector config file, as written. Every key is optional.
@@ -160,13 +169,11 @@ impl Config {
         }
         let self_metrics_interval = match raw.self_metrics_interval {
             None => DEFAULT_SELF_METRICS_INTERVAL,
-            Some(text) => nightjar_common::duration::parse("self_metrics_interval", &text)
-                .ok()
-                .filter(|d| *d >= std::time::Duration::from_secs(1))
-                .ok_or_else(|| ConfigError {
+            Some(text) => at_least("self_metrics_interval", &text, Duration::from_secs(1), "1s")
+                .map_err(|reason| ConfigError {
                     source_name: origin(false),
                     key: "self_metrics_interval",
-                    reason: format!("{text:?} is not a duration of at least 1s"),
+                    reason,
                 })?,
         };
         let d = Limits::default();
@@ -215,16 +222,17 @@ impl Config {
         let retention = match &raw.retention.raw {
             None => Retention::default(),
             Some(text) => Retention {
-                raw: nightjar_common::duration::parse("retention.raw", text)
-                    .ok()
-                    .filter(|d| *d >= std::time::Duration::from_secs(3600))
-                    .ok_or_else(|| ConfigError {
-                        source_name: origin(false),
-                        key: "retention.raw",
-                        reason: format!(
-                            "{text:?} is not a duration of at least 1h (write it like 15d)"
-                        ),
-                    })?,
+                raw: at_least(
+                    "retention.raw",
+                    text,
+                    Duration::from_secs(3600),
+                    "1h (write it like 15d)",
+                )
+                .map_err(|reason| ConfigError {
+                    source_name: origin(false),
+                    key: "retention.raw",
+                    reason,
+                })?,
             },
         };
         Ok(Config {
