@@ -33,12 +33,23 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
-/// A loopback port that was free a moment ago.
+/// A loopback port that was free a moment ago and that no other test of
+/// this process has been given. (The kernel may hand a just-released
+/// ephemeral port to a parallel test; two collectors on one port would make
+/// one test talk to the other's collector.)
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("binding an ephemeral port")
-        .port()
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().expect("poisoned");
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("binding an ephemeral port")
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Calls `f` every 100 ms until it returns `Some`, or panics with `what`
@@ -150,13 +161,21 @@ impl Collector {
                 .arg(data_dir)
                 .args(extra),
         );
+        // Wait for this collector's own "ready" line, not just for something
+        // to accept on the port: a collector that failed to bind must not
+        // pass for one that listens.
         poll("the collector to listen", || {
             assert!(
                 !proc.has_exited(),
                 "collector exited: {:?}",
                 proc.stderr_lines()
             );
-            TcpStream::connect(addr).ok().map(|_| ())
+            proc.stderr_lines()
+                .iter()
+                .any(|l| l.contains("collector ready"))
+                .then(|| TcpStream::connect(addr).ok())
+                .flatten()
+                .map(|_| ())
         });
         Collector { proc, addr }
     }
