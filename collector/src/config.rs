@@ -332,7 +332,10 @@ mod tests {
 
     #[test]
     fn deploy_example_is_valid_and_shows_the_defaults() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/collector.toml");
+        // Read at run time: a test binary reused from another checkout
+        // (shared target dir) must read this checkout's file.
+        let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it for tests");
+        let path = Path::new(&manifest_dir).join("../deploy/collector.toml");
         let raw: RawConfig = nightjar_common::config_file::load(&path).unwrap();
         let cfg = Config::build(Some((&path, raw)), Overrides::default()).unwrap();
         assert_eq!(cfg, Config::build(None, Overrides::default()).unwrap());
