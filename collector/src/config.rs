@@ -70,6 +70,12 @@ pub struct RawConfig {
 pub struct RawRetention {
     /// Raw points older than this are deleted. Default "15d".
     pub raw: Option<String>,
+    /// 1-minute rollups older than this are deleted. Default "90d".
+    #[serde(rename = "1m")]
+    pub minute: Option<String>,
+    /// 1-hour rollups older than this are deleted. Default "730d".
+    #[serde(rename = "1h")]
+    pub hour: Option<String>,
 }
 
 /// `[limits]`, as written; every key optional.
@@ -219,21 +225,20 @@ impl Config {
                 d.max_label_value_bytes as u64,
             )? as usize,
         };
-        let retention = match &raw.retention.raw {
-            None => Retention::default(),
-            Some(text) => Retention {
-                raw: at_least(
-                    "retention.raw",
-                    text,
-                    Duration::from_secs(3600),
-                    "1h (write it like 15d)",
-                )
+        let defaults = Retention::default();
+        let tier = |key: &'static str, text: &Option<String>, default: Duration| match text {
+            None => Ok(default),
+            Some(text) => at_least(key, text, Duration::from_secs(3600), "1h (write it like 15d)")
                 .map_err(|reason| ConfigError {
                     source_name: origin(false),
-                    key: "retention.raw",
+                    key,
                     reason,
-                })?,
-            },
+                }),
+        };
+        let retention = Retention {
+            raw: tier("retention.raw", &raw.retention.raw, defaults.raw)?,
+            minute: tier("retention.1m", &raw.retention.minute, defaults.minute)?,
+            hour: tier("retention.1h", &raw.retention.hour, defaults.hour)?,
         };
         Ok(Config {
             listen,

@@ -14,6 +14,7 @@ use crate::convert::batch_from_wire;
 use crate::limits::Limits;
 use crate::storage::{AppendOutcome, Storage};
 use crate::telemetry::{IngestCounters, SamplesRejected};
+use crate::validate::Rejection;
 
 /// Acks buffered per stream before the stream task waits for the agent to
 /// read them.
@@ -99,15 +100,8 @@ async fn serve_stream<S: Storage>(
         );
         batch.samples = admitted;
         rejections.extend(refused);
-        if !rejections.is_empty() {
-            SamplesRejected {
-                host: &batch.host,
-                seq: batch.seq,
-                rejections: &rejections,
-            }
-            .emit(&counters);
-        }
         let n_samples = batch.samples.len() as u64;
+        let (host, seq) = (batch.host.clone(), batch.seq);
         let store = storage.clone();
         let appended = tokio::task::spawn_blocking(move || store.append(&batch, now_ms())).await;
         let outcome = match appended {
@@ -126,15 +120,24 @@ async fn serve_stream<S: Storage>(
             }
         };
         match outcome {
-            AppendOutcome::Stored { .. } => {
+            AppendOutcome::Stored { out_of_order, .. } => {
                 counters.batches_stored.fetch_add(1, Ordering::Relaxed);
                 counters
                     .samples_stored
-                    .fetch_add(n_samples, Ordering::Relaxed);
+                    .fetch_add(n_samples - u64::from(out_of_order), Ordering::Relaxed);
+                rejections.extend((0..out_of_order).map(|_| Rejection::OutOfOrder));
             }
             AppendOutcome::Replay { .. } => {
                 counters.batches_replayed.fetch_add(1, Ordering::Relaxed);
             }
+        }
+        if !rejections.is_empty() {
+            SamplesRejected {
+                host: &host,
+                seq,
+                rejections: &rejections,
+            }
+            .emit(&counters);
         }
         // Invariant: this ack is sent only after `append` made the batch durable.
         let ack = pb::Ack {

@@ -126,3 +126,56 @@ pub struct HostInfo {
     /// The agent's sampling interval in ms.
     pub interval_ms: u64,
 }
+
+/// What a rollup keeps of the points of one time bucket: enough to answer
+/// avg, min, max, sum, count and last exactly, and to merge buckets.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Summary {
+    /// Smallest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+    /// Sum of the values.
+    pub sum: f64,
+    /// Number of points.
+    pub count: u64,
+    /// Timestamp of the newest point.
+    pub last_ts: i64,
+    /// Value of the newest point.
+    pub last: f64,
+}
+
+impl Summary {
+    /// The summary of one point.
+    pub fn of(p: Point) -> Summary {
+        Summary {
+            min: p.value,
+            max: p.value,
+            sum: p.value,
+            count: 1,
+            last_ts: p.timestamp_ms,
+            last: p.value,
+        }
+    }
+
+    /// Adds one point.
+    pub fn add(&mut self, p: Point) {
+        self.merge(&Summary::of(p));
+    }
+
+    /// Folds in another summary (associative and commutative, up to float
+    /// rounding of `sum`; a tie on `last_ts` keeps the larger value so the
+    /// result does not depend on order).
+    pub fn merge(&mut self, other: &Summary) {
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        self.sum += other.sum;
+        self.count += other.count;
+        if other.last_ts > self.last_ts
+            || (other.last_ts == self.last_ts && other.last > self.last)
+        {
+            self.last_ts = other.last_ts;
+            self.last = other.last;
+        }
+    }
+}

@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 
 use crate::convert::{labels_to_wire, selector_from_wire, series_to_wire};
 use crate::model::{Labels, Point, SeriesKey};
-use crate::storage::{Storage, StorageError};
+use crate::storage::{Storage, StorageError, Tier};
 use aggregate::Aggregation;
 
 /// Most buckets one QueryRange may ask for per series (as Prometheus' 11,000).
@@ -64,13 +64,10 @@ fn aggregation_from_wire(value: i32) -> Result<Aggregation, Status> {
 
 /// Groups series by the values of `by`; the group's metric is the common
 /// metric name of its members, or empty when they differ.
-fn group_series(
-    found: Vec<(SeriesKey, Vec<Point>)>,
-    by: &[String],
-) -> Vec<(SeriesKey, Vec<Vec<Point>>)> {
-    /// A group: its members' common metric (None once they differ) and points.
-    type Group = (Option<String>, Vec<Vec<Point>>);
-    let mut groups: BTreeMap<Vec<(String, String)>, Group> = BTreeMap::new();
+fn group_series<T>(found: Vec<(SeriesKey, Vec<T>)>, by: &[String]) -> Vec<(SeriesKey, Vec<Vec<T>>)> {
+    /// A group: its members' common metric (None once they differ) and data.
+    type Group<T> = (Option<String>, Vec<Vec<T>>);
+    let mut groups: BTreeMap<Vec<(String, String)>, Group<T>> = BTreeMap::new();
     for (key, points) in found {
         let group_labels: Vec<(String, String)> = by
             .iter()
@@ -94,6 +91,24 @@ fn group_series(
             (key, members)
         })
         .collect()
+}
+
+/// Buckets each series (no grouping) or each group of series with `bucket`.
+fn bucket_groups<T>(
+    found: Vec<(SeriesKey, Vec<T>)>,
+    by: Option<&[String]>,
+    bucket: impl Fn(&[Vec<T>]) -> Vec<Point>,
+) -> Vec<pb::Series> {
+    match by {
+        None => found
+            .into_iter()
+            .map(|(key, data)| series_to_wire(&key, &bucket(&[data])))
+            .collect(),
+        Some(by) => group_series(found, by)
+            .iter()
+            .map(|(key, members)| series_to_wire(key, &bucket(members)))
+            .collect(),
+    }
 }
 
 #[tonic::async_trait]
@@ -158,27 +173,38 @@ impl<S: Storage> pb::query_service_server::QueryService for QueryApi<S> {
                 end - start
             )));
         }
-        let found = self
-            .blocking(move |s| s.query_range(&selector, start, end))
-            .await?;
-        let series = match (&req.group, step) {
-            (_, 0) => found
+        let by = req.group.map(|g| g.by);
+        let series = if step == 0 {
+            self.blocking(move |s| s.query_range(&selector, start, end))
+                .await?
                 .iter()
                 .map(|(key, points)| series_to_wire(key, points))
-                .collect(),
-            (None, _) => found
-                .iter()
-                .map(|(key, points)| {
-                    series_to_wire(key, &aggregate::bucket([points.as_slice()], step, agg))
-                })
-                .collect(),
-            (Some(group), _) => group_series(found, &group.by)
-                .iter()
-                .map(|(key, members)| {
-                    let points = aggregate::bucket(members.iter().map(Vec::as_slice), step, agg);
-                    series_to_wire(key, &points)
-                })
-                .collect(),
+                .collect()
+        } else {
+            // Buckets are whole: widen the range to the step buckets it touches.
+            let start = start.div_euclid(step).saturating_mul(step);
+            let end = end
+                .div_euclid(step)
+                .saturating_mul(step)
+                .saturating_add(step - 1);
+            match Tier::for_step(step) {
+                Tier::Raw => {
+                    let found = self
+                        .blocking(move |s| s.query_range(&selector, start, end))
+                        .await?;
+                    bucket_groups(found, by.as_deref(), |members| {
+                        aggregate::bucket(members.iter().map(Vec::as_slice), step, agg)
+                    })
+                }
+                tier => {
+                    let found = self
+                        .blocking(move |s| s.query_summaries(&selector, tier, start, end))
+                        .await?;
+                    bucket_groups(found, by.as_deref(), |members| {
+                        aggregate::rebucket(members.iter().map(Vec::as_slice), step, agg)
+                    })
+                }
+            }
         };
         Ok(Response::new(pb::QueryRangeResponse { series }))
     }

@@ -11,7 +11,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::config::Config;
 use crate::ingest::IngestApi;
 use crate::query::QueryApi;
-use crate::storage::rocks::RocksStorage;
+use crate::storage::rocks::{RocksStorage, system_clock};
 use crate::telemetry::IngestCounters;
 
 /// Largest gRPC message accepted (a batch of a large host is well below).
@@ -22,7 +22,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let data_dir = config.data_dir.clone();
     let retention = config.retention;
     let storage =
-        tokio::task::spawn_blocking(move || RocksStorage::open_with(&data_dir, retention))
+        tokio::task::spawn_blocking(move || RocksStorage::open_with(&data_dir, retention, system_clock()))
             .await
             .context("opening storage")??;
     let storage = Arc::new(storage);

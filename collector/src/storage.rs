@@ -3,10 +3,16 @@
 //! Architecture invariant: only `storage/rocks.rs` names RocksDB. Everything
 //! else talks to [`Storage`].
 
+pub mod chunk;
+pub mod head;
 pub mod index;
+pub mod ingest_log;
 pub mod rocks;
+pub mod rollup;
 
-use crate::model::{Batch, HostInfo, Point, SeriesKey};
+pub use rollup::Tier;
+
+use crate::model::{Batch, HostInfo, Point, SeriesKey, Summary};
 use crate::selector::Selector;
 
 /// A failure of the storage layer (I/O, corruption). Messages name the data
@@ -40,6 +46,9 @@ pub enum AppendOutcome {
     Stored {
         /// The agent's new high-water mark (the batch's seq).
         acked_through: u64,
+        /// Samples refused because their series already holds a point at
+        /// or after their timestamp.
+        out_of_order: u32,
     },
     /// The batch's seq is not above the agent's high-water mark: it was
     /// stored before, and nothing was written.
@@ -53,9 +62,8 @@ impl AppendOutcome {
     /// The sequence number to acknowledge.
     pub fn acked_through(self) -> u64 {
         match self {
-            AppendOutcome::Stored { acked_through } | AppendOutcome::Replay { acked_through } => {
-                acked_through
-            }
+            AppendOutcome::Stored { acked_through, .. }
+            | AppendOutcome::Replay { acked_through } => acked_through,
         }
     }
 }
@@ -76,6 +84,18 @@ pub struct StorageStats {
     pub series: u64,
     /// Bytes of all files in the data directory.
     pub disk_bytes: u64,
+    /// Bytes of the table files of each tier: raw, 1m, 1h.
+    pub tier_disk_bytes: [u64; 3],
+    /// Bytes of the ingest log's table files.
+    pub ingest_log_bytes: u64,
+    /// Compactions running now.
+    pub compactions_running: u64,
+    /// 1 if RocksDB estimates that compaction is needed.
+    pub compaction_pending: u64,
+    /// Time writes were delayed or stopped by RocksDB since open (µs).
+    pub write_stall_micros: u64,
+    /// Bytes written by compactions since open.
+    pub compaction_bytes_written: u64,
 }
 
 /// Durable time-series storage.
@@ -98,6 +118,17 @@ pub trait Storage: Send + Sync + 'static {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<(SeriesKey, Vec<Point>)>, StorageError>;
+
+    /// Summaries of the `tier` buckets (not raw) of each matching series
+    /// whose start lies in `[bucket(start_ms), bucket(end_ms)]`, in time
+    /// order. Series without any are left out.
+    fn query_summaries(
+        &self,
+        selector: &Selector,
+        tier: Tier,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<(SeriesKey, Vec<(i64, Summary)>)>, StorageError>;
 
     /// The newest point of each matching series.
     fn latest(&self, selector: &Selector) -> Result<Vec<(SeriesKey, Point)>, StorageError>;

@@ -47,6 +47,10 @@ pub enum Rejection {
     /// The sample has no value or a kind this collector does not store yet.
     #[error("metric {0}: sample has no gauge value (histograms are not supported yet)")]
     UnsupportedValue(String),
+    /// The series already holds a point at or after the sample's timestamp
+    /// (the first value stored for a timestamp wins).
+    #[error("sample is not newer than its series' newest point (out of order or repeated timestamp)")]
+    OutOfOrder,
     /// A configured limit (`[limits]`) refuses the sample.
     #[error("metric {metric}: {what}")]
     OverLimit {
@@ -61,7 +65,7 @@ pub enum Rejection {
 
 impl Rejection {
     /// Every reason, as used for the `reason` label.
-    pub const REASONS: [&'static str; 10] = [
+    pub const REASONS: [&'static str; 11] = [
         "bad_metric_name",
         "bad_label_name",
         "duplicate_label",
@@ -72,6 +76,7 @@ impl Rejection {
         "too_many_labels",
         "label_too_long",
         "series_limit",
+        "out_of_order",
     ];
 
     /// This rejection's index into [`Rejection::REASONS`].
@@ -84,6 +89,7 @@ impl Rejection {
             Rejection::NonFiniteValue { .. } => 4,
             Rejection::UnsupportedValue(_) => 5,
             Rejection::OverLimit { reason, .. } => 6 + usize::from(*reason).min(3),
+            Rejection::OutOfOrder => 10,
         }
     }
 }

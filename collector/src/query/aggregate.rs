@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::Point;
+use crate::model::{Point, Summary};
 
 /// How the points of a bucket combine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,47 +26,16 @@ pub enum Aggregation {
     Last,
 }
 
-#[derive(Clone, Copy)]
-struct Acc {
-    min: f64,
-    max: f64,
-    sum: f64,
-    count: u64,
-    last_ts: i64,
-    last: f64,
-}
-
-impl Acc {
-    fn new(p: Point) -> Acc {
-        Acc {
-            min: p.value,
-            max: p.value,
-            sum: p.value,
-            count: 1,
-            last_ts: p.timestamp_ms,
-            last: p.value,
-        }
-    }
-
-    fn add(&mut self, p: Point) {
-        self.min = self.min.min(p.value);
-        self.max = self.max.max(p.value);
-        self.sum += p.value;
-        self.count += 1;
-        if p.timestamp_ms >= self.last_ts {
-            self.last_ts = p.timestamp_ms;
-            self.last = p.value;
-        }
-    }
-
-    fn value(&self, agg: Aggregation) -> f64 {
-        match agg {
-            Aggregation::Avg => self.sum / self.count as f64,
-            Aggregation::Min => self.min,
-            Aggregation::Max => self.max,
-            Aggregation::Sum => self.sum,
-            Aggregation::Count => self.count as f64,
-            Aggregation::Last => self.last,
+impl Aggregation {
+    /// The figure of a bucket's summary this aggregation asks for.
+    pub fn of(self, s: &Summary) -> f64 {
+        match self {
+            Aggregation::Avg => s.sum / s.count as f64,
+            Aggregation::Min => s.min,
+            Aggregation::Max => s.max,
+            Aggregation::Sum => s.sum,
+            Aggregation::Count => s.count as f64,
+            Aggregation::Last => s.last,
         }
     }
 }
@@ -79,21 +48,48 @@ pub fn bucket<'a>(
     agg: Aggregation,
 ) -> Vec<Point> {
     assert!(step_ms > 0, "step must be positive");
-    let mut buckets: BTreeMap<i64, Acc> = BTreeMap::new();
+    let mut buckets: BTreeMap<i64, Summary> = BTreeMap::new();
     for points in series {
         for &p in points {
             let start = p.timestamp_ms.div_euclid(step_ms) * step_ms;
             buckets
                 .entry(start)
-                .and_modify(|acc| acc.add(p))
-                .or_insert_with(|| Acc::new(p));
+                .and_modify(|s| s.add(p))
+                .or_insert_with(|| Summary::of(p));
         }
     }
+    finish(buckets, agg)
+}
+
+/// Re-buckets summaries (of rollup buckets that each lie inside one step
+/// bucket: the step is a multiple of the rollup width) by `step_ms` and
+/// combines each bucket with `agg`. Gives what [`bucket`] gives on the raw
+/// points the summaries were built from.
+pub fn rebucket<'a>(
+    series: impl IntoIterator<Item = &'a [(i64, Summary)]>,
+    step_ms: i64,
+    agg: Aggregation,
+) -> Vec<Point> {
+    assert!(step_ms > 0, "step must be positive");
+    let mut buckets: BTreeMap<i64, Summary> = BTreeMap::new();
+    for summaries in series {
+        for (ts, s) in summaries {
+            let start = ts.div_euclid(step_ms) * step_ms;
+            buckets
+                .entry(start)
+                .and_modify(|b| b.merge(s))
+                .or_insert(*s);
+        }
+    }
+    finish(buckets, agg)
+}
+
+fn finish(buckets: BTreeMap<i64, Summary>, agg: Aggregation) -> Vec<Point> {
     buckets
         .into_iter()
-        .map(|(timestamp_ms, acc)| Point {
+        .map(|(timestamp_ms, s)| Point {
             timestamp_ms,
-            value: acc.value(agg),
+            value: agg.of(&s),
         })
         .collect()
 }

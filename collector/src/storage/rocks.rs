@@ -2,58 +2,140 @@
 //!
 //! # Layout
 //!
-//! Three column families; the byte layouts are drawn in
-//! `docs/format/storage-keys.md`.
+//! Column families (byte layouts in `docs/format/storage.md`):
 //!
 //! - `series`: series id (u64 BE) → encoded [`SeriesKey`]. Loaded into an
 //!   in-memory index at open; ids are never reused.
-//! - `samples`: series id (u64 BE) ++ timestamp (i64, sign bit flipped, BE)
-//!   → value (f64 bits, LE). A range read is one seek per series. Because
-//!   the timestamp is part of the key, writing the same sample twice stores
-//!   it once.
+//! - `ingest_log`: log seq (u64 BE) → the samples of one stored batch
+//!   ([`ingest_log`] format). Deleted once the chunks holding them are written.
+//! - `raw`: series id (u64 BE) ++ first timestamp (i64, sign bit flipped, BE)
+//!   → an XOR chunk ([`chunk`]) of up to 120 points inside one clock hour.
+//!   A range read is one seek per series.
+//! - `rollup_1m`, `rollup_1h`: series id ++ bucket start (as above) → a
+//!   [`Summary`] of the bucket, built with a merge operator.
 //! - `meta`: `a/<agent id>` → the agent's high-water seq (u64 BE);
 //!   `h/<host>` → last contact ms (i64 BE) ++ interval ms (u64 BE).
 //!
 //! # Durability
 //!
-//! A batch's samples, the agent's new high-water seq and the host record go
-//! into one `WriteBatch` written with `sync = true`: after `append` returns,
-//! all of it is in the fsynced WAL, or none of it is. A new series' record
-//! is written just before (without sync); the WAL is ordered, so the sync
-//! of the batch that first uses the series makes the record durable too.
+//! A batch's samples (as one `ingest_log` record), the agent's new
+//! high-water seq and the host record go into one `WriteBatch` written with
+//! `sync = true`: after `append` returns, all of it is in the fsynced WAL,
+//! or none of it is. Only then are the samples applied to the in-memory
+//! heads ([`head`]). A head that seals a chunk writes it, with its rollup
+//! merge operands, in one `WriteBatch` (not synced: RocksDB's WAL is
+//! ordered, and the ingest-log records stay until a later write deletes
+//! them). `ingest_log` is truncated below the oldest record that an open
+//! chunk or an in-flight batch still needs; at open the remaining records
+//! are replayed into the heads, and the heads refuse points they already
+//! hold, so replaying is idempotent.
 //!
-//! Replays are detected per agent under that agent's own lock, so agents
-//! ingest in parallel while one agent's batches are applied in order.
+//! # Concurrency
+//!
+//! Agents ingest in parallel: replays are detected under each agent's own
+//! lock, RocksDB groups concurrent synced writes into one fsync, and heads
+//! are split into [`head::SHARDS`] independently locked shards. Queries copy
+//! a series' open chunk and take a RocksDB snapshot under its shard lock,
+//! then read without holding any lock.
 //!
 //! # Retention
 //!
-//! A compaction filter on `samples` drops points older than the raw
-//! retention, and periodic compaction (daily) makes sure every file is
-//! visited, so the data directory plateaus under constant load.
+//! Compaction filters drop raw chunks and rollup rows whose whole time span
+//! is older than their tier's retention, and periodic compaction (daily)
+//! makes sure every file is visited, so the data directory plateaus.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rocksdb::compaction_filter::Decision as CompactionDecision;
+use rocksdb::statistics::{StatsLevel, Ticker};
 use rocksdb::{
     ColumnFamilyDescriptor, DB, DBCompressionType, IteratorMode, Options, ReadOptions, WriteBatch,
     WriteOptions,
 };
 
+use super::head::{Head, Heads, SHARDS, SealedChunk};
 use super::index::SeriesIndex;
-use super::{AppendOutcome, HostSummary, Storage, StorageError, StorageStats};
-use crate::model::{Batch, HostInfo, Labels, Point, SeriesKey};
+use super::ingest_log::{self, LogSample};
+use super::rollup::{self, Tier};
+use super::{AppendOutcome, HostSummary, Storage, StorageError, StorageStats, chunk};
+use crate::model::{Batch, HostInfo, Labels, Point, SeriesKey, Summary};
 use crate::selector::Selector;
 
 const CF_SERIES: &str = "series";
-const CF_SAMPLES: &str = "samples";
+const CF_LOG: &str = "ingest_log";
+const CF_RAW: &str = "raw";
+const CF_1M: &str = "rollup_1m";
+const CF_1H: &str = "rollup_1h";
 const CF_META: &str = "meta";
+
+/// Column families of earlier layouts this version cannot read.
+const RETIRED_CFS: [&str; 1] = ["samples"];
+
+/// A clock giving epoch milliseconds; injectable so tests can age data.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    })
+}
+
+/// How long each tier keeps data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// Raw points.
+    pub raw: Duration,
+    /// 1-minute rollups.
+    pub minute: Duration,
+    /// 1-hour rollups.
+    pub hour: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        const DAY: u64 = 24 * 3600;
+        Retention {
+            raw: Duration::from_secs(15 * DAY),
+            minute: Duration::from_secs(90 * DAY),
+            hour: Duration::from_secs(2 * 365 * DAY),
+        }
+    }
+}
+
+impl Retention {
+    fn of(&self, tier: Tier) -> Duration {
+        match tier {
+            Tier::Raw => self.raw,
+            Tier::Minute => self.minute,
+            Tier::Hour => self.hour,
+        }
+    }
+}
+
+/// How long a chunk may stay open before it is written anyway, so the
+/// ingest log (replayed at open) stays short for slow or stopped series.
+pub const MAX_OPEN: Duration = Duration::from_secs(15 * 60);
+
+/// Ingest-log bookkeeping: the next record seq and the records written but
+/// not yet applied to the heads (which no open chunk pins yet).
+#[derive(Default)]
+struct LogState {
+    next_seq: u64,
+    in_flight: BTreeSet<u64>,
+}
 
 /// RocksDB-backed storage under one data directory.
 pub struct RocksStorage {
     db: DB,
+    /// Kept for its statistics (shared with the DB).
+    db_opts: Options,
     path: PathBuf,
     index: RwLock<SeriesIndex>,
     /// Serializes series creation so one key never gets two ids.
@@ -61,65 +143,113 @@ pub struct RocksStorage {
     /// Per-agent high-water seq, each behind its own lock.
     agents: Mutex<HashMap<String, Arc<Mutex<u64>>>>,
     hosts: RwLock<BTreeMap<String, HostInfo>>,
+    heads: Heads,
+    log: Mutex<LogState>,
+    /// Set when a sealed chunk could not be written: the ingest log is then
+    /// kept whole until a restart replays it.
+    keep_log: AtomicBool,
 }
 
-/// How long data is kept.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Retention {
-    /// Raw points older than this are deleted at compaction.
-    pub raw: Duration,
-}
-
-impl Default for Retention {
-    fn default() -> Self {
-        Retention {
-            raw: Duration::from_secs(15 * 24 * 3600),
-        }
+fn tier_cf(tier: Tier) -> &'static str {
+    match tier {
+        Tier::Raw => CF_RAW,
+        Tier::Minute => CF_1M,
+        Tier::Hour => CF_1H,
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+/// Options of a time-keyed column family: LZ4, ZSTD at the bottom, and a
+/// compaction filter dropping keys whose span ends before the tier's cutoff.
+fn timed_cf_options(tier: Tier, retention: Retention, clock: Clock) -> Options {
+    let mut opts = Options::default();
+    opts.set_compression_type(DBCompressionType::Lz4);
+    opts.set_bottommost_compression_type(DBCompressionType::Zstd);
+    let ttl_ms = retention.of(tier).as_millis().min(i64::MAX as u128) as i64;
+    // Raw chunks never straddle an hour: an hour after the first point's
+    // hour began, the whole chunk is over.
+    let span_ms = match tier {
+        Tier::Raw => Tier::Hour.width_ms(),
+        t => t.width_ms(),
+    };
+    let filter_name = format!("nightjar-retention-{}", tier.name());
+    opts.set_compaction_filter(&filter_name, move |_level, key: &[u8], _value: &[u8]| {
+        let cutoff = clock().saturating_sub(ttl_ms);
+        match key_time(key) {
+            Some(ts) if span_start(tier, ts).saturating_add(span_ms) <= cutoff => {
+                CompactionDecision::Remove
+            }
+            _ => CompactionDecision::Keep,
+        }
+    });
+    opts.set_periodic_compaction_seconds(24 * 3600);
+    if tier != Tier::Raw {
+        opts.set_merge_operator_associative(
+            &format!("nightjar-summary-{}", tier.name()),
+            |_key: &[u8], existing: Option<&[u8]>, operands: &rocksdb::MergeOperands| {
+                Some(rollup::merge(existing, operands))
+            },
+        );
+    }
+    opts
+}
+
+fn span_start(tier: Tier, ts: i64) -> i64 {
+    match tier {
+        Tier::Raw => Tier::Hour.bucket(ts),
+        t => t.bucket(ts),
+    }
 }
 
 impl RocksStorage {
     /// Opens with the default retention; see [`RocksStorage::open_with`].
     pub fn open(path: &Path) -> Result<RocksStorage, StorageError> {
-        RocksStorage::open_with(path, Retention::default())
+        RocksStorage::open_with(path, Retention::default(), system_clock())
     }
 
-    /// Opens (creating if needed) the data directory and loads the series
-    /// index, agent high-water marks and host records.
-    pub fn open_with(path: &Path, retention: Retention) -> Result<RocksStorage, StorageError> {
+    /// Opens (creating if needed) the data directory, loads the series
+    /// index, agent high-water marks and host records, and replays the
+    /// ingest log into the heads. `clock` drives retention.
+    pub fn open_with(
+        path: &Path,
+        retention: Retention,
+        clock: Clock,
+    ) -> Result<RocksStorage, StorageError> {
         let open_err = |reason: String| StorageError::Open {
             path: path.display().to_string(),
             reason,
         };
         std::fs::create_dir_all(path).map_err(|e| open_err(format!("cannot create: {e}")))?;
+        if let Ok(existing) = DB::list_cf(&Options::default(), path)
+            && let Some(old) = existing.iter().find(|cf| RETIRED_CFS.contains(&cf.as_str()))
+        {
+            return Err(open_err(format!(
+                "written by an older Nightjar storage layout (column family {old:?}); \
+                 move it away and start with an empty data dir"
+            )));
+        }
 
         let mut db_opts = Options::default();
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
-        let mut samples_opts = Options::default();
-        samples_opts.set_compression_type(DBCompressionType::Lz4);
-        samples_opts.set_bottommost_compression_type(DBCompressionType::Zstd);
-        let raw_ttl_ms = retention.raw.as_millis().min(i64::MAX as u128) as i64;
-        samples_opts.set_compaction_filter(
-            "nightjar-raw-retention",
-            move |_level, key: &[u8], _value: &[u8]| {
-                let cutoff = now_ms().saturating_sub(raw_ttl_ms);
-                match read_u64(key.get(8..).unwrap_or_default()) {
-                    Some(ts) if ((ts ^ (1 << 63)) as i64) < cutoff => CompactionDecision::Remove,
-                    _ => CompactionDecision::Keep,
-                }
-            },
-        );
-        samples_opts.set_periodic_compaction_seconds(24 * 3600);
+        db_opts.enable_statistics();
+        db_opts.set_statistics_level(StatsLevel::ExceptHistogramOrTimers);
+        db_opts.increase_parallelism(2);
+        let mut log_opts = Options::default();
+        // Records live minutes: keep them in memory, rarely in files.
+        log_opts.set_write_buffer_size(128 << 20);
+        log_opts.set_compression_type(DBCompressionType::None);
         let cfs = [
             ColumnFamilyDescriptor::new(CF_SERIES, Options::default()),
-            ColumnFamilyDescriptor::new(CF_SAMPLES, samples_opts),
+            ColumnFamilyDescriptor::new(CF_LOG, log_opts),
+            ColumnFamilyDescriptor::new(
+                CF_RAW,
+                timed_cf_options(Tier::Raw, retention, clock.clone()),
+            ),
+            ColumnFamilyDescriptor::new(
+                CF_1M,
+                timed_cf_options(Tier::Minute, retention, clock.clone()),
+            ),
+            ColumnFamilyDescriptor::new(CF_1H, timed_cf_options(Tier::Hour, retention, clock)),
             ColumnFamilyDescriptor::new(CF_META, Options::default()),
         ];
         let db =
@@ -127,13 +257,18 @@ impl RocksStorage {
 
         let storage = RocksStorage {
             db,
+            db_opts,
             path: path.to_owned(),
             index: RwLock::default(),
             create_series: Mutex::new(0),
             agents: Mutex::default(),
             hosts: RwLock::default(),
+            heads: Heads::default(),
+            log: Mutex::default(),
+            keep_log: AtomicBool::new(false),
         };
         storage.load()?;
+        storage.replay_log()?;
         Ok(storage)
     }
 
@@ -166,6 +301,35 @@ impl RocksStorage {
         Ok(())
     }
 
+    /// Applies the ingest-log records left by the last run to the heads.
+    fn replay_log(&self) -> Result<(), StorageError> {
+        let mut next_seq = 1;
+        let mut records = 0u64;
+        for item in self.db.iterator_cf(self.cf(CF_LOG), IteratorMode::Start) {
+            let (k, v) = item.map_err(|e| self.io("read ingest log", e))?;
+            let seq = read_u64(&k).ok_or_else(|| self.corrupt("ingest log key", &k))?;
+            match ingest_log::decode(&v) {
+                Some(samples) => {
+                    self.apply(seq, &samples);
+                }
+                // RocksDB checksums its files, so this means a bug, not a
+                // bad disk; keep going with everything else.
+                None => tracing::error!(
+                    data_dir = %self.path.display(),
+                    seq,
+                    "skipping an undecodable ingest log record"
+                ),
+            }
+            next_seq = seq + 1;
+            records += 1;
+        }
+        self.log.lock().expect("poisoned").next_seq = next_seq;
+        if records > 0 {
+            tracing::info!(records, "replayed the ingest log into the heads");
+        }
+        Ok(())
+    }
+
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
         self.db
             .cf_handle(name)
@@ -187,11 +351,52 @@ impl RocksStorage {
         }
     }
 
-    /// Compacts the samples column family now (retention applies at
+    /// Compacts every time-keyed column family now (retention applies at
     /// compaction; this is for tests and maintenance).
-    pub fn compact_samples(&self) {
+    pub fn compact(&self) {
+        for name in [CF_RAW, CF_1M, CF_1H] {
+            self.db
+                .compact_range_cf(self.cf(name), None::<&[u8]>, None::<&[u8]>);
+        }
+    }
+
+    /// Writes every open chunk opened at least `max_open` ago (all of them
+    /// with `Duration::ZERO`) and deletes the ingest-log records no longer
+    /// needed. Call it periodically (the collector does every 10 s with
+    /// [`MAX_OPEN`]) and at shutdown.
+    pub fn flush_heads(&self, max_open: Duration) -> Result<(), StorageError> {
+        let deadline = Instant::now()
+            .checked_sub(max_open)
+            .unwrap_or_else(Instant::now);
+        let mut pinned = u64::MAX;
+        for shard in 0..SHARDS {
+            let mut heads = self.heads.lock(shard);
+            let sealed: Vec<(u64, SealedChunk)> = heads
+                .iter_mut()
+                .filter_map(|(id, h)| Some((*id, h.seal_if_opened_by(deadline)?)))
+                .collect();
+            self.write_sealed(&sealed)?;
+            pinned = heads
+                .values()
+                .filter_map(Head::pinned_log_seq)
+                .fold(pinned, u64::min);
+        }
+        self.truncate_log(pinned)
+    }
+
+    /// Deletes ingest-log records below every record still needed.
+    fn truncate_log(&self, pinned_by_heads: u64) -> Result<(), StorageError> {
+        if self.keep_log.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let below = {
+            let log = self.log.lock().expect("poisoned");
+            let in_flight = log.in_flight.first().copied().unwrap_or(u64::MAX);
+            pinned_by_heads.min(in_flight).min(log.next_seq)
+        };
         self.db
-            .compact_range_cf(self.cf(CF_SAMPLES), None::<&[u8]>, None::<&[u8]>);
+            .delete_range_cf(self.cf(CF_LOG), 0u64.to_be_bytes(), below.to_be_bytes())
+            .map_err(|e| self.io("truncate ingest log", e))
     }
 
     fn agent_high_water(&self, agent_id: &str) -> Arc<Mutex<u64>> {
@@ -199,11 +404,32 @@ impl RocksStorage {
         agents.entry(agent_id.to_owned()).or_default().clone()
     }
 
-    /// The id of `key`, creating the series if it is new.
-    fn series_id(&self, key: &SeriesKey) -> Result<u64, StorageError> {
-        if let Some(id) = self.index.read().expect("poisoned").id(key) {
-            return Ok(id);
+    /// The ids of `keys`, creating series that are new.
+    fn series_ids<'a>(
+        &self,
+        keys: impl Iterator<Item = &'a SeriesKey>,
+    ) -> Result<Vec<u64>, StorageError> {
+        let mut ids = Vec::new();
+        let mut missing = Vec::new();
+        {
+            let index = self.index.read().expect("poisoned");
+            for (i, key) in keys.enumerate() {
+                match index.id(key) {
+                    Some(id) => ids.push(id),
+                    None => {
+                        ids.push(0);
+                        missing.push((i, key));
+                    }
+                }
+            }
         }
+        for (i, key) in missing {
+            ids[i] = self.create_series(key)?;
+        }
+        Ok(ids)
+    }
+
+    fn create_series(&self, key: &SeriesKey) -> Result<u64, StorageError> {
         let mut next_id = self.create_series.lock().expect("poisoned");
         if let Some(id) = self.index.read().expect("poisoned").id(key) {
             return Ok(id);
@@ -221,9 +447,154 @@ impl RocksStorage {
         Ok(id)
     }
 
+    /// The newest stored point of series `id`, read from its last chunk.
+    fn newest_on_disk(&self, id: u64) -> Result<Option<Point>, StorageError> {
+        let mut iter = self.db.raw_iterator_cf(self.cf(CF_RAW));
+        iter.seek_for_prev(time_key(id, i64::MAX));
+        iter.status().map_err(|e| self.io("read newest chunk", e))?;
+        let (Some(k), Some(v)) = (iter.key(), iter.value()) else {
+            return Ok(None);
+        };
+        if read_u64(k) != Some(id) {
+            return Ok(None);
+        }
+        Ok(decode_chunk(v).last().copied())
+    }
+
+    fn head_for<'a>(&self, heads: &'a mut HashMap<u64, Head>, id: u64) -> &'a mut Head {
+        heads.entry(id).or_insert_with(|| {
+            // A read failure here leaves the head empty: points are then
+            // checked against nothing older, and duplicates of the last
+            // chunk would be stored again rather than anything lost.
+            let newest = self.newest_on_disk(id).unwrap_or_else(|e| {
+                tracing::error!(error = %e, series = id, "cannot read a series' newest point");
+                None
+            });
+            Head::new(newest)
+        })
+    }
+
+    /// Applies the samples of ingest-log record `log_seq` to the heads and
+    /// writes the chunks they seal. Returns how many samples were refused
+    /// as not newer than their series' newest point.
+    fn apply(&self, log_seq: u64, samples: &[LogSample]) -> u32 {
+        let now = Instant::now();
+        let mut by_shard: Vec<Vec<&LogSample>> = vec![Vec::new(); SHARDS];
+        for s in samples {
+            by_shard[Heads::shard_of(s.0)].push(s);
+        }
+        let mut refused = 0;
+        for (shard, samples) in by_shard.iter().enumerate() {
+            if samples.is_empty() {
+                continue;
+            }
+            let mut heads = self.heads.lock(shard);
+            let mut sealed = Vec::new();
+            for &&(id, timestamp_ms, value) in samples {
+                let point = Point {
+                    timestamp_ms,
+                    value,
+                };
+                match self.head_for(&mut heads, id).push(point, log_seq, now) {
+                    Ok(Some(chunk)) => sealed.push((id, chunk)),
+                    Ok(None) => {}
+                    Err(_not_newer) => refused += 1,
+                }
+            }
+            // Written under the shard lock, so a query sees each point
+            // either in a head or in a written chunk, never both or neither.
+            if let Err(error) = self.write_sealed(&sealed) {
+                tracing::error!(%error, "cannot write sealed chunks; keeping the ingest log for replay");
+                self.keep_log.store(true, Ordering::Relaxed);
+            }
+        }
+        refused
+    }
+
+    /// Writes sealed chunks and their rollup operands in one batch.
+    fn write_sealed(&self, sealed: &[(u64, SealedChunk)]) -> Result<(), StorageError> {
+        if sealed.is_empty() {
+            return Ok(());
+        }
+        let mut wb = WriteBatch::default();
+        for (id, chunk) in sealed {
+            wb.put_cf(self.cf(CF_RAW), time_key(*id, chunk.first_ts), &chunk.bytes);
+            for tier in Tier::ROLLUPS {
+                let cf = self.cf(tier_cf(tier));
+                for (bucket, summary) in rollup::summarise(tier, chunk.points.iter().copied()) {
+                    wb.merge_cf(cf, time_key(*id, bucket), rollup::encode(&summary));
+                }
+            }
+        }
+        self.db
+            .write(wb)
+            .map_err(|e| self.io("write sealed chunks", e))
+    }
+
     fn matching(&self, selector: &Selector) -> Vec<(u64, SeriesKey)> {
         self.index.read().expect("poisoned").matching(selector)
     }
+
+    /// Under the series' shard lock: its open points and a snapshot-pinned
+    /// read of `cf` from `lower` (inclusive) to `upper` (exclusive).
+    fn read_series(
+        &self,
+        id: u64,
+        cf: &str,
+        lower: Vec<u8>,
+        upper: Vec<u8>,
+    ) -> Result<(Vec<Point>, Vec<(Box<[u8]>, Box<[u8]>)>), StorageError> {
+        let (open, snapshot) = {
+            let heads = self.heads.lock(Heads::shard_of(id));
+            let open = heads.get(&id).map(Head::open_points).unwrap_or_default();
+            (open, self.db.snapshot())
+        };
+        let mut opts = ReadOptions::default();
+        opts.set_snapshot(&snapshot);
+        opts.set_iterate_lower_bound(lower);
+        opts.set_iterate_upper_bound(upper);
+        let rows = self
+            .db
+            .iterator_cf_opt(self.cf(cf), opts, IteratorMode::Start)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.io("read series", e))?;
+        Ok((open, rows))
+    }
+
+    /// Sizes of a column family's files.
+    fn cf_bytes(&self, name: &str) -> u64 {
+        self.db
+            .property_int_value_cf(self.cf(name), "rocksdb.total-sst-files-size")
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    }
+
+    fn db_property(&self, name: &str) -> u64 {
+        self.db
+            .property_int_value(name)
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    }
+}
+
+/// Decodes a stored chunk; a corrupt tail is logged and left out.
+fn decode_chunk(bytes: &[u8]) -> Vec<Point> {
+    let mut out = Vec::with_capacity(chunk::MAX_POINTS);
+    for p in chunk::decode(bytes) {
+        match p {
+            Ok((timestamp_ms, value)) => out.push(Point {
+                timestamp_ms,
+                value,
+            }),
+            Err(error) => {
+                tracing::error!(%error, "skipping the corrupt rest of a stored chunk");
+                break;
+            }
+        }
+    }
+    out
 }
 
 impl Storage for RocksStorage {
@@ -235,17 +606,26 @@ impl Storage for RocksStorage {
                 acked_through: *high_water,
             });
         }
+        let ids = self.series_ids(batch.samples.iter().map(|s| &s.series))?;
+        let samples: Vec<LogSample> = ids
+            .into_iter()
+            .zip(&batch.samples)
+            .map(|(id, s)| (id, s.point.timestamp_ms, s.point.value))
+            .collect();
 
+        let log_seq = {
+            let mut log = self.log.lock().expect("poisoned");
+            let seq = log.next_seq;
+            log.next_seq += 1;
+            log.in_flight.insert(seq);
+            seq
+        };
         let mut wb = WriteBatch::default();
-        let samples_cf = self.cf(CF_SAMPLES);
-        for sample in &batch.samples {
-            let id = self.series_id(&sample.series)?;
-            wb.put_cf(
-                samples_cf,
-                sample_key(id, sample.point.timestamp_ms),
-                sample.point.value.to_le_bytes(),
-            );
-        }
+        wb.put_cf(
+            self.cf(CF_LOG),
+            log_seq.to_be_bytes(),
+            ingest_log::encode(&samples),
+        );
         let meta_cf = self.cf(CF_META);
         wb.put_cf(meta_cf, agent_key(&batch.agent_id), batch.seq.to_be_bytes());
         let host = HostInfo {
@@ -254,13 +634,20 @@ impl Storage for RocksStorage {
             interval_ms: batch.interval_ms,
         };
         wb.put_cf(meta_cf, host_key(&host.host), encode_host(&host));
-
         let mut sync = WriteOptions::default();
         sync.set_sync(true);
-        self.db
-            .write_opt(wb, &sync)
-            .map_err(|e| self.io("write batch", e))?;
-        // The batch is durable from here on; only now may it be acked.
+        let written = self.db.write_opt(wb, &sync);
+        let refused = match written {
+            // The batch is durable from here on; only now may it be acked.
+            Ok(()) => Ok(self.apply(log_seq, &samples)),
+            Err(e) => Err(self.io("write batch", e)),
+        };
+        self.log
+            .lock()
+            .expect("poisoned")
+            .in_flight
+            .remove(&log_seq);
+        let out_of_order = refused?;
         *high_water = batch.seq;
         self.hosts
             .write()
@@ -268,6 +655,7 @@ impl Storage for RocksStorage {
             .insert(host.host.clone(), host);
         Ok(AppendOutcome::Stored {
             acked_through: batch.seq,
+            out_of_order,
         })
     }
 
@@ -288,25 +676,17 @@ impl Storage for RocksStorage {
         if end_ms < start_ms {
             return Ok(out);
         }
+        let in_range = |p: &Point| (start_ms..=end_ms).contains(&p.timestamp_ms);
         for (id, key) in self.matching(selector) {
-            let mut opts = ReadOptions::default();
-            opts.set_iterate_lower_bound(sample_key(id, start_ms));
-            // Exclusive bound: the first key after end_ms of this series.
-            let upper = match end_ms.checked_add(1) {
-                Some(t) => sample_key(id, t).to_vec(),
-                None => (id + 1).to_be_bytes().to_vec(),
-            };
-            opts.set_iterate_upper_bound(upper);
-            let mut points = Vec::new();
-            for item in self
-                .db
-                .iterator_cf_opt(self.cf(CF_SAMPLES), opts, IteratorMode::Start)
-            {
-                let (k, v) = item.map_err(|e| self.io("read samples", e))?;
-                if let Some(point) = decode_point(&k, &v) {
-                    points.push(point);
-                }
-            }
+            // A chunk starting before the hour of `start_ms` ends before it.
+            let lower = time_key(id, Tier::Hour.bucket(start_ms));
+            let (open, rows) = self.read_series(id, CF_RAW, lower.to_vec(), upper_key(id, end_ms))?;
+            let mut points: Vec<Point> = rows
+                .iter()
+                .flat_map(|(_, v)| decode_chunk(v))
+                .filter(in_range)
+                .collect();
+            points.extend(open.into_iter().filter(in_range));
             if !points.is_empty() {
                 out.push((key, points));
             }
@@ -314,17 +694,46 @@ impl Storage for RocksStorage {
         Ok(out)
     }
 
+    fn query_summaries(
+        &self,
+        selector: &Selector,
+        tier: Tier,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<(SeriesKey, Vec<(i64, Summary)>)>, StorageError> {
+        assert!(tier != Tier::Raw, "raw points are read with query_range");
+        let mut out = Vec::new();
+        if end_ms < start_ms {
+            return Ok(out);
+        }
+        let (first, last) = (tier.bucket(start_ms), tier.bucket(end_ms));
+        for (id, key) in self.matching(selector) {
+            let (open, rows) =
+                self.read_series(id, tier_cf(tier), time_key(id, first).to_vec(), upper_key(id, last))?;
+            let mut buckets: BTreeMap<i64, Summary> = BTreeMap::new();
+            for (k, v) in &rows {
+                if let (Some(ts), Some(s)) = (key_time(k), rollup::decode(v)) {
+                    buckets.insert(ts, s);
+                }
+            }
+            let open = open
+                .into_iter()
+                .filter(|p| (first..=last).contains(&tier.bucket(p.timestamp_ms)));
+            for (ts, s) in rollup::summarise(tier, open) {
+                buckets.entry(ts).and_modify(|b| b.merge(&s)).or_insert(s);
+            }
+            if !buckets.is_empty() {
+                out.push((key, buckets.into_iter().collect()));
+            }
+        }
+        Ok(out)
+    }
+
     fn latest(&self, selector: &Selector) -> Result<Vec<(SeriesKey, Point)>, StorageError> {
         let mut out = Vec::new();
-        let mut iter = self.db.raw_iterator_cf(self.cf(CF_SAMPLES));
         for (id, key) in self.matching(selector) {
-            iter.seek_for_prev(sample_key(id, i64::MAX));
-            iter.status()
-                .map_err(|e| self.io("read latest sample", e))?;
-            if let (Some(k), Some(v)) = (iter.key(), iter.value())
-                && read_u64(k) == Some(id)
-                && let Some(point) = decode_point(k, v)
-            {
+            let mut heads = self.heads.lock(Heads::shard_of(id));
+            if let Some(point) = self.head_for(&mut heads, id).newest() {
                 out.push((key, point));
             }
         }
@@ -367,6 +776,12 @@ impl Storage for RocksStorage {
         StorageStats {
             series: self.index.read().expect("poisoned").len() as u64,
             disk_bytes: dir_bytes(&self.path),
+            tier_disk_bytes: [CF_RAW, CF_1M, CF_1H].map(|cf| self.cf_bytes(cf)),
+            ingest_log_bytes: self.cf_bytes(CF_LOG),
+            compactions_running: self.db_property("rocksdb.num-running-compactions"),
+            compaction_pending: self.db_property("rocksdb.compaction-pending"),
+            write_stall_micros: self.db_opts.get_ticker_count(Ticker::StallMicros),
+            compaction_bytes_written: self.db_opts.get_ticker_count(Ticker::CompactWriteBytes),
         }
     }
 }
@@ -385,21 +800,26 @@ fn dir_bytes(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-fn sample_key(id: u64, timestamp_ms: i64) -> [u8; 16] {
+/// Series id (u64 BE) ++ time (i64 with the sign bit flipped, BE): byte
+/// order matches (id, time) order.
+fn time_key(id: u64, ts: i64) -> [u8; 16] {
     let mut key = [0u8; 16];
     key[..8].copy_from_slice(&id.to_be_bytes());
-    // Flipping the sign bit makes byte order match numeric order.
-    key[8..].copy_from_slice(&((timestamp_ms as u64) ^ (1 << 63)).to_be_bytes());
+    key[8..].copy_from_slice(&((ts as u64) ^ (1 << 63)).to_be_bytes());
     key
 }
 
-fn decode_point(key: &[u8], value: &[u8]) -> Option<Point> {
-    let ts = read_u64(key.get(8..16)?)? ^ (1 << 63);
-    let value = f64::from_le_bytes(value.try_into().ok()?);
-    Some(Point {
-        timestamp_ms: ts as i64,
-        value,
-    })
+/// The first key after time `end_ms` of series `id`.
+fn upper_key(id: u64, end_ms: i64) -> Vec<u8> {
+    match end_ms.checked_add(1) {
+        Some(t) => time_key(id, t).to_vec(),
+        None => (id + 1).to_be_bytes().to_vec(),
+    }
+}
+
+/// The time part of a [`time_key`].
+fn key_time(key: &[u8]) -> Option<i64> {
+    Some((read_u64(key.get(8..16)?)? ^ (1 << 63)) as i64)
 }
 
 fn read_u64(bytes: &[u8]) -> Option<u64> {
