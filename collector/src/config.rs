@@ -228,12 +228,17 @@ impl Config {
         let defaults = Retention::default();
         let tier = |key: &'static str, text: &Option<String>, default: Duration| match text {
             None => Ok(default),
-            Some(text) => at_least(key, text, Duration::from_secs(3600), "1h (write it like 15d)")
-                .map_err(|reason| ConfigError {
-                    source_name: origin(false),
-                    key,
-                    reason,
-                }),
+            Some(text) => at_least(
+                key,
+                text,
+                Duration::from_secs(3600),
+                "1h (write it like 15d)",
+            )
+            .map_err(|reason| ConfigError {
+                source_name: origin(false),
+                key,
+                reason,
+            }),
         };
         let retention = Retention {
             raw: tier("retention.raw", &raw.retention.raw, defaults.raw)?,

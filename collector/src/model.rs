@@ -171,8 +171,7 @@ impl Summary {
         self.max = self.max.max(other.max);
         self.sum += other.sum;
         self.count += other.count;
-        if other.last_ts > self.last_ts
-            || (other.last_ts == self.last_ts && other.last > self.last)
+        if other.last_ts > self.last_ts || (other.last_ts == self.last_ts && other.last > self.last)
         {
             self.last_ts = other.last_ts;
             self.last = other.last;

@@ -64,7 +64,10 @@ fn aggregation_from_wire(value: i32) -> Result<Aggregation, Status> {
 
 /// Groups series by the values of `by`; the group's metric is the common
 /// metric name of its members, or empty when they differ.
-fn group_series<T>(found: Vec<(SeriesKey, Vec<T>)>, by: &[String]) -> Vec<(SeriesKey, Vec<Vec<T>>)> {
+fn group_series<T>(
+    found: Vec<(SeriesKey, Vec<T>)>,
+    by: &[String],
+) -> Vec<(SeriesKey, Vec<Vec<T>>)> {
     /// A group: its members' common metric (None once they differ) and data.
     type Group<T> = (Option<String>, Vec<Vec<T>>);
     let mut groups: BTreeMap<Vec<(String, String)>, Group<T>> = BTreeMap::new();

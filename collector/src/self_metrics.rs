@@ -22,6 +22,17 @@ pub fn next_seq(now_ms: u64, last: u64) -> u64 {
     now_ms.max(last + 1)
 }
 
+/// Figures sampled for one self-metrics batch besides the counters.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Figures {
+    /// The storage's own figures.
+    pub storage: crate::storage::StorageStats,
+    /// Hosts known.
+    pub hosts: usize,
+    /// Samples stored per second since the previous batch (none at first).
+    pub samples_per_sec: Option<f64>,
+}
+
 /// Builds one self-metrics batch.
 pub fn batch(
     name: &str,
@@ -29,9 +40,13 @@ pub fn batch(
     now_ms: i64,
     interval: Duration,
     counters: &IngestCounters,
-    storage_stats: crate::storage::StorageStats,
-    hosts: usize,
+    figures: &Figures,
 ) -> Batch {
+    let Figures {
+        storage: storage_stats,
+        hosts,
+        samples_per_sec,
+    } = *figures;
     let sample = |metric: &str, extra: Option<(&str, &str)>, value: f64| {
         let mut pairs = vec![("host".to_owned(), name.to_owned())];
         if let Some((n, v)) = extra {
@@ -72,7 +87,45 @@ pub fn batch(
             None,
             storage_stats.disk_bytes as f64,
         ),
+        sample(
+            "collector_ingest_log_bytes",
+            None,
+            storage_stats.ingest_log_bytes as f64,
+        ),
+        sample(
+            "collector_compactions_running",
+            None,
+            storage_stats.compactions_running as f64,
+        ),
+        sample(
+            "collector_compaction_pending",
+            None,
+            storage_stats.compaction_pending as f64,
+        ),
+        sample(
+            "collector_compaction_written_bytes_total",
+            None,
+            storage_stats.compaction_bytes_written as f64,
+        ),
+        sample(
+            "collector_write_stall_seconds_total",
+            None,
+            storage_stats.write_stall_micros as f64 / 1e6,
+        ),
     ];
+    if let Some(rate) = samples_per_sec {
+        samples.push(sample("collector_samples_stored_per_sec", None, rate));
+    }
+    for (tier, bytes) in ["raw", "1m", "1h"]
+        .iter()
+        .zip(storage_stats.tier_disk_bytes)
+    {
+        samples.push(sample(
+            "collector_tier_disk_bytes",
+            Some(("tier", tier)),
+            bytes as f64,
+        ));
+    }
     for (reason, count) in Rejection::REASONS
         .iter()
         .zip(&counters.samples_rejected_by_reason)
@@ -102,8 +155,17 @@ pub async fn run<S: Storage>(
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_seq = 0;
+    // (samples stored, when) at the previous tick, for the rate.
+    let mut previous: Option<(u64, std::time::Instant)> = None;
     loop {
         ticker.tick().await;
+        let stored = counters.samples_stored.load(Ordering::Relaxed);
+        let now = std::time::Instant::now();
+        let samples_per_sec = previous.and_then(|(count, at)| {
+            let secs = now.duration_since(at).as_secs_f64();
+            (secs > 0.0).then(|| stored.saturating_sub(count) as f64 / secs)
+        });
+        previous = Some((stored, now));
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
@@ -117,8 +179,11 @@ pub async fn run<S: Storage>(
                 now_ms as i64,
                 interval,
                 &counters,
-                store.stats(),
-                store.hosts().len(),
+                &Figures {
+                    storage: store.stats(),
+                    hosts: store.hosts().len(),
+                    samples_per_sec,
+                },
             );
             store.append(&b, now_ms as i64)
         })
@@ -150,6 +215,8 @@ mod tests {
         let stats = crate::storage::StorageStats {
             series: 7,
             disk_bytes: 4096,
+            tier_disk_bytes: [100, 20, 3],
+            ..Default::default()
         };
         let b = batch(
             "col-1",
@@ -157,8 +224,11 @@ mod tests {
             1_000,
             Duration::from_secs(10),
             &counters,
-            stats,
-            3,
+            &Figures {
+                storage: stats,
+                hosts: 3,
+                samples_per_sec: Some(12.5),
+            },
         );
         let get = |metric: &str, reason: Option<&str>| {
             b.samples
@@ -177,6 +247,20 @@ mod tests {
         );
         assert_eq!(get("collector_series", None), Some(7.0));
         assert_eq!(get("collector_hosts", None), Some(3.0));
+        assert_eq!(get("collector_samples_stored_per_sec", None), Some(12.5));
+        let tier = |t: &str| {
+            b.samples
+                .iter()
+                .find(|s| {
+                    s.series.metric == "collector_tier_disk_bytes"
+                        && s.series.labels.get("tier") == Some(t)
+                })
+                .map(|s| s.point.value)
+        };
+        assert_eq!(
+            (tier("raw"), tier("1m"), tier("1h")),
+            (Some(100.0), Some(20.0), Some(3.0))
+        );
         assert!(
             b.samples
                 .iter()

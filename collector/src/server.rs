@@ -2,6 +2,7 @@
 //! query until SIGTERM or Ctrl-C, then drains in-flight requests.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use nightjar_proto::v1::ingest_service_server::IngestServiceServer;
@@ -11,7 +12,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::config::Config;
 use crate::ingest::IngestApi;
 use crate::query::QueryApi;
-use crate::storage::rocks::{RocksStorage, system_clock};
+use crate::storage::rocks::{MAX_OPEN, RocksStorage, system_clock};
 use crate::telemetry::IngestCounters;
 
 /// Largest gRPC message accepted (a batch of a large host is well below).
@@ -21,10 +22,11 @@ const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let data_dir = config.data_dir.clone();
     let retention = config.retention;
-    let storage =
-        tokio::task::spawn_blocking(move || RocksStorage::open_with(&data_dir, retention, system_clock()))
-            .await
-            .context("opening storage")??;
+    let storage = tokio::task::spawn_blocking(move || {
+        RocksStorage::open_with(&data_dir, retention, system_clock())
+    })
+    .await
+    .context("opening storage")??;
     let storage = Arc::new(storage);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -45,15 +47,45 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.limits.clone(),
     ))
     .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let query = QueryServiceServer::new(QueryApi::new(storage));
+    tokio::spawn(flush_heads_periodically(storage.clone()));
+    let query = QueryServiceServer::new(QueryApi::new(storage.clone()));
     tonic::transport::Server::builder()
         .add_service(ingest)
         .add_service(query)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal())
         .await
         .context("serving gRPC")?;
+    // In-flight batches are stored and acked by now; write the open chunks
+    // so the next start has no ingest log to replay.
+    let flushed = tokio::task::spawn_blocking(move || storage.flush_heads(Duration::ZERO)).await;
+    match flushed {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "cannot write open chunks at shutdown; the next start replays the ingest log")
+        }
+        Err(error) => tracing::warn!(%error, "shutdown flush task failed"),
+    }
     tracing::info!("collector stopped");
     Ok(())
+}
+
+/// How often open chunks are checked for age and the ingest log truncated.
+const FLUSH_EVERY: Duration = Duration::from_secs(10);
+
+/// Writes chunks open longer than [`MAX_OPEN`] and truncates the ingest log,
+/// every [`FLUSH_EVERY`].
+async fn flush_heads_periodically(storage: Arc<RocksStorage>) {
+    let mut ticker = tokio::time::interval(FLUSH_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let store = storage.clone();
+        match tokio::task::spawn_blocking(move || store.flush_heads(MAX_OPEN)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "cannot write aged chunks"),
+            Err(error) => tracing::warn!(%error, "flush task failed"),
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

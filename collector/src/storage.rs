@@ -15,6 +15,9 @@ pub use rollup::Tier;
 use crate::model::{Batch, HostInfo, Point, SeriesKey, Summary};
 use crate::selector::Selector;
 
+/// A series with the summaries of its buckets (bucket start ms, summary).
+pub type SeriesSummaries = (SeriesKey, Vec<(i64, Summary)>);
+
 /// A failure of the storage layer (I/O, corruption). Messages name the data
 /// directory or key involved.
 #[derive(Debug, thiserror::Error)]
@@ -128,7 +131,7 @@ pub trait Storage: Send + Sync + 'static {
         tier: Tier,
         start_ms: i64,
         end_ms: i64,
-    ) -> Result<Vec<(SeriesKey, Vec<(i64, Summary)>)>, StorageError>;
+    ) -> Result<Vec<SeriesSummaries>, StorageError>;
 
     /// The newest point of each matching series.
     fn latest(&self, selector: &Selector) -> Result<Vec<(SeriesKey, Point)>, StorageError>;

@@ -49,7 +49,9 @@ pub enum Rejection {
     UnsupportedValue(String),
     /// The series already holds a point at or after the sample's timestamp
     /// (the first value stored for a timestamp wins).
-    #[error("sample is not newer than its series' newest point (out of order or repeated timestamp)")]
+    #[error(
+        "sample is not newer than its series' newest point (out of order or repeated timestamp)"
+    )]
     OutOfOrder,
     /// A configured limit (`[limits]`) refuses the sample.
     #[error("metric {metric}: {what}")]

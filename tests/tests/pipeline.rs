@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use nightjar_e2e::{Collector, free_port, poll, start_agent, unique_host};
+use nightjar_e2e::{Collector, free_port, poll, start_agent, stored_timestamps, unique_host};
 use serde_json::Value;
 
 fn label<'a>(series: &'a Value, name: &str) -> Option<&'a str> {
@@ -156,4 +156,32 @@ fn a_silent_host_turns_red() {
         row(&collector).filter(silent)
     });
     assert_eq!(red["health"], "red", "{red}");
+
+    // With the agent gone the data is still: the 1-minute and 1-hour tiers
+    // (chosen by the step) count the same points as the raw series.
+    let count = |step: &str| -> f64 {
+        let v = collector.cli_json(&[
+            "query",
+            "memory_total_bytes",
+            "--host",
+            &host,
+            "--since",
+            "2h",
+            "--step",
+            step,
+            "--agg",
+            "count",
+        ]);
+        v[0]["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p[1].as_f64().unwrap())
+            .sum()
+    };
+    let raw = stored_timestamps(&collector, "memory_total_bytes", &host).len() as f64;
+    assert!(raw >= 1.0);
+    assert_eq!(count("1m"), raw);
+    assert_eq!(count("1h"), raw);
+    assert_eq!(count("1s"), raw);
 }

@@ -32,6 +32,23 @@ fn collector_metrics_are_queryable_under_its_name() {
     assert!(series[0].1 > 0.0);
     let disk = latest_by_series(&collector, "collector_disk_bytes", &name);
     assert!(disk[0].1 > 0.0);
+    let mut tiers: Vec<String> = latest_by_series(&collector, "collector_tier_disk_bytes", &name)
+        .iter()
+        .map(|(l, _)| l["tier"].as_str().unwrap().to_owned())
+        .collect();
+    tiers.sort();
+    assert_eq!(tiers, ["1h", "1m", "raw"]);
+    for gauge in [
+        "collector_write_stall_seconds_total",
+        "collector_compactions_running",
+        "collector_ingest_log_bytes",
+    ] {
+        assert_eq!(
+            latest_by_series(&collector, gauge, &name).len(),
+            1,
+            "{gauge}"
+        );
+    }
     let rejected = latest_by_series(&collector, "collector_samples_rejected_total", &name);
     let mut reasons: Vec<&str> = rejected
         .iter()
@@ -48,6 +65,7 @@ fn collector_metrics_are_queryable_under_its_name() {
             "label_too_long",
             "metric_name_too_long",
             "non_finite_value",
+            "out_of_order",
             "series_limit",
             "too_many_labels",
             "unsupported_value"

@@ -61,7 +61,9 @@ use super::head::{Head, Heads, SHARDS, SealedChunk};
 use super::index::SeriesIndex;
 use super::ingest_log::{self, LogSample};
 use super::rollup::{self, Tier};
-use super::{AppendOutcome, HostSummary, Storage, StorageError, StorageStats, chunk};
+use super::{
+    AppendOutcome, HostSummary, SeriesSummaries, Storage, StorageError, StorageStats, chunk,
+};
 use crate::model::{Batch, HostInfo, Labels, Point, SeriesKey, Summary};
 use crate::selector::Selector;
 
@@ -122,6 +124,9 @@ impl Retention {
 /// How long a chunk may stay open before it is written anyway, so the
 /// ingest log (replayed at open) stays short for slow or stopped series.
 pub const MAX_OPEN: Duration = Duration::from_secs(15 * 60);
+
+/// A key and value read from RocksDB.
+type KeyValue = (Box<[u8]>, Box<[u8]>);
 
 /// Ingest-log bookkeeping: the next record seq and the records written but
 /// not yet applied to the heads (which no open chunk pins yet).
@@ -220,7 +225,9 @@ impl RocksStorage {
         };
         std::fs::create_dir_all(path).map_err(|e| open_err(format!("cannot create: {e}")))?;
         if let Ok(existing) = DB::list_cf(&Options::default(), path)
-            && let Some(old) = existing.iter().find(|cf| RETIRED_CFS.contains(&cf.as_str()))
+            && let Some(old) = existing
+                .iter()
+                .find(|cf| RETIRED_CFS.contains(&cf.as_str()))
         {
             return Err(open_err(format!(
                 "written by an older Nightjar storage layout (column family {old:?}); \
@@ -399,6 +406,13 @@ impl RocksStorage {
             .map_err(|e| self.io("truncate ingest log", e))
     }
 
+    /// Records in the ingest log (for tests and diagnostics).
+    pub fn log_records(&self) -> usize {
+        self.db
+            .iterator_cf(self.cf(CF_LOG), IteratorMode::Start)
+            .count()
+    }
+
     fn agent_high_water(&self, agent_id: &str) -> Arc<Mutex<u64>> {
         let mut agents = self.agents.lock().expect("poisoned");
         agents.entry(agent_id.to_owned()).or_default().clone()
@@ -543,7 +557,7 @@ impl RocksStorage {
         cf: &str,
         lower: Vec<u8>,
         upper: Vec<u8>,
-    ) -> Result<(Vec<Point>, Vec<(Box<[u8]>, Box<[u8]>)>), StorageError> {
+    ) -> Result<(Vec<Point>, Vec<KeyValue>), StorageError> {
         let (open, snapshot) = {
             let heads = self.heads.lock(Heads::shard_of(id));
             let open = heads.get(&id).map(Head::open_points).unwrap_or_default();
@@ -571,11 +585,7 @@ impl RocksStorage {
     }
 
     fn db_property(&self, name: &str) -> u64 {
-        self.db
-            .property_int_value(name)
-            .ok()
-            .flatten()
-            .unwrap_or(0)
+        self.db.property_int_value(name).ok().flatten().unwrap_or(0)
     }
 }
 
@@ -680,7 +690,8 @@ impl Storage for RocksStorage {
         for (id, key) in self.matching(selector) {
             // A chunk starting before the hour of `start_ms` ends before it.
             let lower = time_key(id, Tier::Hour.bucket(start_ms));
-            let (open, rows) = self.read_series(id, CF_RAW, lower.to_vec(), upper_key(id, end_ms))?;
+            let (open, rows) =
+                self.read_series(id, CF_RAW, lower.to_vec(), upper_key(id, end_ms))?;
             let mut points: Vec<Point> = rows
                 .iter()
                 .flat_map(|(_, v)| decode_chunk(v))
@@ -700,7 +711,7 @@ impl Storage for RocksStorage {
         tier: Tier,
         start_ms: i64,
         end_ms: i64,
-    ) -> Result<Vec<(SeriesKey, Vec<(i64, Summary)>)>, StorageError> {
+    ) -> Result<Vec<SeriesSummaries>, StorageError> {
         assert!(tier != Tier::Raw, "raw points are read with query_range");
         let mut out = Vec::new();
         if end_ms < start_ms {
@@ -708,8 +719,12 @@ impl Storage for RocksStorage {
         }
         let (first, last) = (tier.bucket(start_ms), tier.bucket(end_ms));
         for (id, key) in self.matching(selector) {
-            let (open, rows) =
-                self.read_series(id, tier_cf(tier), time_key(id, first).to_vec(), upper_key(id, last))?;
+            let (open, rows) = self.read_series(
+                id,
+                tier_cf(tier),
+                time_key(id, first).to_vec(),
+                upper_key(id, last),
+            )?;
             let mut buckets: BTreeMap<i64, Summary> = BTreeMap::new();
             for (k, v) in &rows {
                 if let (Some(ts), Some(s)) = (key_time(k), rollup::decode(v)) {
@@ -936,7 +951,13 @@ mod tests {
                     10,
                 )
                 .unwrap();
-            assert_eq!(out, AppendOutcome::Stored { acked_through: 1 });
+            assert_eq!(
+                out,
+                AppendOutcome::Stored {
+                    acked_through: 1,
+                    out_of_order: 0
+                }
+            );
             s.append(&batch("ag", "a", 2, &[("cpu", 2_000, 2.0)]), 20)
                 .unwrap();
             s.append(&batch("bg", "b", 1, &[("cpu", 1_500, 9.0)]), 30)
@@ -1032,34 +1053,305 @@ mod tests {
         assert_eq!(ts, vec![-5, 0, 10, 20]);
     }
 
+    const HOUR: i64 = 3_600_000;
+    const DAY: i64 = 24 * HOUR;
+
+    /// A clock the test moves by hand.
+    fn manual_clock(start: i64) -> (Arc<std::sync::atomic::AtomicI64>, Clock) {
+        let now = Arc::new(std::sync::atomic::AtomicI64::new(start));
+        let read = now.clone();
+        (now, Arc::new(move || read.load(Ordering::SeqCst)))
+    }
+
+    fn count(s: &RocksStorage, tier: Tier) -> usize {
+        let sel = host_selector("a");
+        match tier {
+            Tier::Raw => s
+                .query_range(&sel, i64::MIN, i64::MAX)
+                .unwrap()
+                .iter()
+                .map(|(_, p)| p.len())
+                .sum(),
+            t => s
+                .query_summaries(&sel, t, i64::MIN / 2, i64::MAX / 2)
+                .unwrap()
+                .iter()
+                .map(|(_, b)| b.len())
+                .sum(),
+        }
+    }
+
     #[test]
-    fn points_older_than_the_raw_retention_are_dropped_at_compaction() {
+    fn each_tier_drops_data_older_than_its_retention_at_compaction() {
         let dir = tempfile::tempdir().unwrap();
-        let s = RocksStorage::open_with(
-            dir.path(),
-            Retention {
-                raw: Duration::from_secs(3600),
-            },
+        let t0 = 1_000 * DAY;
+        let (clock, read_clock) = manual_clock(t0);
+        let retention = Retention {
+            raw: Duration::from_secs(15 * 86_400),
+            minute: Duration::from_secs(90 * 86_400),
+            hour: Duration::from_secs(730 * 86_400),
+        };
+        let s = RocksStorage::open_with(dir.path(), retention, read_clock).unwrap();
+        // Two hours of one point a minute, then everything written out.
+        let pts: Vec<(&str, i64, f64)> =
+            (0..120).map(|i| ("m", t0 + i * 60_000, i as f64)).collect();
+        s.append(&batch("ag", "a", 1, &pts), t0).unwrap();
+        s.flush_heads(Duration::ZERO).unwrap();
+        let all = (
+            count(&s, Tier::Raw),
+            count(&s, Tier::Minute),
+            count(&s, Tier::Hour),
+        );
+        assert_eq!(all, (120, 120, 2));
+
+        clock.store(t0 + 14 * DAY, Ordering::SeqCst);
+        s.compact();
+        assert_eq!(
+            (
+                count(&s, Tier::Raw),
+                count(&s, Tier::Minute),
+                count(&s, Tier::Hour)
+            ),
+            all
+        );
+
+        clock.store(t0 + 16 * DAY, Ordering::SeqCst);
+        s.compact();
+        assert_eq!(
+            (
+                count(&s, Tier::Raw),
+                count(&s, Tier::Minute),
+                count(&s, Tier::Hour)
+            ),
+            (0, 120, 2)
+        );
+
+        clock.store(t0 + 91 * DAY, Ordering::SeqCst);
+        s.compact();
+        assert_eq!(
+            (
+                count(&s, Tier::Raw),
+                count(&s, Tier::Minute),
+                count(&s, Tier::Hour)
+            ),
+            (0, 0, 2)
+        );
+
+        clock.store(t0 + 731 * DAY, Ordering::SeqCst);
+        s.compact();
+        assert_eq!(
+            (
+                count(&s, Tier::Raw),
+                count(&s, Tier::Minute),
+                count(&s, Tier::Hour)
+            ),
+            (0, 0, 0)
+        );
+    }
+
+    #[test]
+    fn data_dir_plateaus_under_constant_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = 1_000 * DAY;
+        let (clock, read_clock) = manual_clock(t0);
+        let retention = Retention {
+            raw: Duration::from_secs(2 * 3600),
+            minute: Duration::from_secs(4 * 3600),
+            hour: Duration::from_secs(8 * 3600),
+        };
+        let s = RocksStorage::open_with(dir.path(), retention, read_clock).unwrap();
+        let metrics: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
+        let mut seq = 0;
+        let mut sizes = Vec::new();
+        // 24 simulated hours of 50 series at one point per 10 s, with the
+        // clock following the data and a compaction every simulated hour.
+        for hour in 0..24 {
+            for step in 0..360 {
+                let t = t0 + hour * HOUR + step * 10_000;
+                let pts: Vec<(&str, i64, f64)> = metrics
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| (m.as_str(), t, ((step + i as i64) % 17) as f64))
+                    .collect();
+                seq += 1;
+                s.append(&batch("ag", "a", seq, &pts), t).unwrap();
+            }
+            clock.store(t0 + (hour + 1) * HOUR, Ordering::SeqCst);
+            s.flush_heads(Duration::ZERO).unwrap();
+            s.compact();
+            sizes.push(s.stats().tier_disk_bytes.iter().sum::<u64>());
+        }
+        // Everything is kept for 8 h at most: from then on the size is flat
+        // (within compaction noise), not growing with the hours written.
+        let (at_12h, at_24h) = (sizes[11], sizes[23]);
+        assert!(at_12h > 0);
+        assert!(
+            (at_24h as f64) < at_12h as f64 * 1.3,
+            "sizes per hour: {sizes:?}"
+        );
+    }
+
+    #[test]
+    fn tiered_queries_equal_raw_aggregates() {
+        use crate::query::aggregate::{self, Aggregation};
+        let dir = tempfile::tempdir().unwrap();
+        let s = RocksStorage::open(dir.path()).unwrap();
+        let mut rng = fastrand::Rng::with_seed(11);
+        let t0 = 1_000 * DAY + 1_234;
+        let mut seq = 0;
+        // Three series, irregular 1-20 s spacing over ~5 hours; part of it
+        // written out (rollups), the tail still in the heads.
+        for m in ["a", "b", "c"] {
+            let mut t = t0;
+            let mut v = 50.0;
+            let mut pts = Vec::new();
+            while t < t0 + 5 * HOUR {
+                t += rng.i64(1_000..20_000);
+                v += rng.f64() - 0.5;
+                pts.push((m, t, if rng.u8(0..10) == 0 { -v } else { v }));
+            }
+            for part in pts.chunks(300) {
+                seq += 1;
+                s.append(&batch("ag", "a", seq, part), 0).unwrap();
+            }
+        }
+        let sel = host_selector("a");
+        for (tier, step) in [
+            (Tier::Minute, 60_000),
+            (Tier::Minute, 300_000),
+            (Tier::Hour, HOUR),
+            (Tier::Hour, 2 * HOUR),
+        ] {
+            let (start, end) = (t0 - t0 % step, t0 + 6 * HOUR - 1);
+            let raw = s.query_range(&sel, start, end).unwrap();
+            let rolled = s.query_summaries(&sel, tier, start, end).unwrap();
+            assert_eq!(raw.len(), 3);
+            assert_eq!(rolled.len(), 3);
+            for agg in [
+                Aggregation::Avg,
+                Aggregation::Min,
+                Aggregation::Max,
+                Aggregation::Sum,
+                Aggregation::Count,
+                Aggregation::Last,
+            ] {
+                let from_raw = aggregate::bucket(raw.iter().map(|(_, p)| p.as_slice()), step, agg);
+                let from_tier =
+                    aggregate::rebucket(rolled.iter().map(|(_, b)| b.as_slice()), step, agg);
+                assert_eq!(from_raw.len(), from_tier.len(), "{tier:?} {step} {agg:?}");
+                for (r, t) in from_raw.iter().zip(&from_tier) {
+                    assert_eq!(r.timestamp_ms, t.timestamp_ms);
+                    let tolerance = 1e-9 * r.value.abs().max(1.0);
+                    assert!(
+                        (r.value - t.value).abs() <= tolerance,
+                        "{tier:?} step {step} {agg:?} at {}: raw {} tier {}",
+                        r.timestamp_ms,
+                        r.value,
+                        t.value
+                    );
+                }
+            }
+            s.flush_heads(Duration::ZERO).unwrap();
+        }
+    }
+
+    #[test]
+    fn points_not_newer_than_the_series_newest_are_refused_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RocksStorage::open(dir.path()).unwrap();
+        s.append(
+            &batch("ag", "a", 1, &[("m", 1_000, 1.0), ("m", 2_000, 2.0)]),
+            0,
         )
         .unwrap();
-        let now = now_ms();
-        let pts = [("m", now - 2 * 3600 * 1000, 1.0), ("m", now - 60_000, 2.0)];
-        s.append(&batch("ag", "a", 1, &pts), now).unwrap();
+        let out = s
+            .append(
+                &batch(
+                    "ag",
+                    "a",
+                    2,
+                    &[("m", 2_000, 9.0), ("m", 1_500, 9.0), ("m", 3_000, 3.0)],
+                ),
+                0,
+            )
+            .unwrap();
         assert_eq!(
-            s.query_range(&host_selector("a"), 0, i64::MAX).unwrap()[0]
+            out,
+            AppendOutcome::Stored {
+                acked_through: 2,
+                out_of_order: 2
+            }
+        );
+        // Also against points already written out, and after a reopen.
+        s.flush_heads(Duration::ZERO).unwrap();
+        drop(s);
+        let s = RocksStorage::open(dir.path()).unwrap();
+        let out = s
+            .append(&batch("ag", "a", 3, &[("m", 3_000, 7.0)]), 0)
+            .unwrap();
+        assert_eq!(
+            out,
+            AppendOutcome::Stored {
+                acked_through: 3,
+                out_of_order: 1
+            }
+        );
+        let values: Vec<f64> = s.query_range(&host_selector("a"), 0, 10_000).unwrap()[0]
+            .1
+            .iter()
+            .map(|p| p.value)
+            .collect();
+        assert_eq!(values, vec![1.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn ingest_log_is_replayed_at_open_and_truncated_once_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let pts: Vec<(&str, i64, f64)> = (0..500).map(|i| ("m", i * 1_000, i as f64)).collect();
+        {
+            let s = RocksStorage::open(dir.path()).unwrap();
+            s.append(&batch("ag", "a", 1, &pts[..250]), 0).unwrap();
+            s.append(&batch("ag", "a", 2, &pts[250..]), 0).unwrap();
+            // Dropped without flushing: the open chunk lives only in the log.
+        }
+        let s = RocksStorage::open(dir.path()).unwrap();
+        let stored = |s: &RocksStorage| -> Vec<i64> {
+            s.query_range(&host_selector("a"), i64::MIN, i64::MAX)
+                .unwrap()[0]
                 .1
-                .len(),
-            2
-        );
-        s.compact_samples();
-        let left = s.query_range(&host_selector("a"), 0, i64::MAX).unwrap();
+                .iter()
+                .map(|p| p.timestamp_ms)
+                .collect()
+        };
+        let expected: Vec<i64> = pts.iter().map(|p| p.1).collect();
+        assert_eq!(stored(&s), expected);
+        assert!(s.log_records() > 0);
+        s.flush_heads(Duration::ZERO).unwrap();
+        assert_eq!(s.log_records(), 0);
+        drop(s);
+        let s = RocksStorage::open(dir.path()).unwrap();
+        assert_eq!(stored(&s), expected);
         assert_eq!(
-            left[0].1,
-            vec![Point {
-                timestamp_ms: now - 60_000,
-                value: 2.0
-            }]
+            s.latest(&host_selector("a")).unwrap()[0].1,
+            Point {
+                timestamp_ms: 499_000,
+                value: 499.0
+            }
         );
+    }
+
+    #[test]
+    fn a_data_dir_of_an_older_layout_is_refused_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut opts = Options::default();
+            opts.create_if_missing(true);
+            opts.create_missing_column_families(true);
+            DB::open_cf(&opts, dir.path(), ["samples"]).unwrap();
+        }
+        let err = RocksStorage::open(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("older Nightjar storage layout"), "{err}");
+        assert!(err.contains(&dir.path().display().to_string()), "{err}");
     }
 
     #[test]
