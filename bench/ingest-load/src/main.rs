@@ -1,0 +1,282 @@
+//! `nightjar-bench-ingest`: the program behind `bench/ingest` (run that
+//! script; it builds this in release mode and installs Prometheus' tools).
+//!
+//! 1. End to end: starts the release `nightjar-collector` on a loopback
+//!    port, sends 24 h of one series, then runs N agent streams of M series
+//!    each as fast as acks allow (a bounded window of unacked batches per
+//!    stream, like an agent replaying its spool) and reports samples/s
+//!    acked, ack latency, the collector's CPU and RSS, query latencies and
+//!    bytes per sample on disk after the collector wrote its heads and the
+//!    data was compacted.
+//! 2. Engine only: our storage engine, in process, against `promtool tsdb
+//!    bench write` on the same generated series file and sample count.
+//!
+//! Ends with one line:
+//! `ingest: N samples/s acked, ack p99 X ms, B bytes/sample, engine E samples/s, promtool M samples/s, ratio R, query24h X ms, latest10k X ms`
+
+mod engine;
+mod hostload;
+mod load;
+mod procstat;
+mod promtool;
+mod queries;
+mod wire;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Parser;
+use nightjar_collector::storage::Storage as _;
+use nightjar_collector::storage::rocks::RocksStorage;
+use tonic::transport::{Channel, Endpoint};
+
+#[derive(Parser, Debug)]
+#[command(about = "Nightjar ingest benchmark (see bench/ingest)")]
+struct Args {
+    /// Seconds of measured end-to-end load (after a warm-up of a sixth of it).
+    #[arg(long, default_value_t = 60)]
+    duration: u64,
+    /// Concurrent agent streams.
+    #[arg(long, default_value_t = 100)]
+    agents: usize,
+    /// Series per agent (a multiple of 10).
+    #[arg(long, default_value_t = 1000)]
+    series: usize,
+    /// Batches a stream may have unacked.
+    #[arg(long, default_value_t = 4)]
+    window: usize,
+    /// Skip the end-to-end phase.
+    #[arg(long)]
+    engine_only: bool,
+    /// Series in the engine comparison (promtool's --metrics).
+    #[arg(long, default_value_t = 10_000)]
+    metrics: usize,
+    /// Scrapes in the engine comparison (promtool's --scrapes).
+    #[arg(long, default_value_t = 3_000)]
+    scrapes: usize,
+    /// Threads appending in the engine comparison.
+    #[arg(long, default_value_t = 4)]
+    engine_threads: usize,
+    /// The collector binary (default: next to this one).
+    #[arg(long)]
+    collector: Option<PathBuf>,
+}
+
+/// Connects a gRPC channel to `url`.
+pub async fn connect(url: &str) -> anyhow::Result<Channel> {
+    Endpoint::from_shared(url.to_owned())?
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {url}"))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// The end-to-end figures for the final line.
+struct EndToEnd {
+    samples_per_sec: f64,
+    p99_ms: f64,
+    bytes_per_sample: f64,
+    query24h_ms: f64,
+    latest_ms: f64,
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn end_to_end(args: &Args, work: &std::path::Path) -> anyhow::Result<EndToEnd> {
+    let collector_bin = match &args.collector {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("nightjar-collector"),
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let data = work.join("collector-data");
+    let mut collector = KillOnDrop(
+        Command::new(&collector_bin)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(&data)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", collector_bin.display()))?,
+    );
+    let pid = collector.0.id();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "collector did not listen on {port}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let now = now_ms();
+    load::send_history(&url, now).await?;
+    let warmup = Duration::from_secs((args.duration / 6).max(1));
+    let duration = Duration::from_secs(args.duration);
+    let cpu_before = procstat::cpu_seconds(pid).unwrap_or(0.0);
+    let load_start = Instant::now();
+    let start_ms = (now - 3_600_000) / 1000 * 1000;
+    let result = load::run(
+        &url,
+        args.agents,
+        args.series,
+        args.window,
+        warmup,
+        duration,
+        start_ms,
+    )
+    .await?;
+    let cpu = procstat::cpu_seconds(pid).unwrap_or(0.0) - cpu_before;
+    let cpu_percent = cpu / load_start.elapsed().as_secs_f64() * 100.0;
+    let rss = procstat::peak_rss_bytes(pid).unwrap_or(0);
+    let lat = &result.latency_us;
+    println!(
+        "end to end: {} agents × {} series, window {}: {:.0} samples/s acked over {} s; ack latency p50 {:.1} ms, p99 {:.1} ms; {} samples acked in all",
+        args.agents,
+        args.series,
+        args.window,
+        result.samples_per_sec,
+        args.duration,
+        lat.value_at_quantile(0.5) as f64 / 1000.0,
+        lat.value_at_quantile(0.99) as f64 / 1000.0,
+        result.samples_acked,
+    );
+    println!(
+        "collector: {cpu_percent:.0}% CPU (of one core) during the load, peak RSS {:.0} MiB",
+        rss as f64 / (1 << 20) as f64
+    );
+
+    let q = queries::run(connect(&url).await?, now_ms()).await?;
+    println!(
+        "queries (median of 15): 24 h of one series at 1 min: {:.2} ms ({} points); Latest of bench_used_bytes: {:.2} ms ({} series); avg cpu_usage_percent across hosts, 1 h at 1 min: {:.2} ms ({} points)",
+        ms(q.day_one_series.0),
+        q.day_one_series.1,
+        ms(q.latest.0),
+        q.latest.1,
+        ms(q.avg_cpu_hour.0),
+        q.avg_cpu_hour.1
+    );
+
+    // SIGTERM: the collector writes its open chunks; then compact and weigh.
+    let _ = Command::new("kill").arg(pid.to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while collector.0.try_wait()?.is_none() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "collector did not stop on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let storage = RocksStorage::open(&data)?;
+    storage.compact();
+    let stats = storage.stats();
+    let samples = result.samples_acked + 24 * 3600;
+    let [raw, minute, hour] = stats.tier_disk_bytes;
+    let per = |b: u64| b as f64 / samples as f64;
+    println!(
+        "disk after compaction: raw {:.2} bytes/sample, rollups 1m {:.2} + 1h {:.2}, whole data dir {:.2} bytes/sample",
+        per(raw),
+        per(minute),
+        per(hour),
+        per(stats.disk_bytes)
+    );
+    Ok(EndToEnd {
+        samples_per_sec: result.samples_per_sec,
+        p99_ms: lat.value_at_quantile(0.99) as f64 / 1000.0,
+        bytes_per_sample: per(raw),
+        query24h_ms: ms(q.day_one_series.0),
+        latest_ms: ms(q.latest.0),
+    })
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(
+        args.series % 10 == 0 && args.series > 0,
+        "--series must be a positive multiple of 10"
+    );
+    let work = tempfile::tempdir()?;
+    let e2e = if args.engine_only {
+        None
+    } else {
+        let rt = tokio::runtime::Runtime::new()?;
+        Some(rt.block_on(end_to_end(&args, work.path()))?)
+    };
+
+    let series_file = work.path().join("series.json");
+    let series = engine::write_series_file(&series_file, args.metrics)?;
+    let prom = promtool::run(
+        &series_file,
+        args.metrics,
+        args.scrapes,
+        &work.path().join("promtool"),
+    )?;
+    let ours = engine::run(
+        &series,
+        args.scrapes,
+        args.engine_threads,
+        &work.path().join("engine"),
+    )?;
+    let ratio = ours.samples_per_sec / prom.samples_per_sec;
+    println!(
+        "engine, {} series × {} scrapes ({} samples), same series file: nightjar {:.0} samples/s ({} threads, every append fsynced), promtool {:.0} samples/s, ratio {ratio:.2}",
+        args.metrics,
+        args.scrapes,
+        ours.samples,
+        ours.samples_per_sec,
+        args.engine_threads,
+        prom.samples_per_sec
+    );
+    println!(
+        "engine bytes/sample after compaction: nightjar raw {:.2} (+ rollups {:.2}), prometheus blocks {}",
+        ours.raw_bytes_per_sample,
+        ours.rollup_bytes_per_sample,
+        prom.bytes_per_sample.map_or_else(
+            || "n/a (no prometheus binary, or no block written: fewer than ~400 scrapes)"
+                .to_owned(),
+            |b| format!("{b:.2}")
+        )
+    );
+
+    let f = |v: Option<f64>, digits: usize| {
+        v.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"))
+    };
+    println!(
+        "ingest: {} samples/s acked, ack p99 {} ms, {} bytes/sample, engine {:.0} samples/s, promtool {:.0} samples/s, ratio {ratio:.2}, query24h {} ms, latest10k {} ms",
+        f(e2e.as_ref().map(|e| e.samples_per_sec), 0),
+        f(e2e.as_ref().map(|e| e.p99_ms), 1),
+        f(
+            e2e.as_ref()
+                .map(|e| e.bytes_per_sample)
+                .or(Some(ours.raw_bytes_per_sample)),
+            2
+        ),
+        ours.samples_per_sec,
+        prom.samples_per_sec,
+        f(e2e.as_ref().map(|e| e.query24h_ms), 2),
+        f(e2e.as_ref().map(|e| e.latest_ms), 2),
+    );
+    Ok(())
+}
