@@ -90,6 +90,13 @@ impl Limits {
         host_series: u64,
         total_series: u64,
     ) -> (Vec<Sample>, Vec<Rejection>) {
+        // Even if every sample were a new series, none would cross a limit:
+        // skip the per-sample index lookups (the common, hot case).
+        let n = samples.len() as u64;
+        if host_series + n <= self.max_series_per_host && total_series + n <= self.max_series_total
+        {
+            return (samples, Vec::new());
+        }
         let mut kept = Vec::with_capacity(samples.len());
         let mut rejected = Vec::new();
         let mut new_series: HashMap<SeriesKey, ()> = HashMap::new();

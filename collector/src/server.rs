@@ -52,7 +52,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tonic::transport::Server::builder()
         .add_service(ingest)
         .add_service(query)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal())
+        .serve_with_incoming_shutdown(incoming(listener), shutdown_signal())
         .await
         .context("serving gRPC")?;
     // In-flight batches are stored and acked by now; write the open chunks
@@ -86,6 +86,22 @@ async fn flush_heads_periodically(storage: Arc<RocksStorage>) {
             Err(error) => tracing::warn!(%error, "flush task failed"),
         }
     }
+}
+
+/// Accepted connections with Nagle's algorithm off: a response of several
+/// segments must not wait for the client's delayed ACK (~40 ms each).
+fn incoming(
+    listener: tokio::net::TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt as _;
+    TcpListenerStream::new(listener).map(|accepted| {
+        if let Ok(stream) = &accepted
+            && let Err(error) = stream.set_nodelay(true)
+        {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+        accepted
+    })
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -144,9 +144,12 @@ fn decode_points(enc: &ChunkEncoder) -> Vec<Point> {
 /// different series rarely wait for each other.
 pub const SHARDS: usize = 64;
 
+/// Heads by series id, with a fast hasher (ids are ours, not the wire's).
+pub type HeadMap = HashMap<u64, Head, foldhash::fast::RandomState>;
+
 /// The heads of all series, sharded by series id.
 pub struct Heads {
-    shards: Vec<Mutex<HashMap<u64, Head>>>,
+    shards: Vec<Mutex<HeadMap>>,
 }
 
 impl Default for Heads {
@@ -165,7 +168,7 @@ impl Heads {
     }
 
     /// Locks shard `i`.
-    pub fn lock(&self, i: usize) -> MutexGuard<'_, HashMap<u64, Head>> {
+    pub fn lock(&self, i: usize) -> MutexGuard<'_, HeadMap> {
         self.shards[i].lock().expect("poisoned")
     }
 }

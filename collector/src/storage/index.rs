@@ -15,7 +15,8 @@ const METRIC: &str = "__name__";
 /// Series key ↔ id, with postings.
 #[derive(Default)]
 pub struct SeriesIndex {
-    by_key: HashMap<SeriesKey, u64>,
+    /// Looked up for every ingested sample: a fast (seeded) hasher, not SipHash.
+    by_key: HashMap<SeriesKey, u64, foldhash::fast::RandomState>,
     by_id: BTreeMap<u64, SeriesKey>,
     per_host: HashMap<String, u64>,
     postings: HashMap<String, HashMap<String, Vec<u64>>>,

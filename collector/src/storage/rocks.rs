@@ -57,7 +57,7 @@ use rocksdb::{
     WriteOptions,
 };
 
-use super::head::{Head, Heads, SHARDS, SealedChunk};
+use super::head::{Head, HeadMap, Heads, SHARDS, SealedChunk};
 use super::index::SeriesIndex;
 use super::ingest_log::{self, LogSample};
 use super::rollup::{self, Tier};
@@ -475,7 +475,7 @@ impl RocksStorage {
         Ok(decode_chunk(v).last().copied())
     }
 
-    fn head_for<'a>(&self, heads: &'a mut HashMap<u64, Head>, id: u64) -> &'a mut Head {
+    fn head_for<'a>(&self, heads: &'a mut HeadMap, id: u64) -> &'a mut Head {
         heads.entry(id).or_insert_with(|| {
             // A read failure here leaves the head empty: points are then
             // checked against nothing older, and duplicates of the last
