@@ -313,6 +313,15 @@ async fn series(
         .collect())
 }
 
+fn labels_sort_key(labels: &[pb::Label]) -> Vec<(&str, &str)> {
+    let mut pairs: Vec<(&str, &str)> = labels
+        .iter()
+        .map(|l| (l.name.as_str(), l.value.as_str()))
+        .collect();
+    pairs.sort_unstable();
+    pairs
+}
+
 async fn query(
     client: &mut QueryServiceClient<Channel>,
     metric: String,
@@ -331,7 +340,11 @@ async fn query(
         aggregation: pb::Aggregation::from(agg) as i32,
         group: None,
     };
-    let series = client.query_range(request).await?.into_inner().series;
+    let mut series = client.query_range(request).await?.into_inner().series;
+    // The server answers in storage order; people read lists sorted.
+    series.sort_by(|a, b| {
+        (&a.metric, labels_sort_key(&a.labels)).cmp(&(&b.metric, labels_sort_key(&b.labels)))
+    });
     if as_json {
         let v: Vec<_> = series
             .iter()

@@ -83,6 +83,10 @@ impl SeriesKey {
     }
 }
 
+/// A series key shared between the index and query results: handing out
+/// thousands of keys per query costs reference counts, not string copies.
+pub type SharedKey = std::sync::Arc<SeriesKey>;
+
 /// One stored observation.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Point {

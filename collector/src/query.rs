@@ -12,7 +12,7 @@ use nightjar_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use crate::convert::{labels_to_wire, selector_from_wire, series_to_wire};
-use crate::model::{Labels, Point, SeriesKey};
+use crate::model::{Labels, Point, SeriesKey, SharedKey};
 use crate::storage::{Storage, StorageError, Tier};
 use aggregate::Aggregation;
 
@@ -65,7 +65,7 @@ fn aggregation_from_wire(value: i32) -> Result<Aggregation, Status> {
 /// Groups series by the values of `by`; the group's metric is the common
 /// metric name of its members, or empty when they differ.
 fn group_series<T>(
-    found: Vec<(SeriesKey, Vec<T>)>,
+    found: Vec<(SharedKey, Vec<T>)>,
     by: &[String],
 ) -> Vec<(SeriesKey, Vec<Vec<T>>)> {
     /// A group: its members' common metric (None once they differ) and data.
@@ -98,7 +98,7 @@ fn group_series<T>(
 
 /// Buckets each series (no grouping) or each group of series with `bucket`.
 fn bucket_groups<T>(
-    found: Vec<(SeriesKey, Vec<T>)>,
+    found: Vec<(SharedKey, Vec<T>)>,
     by: Option<&[String]>,
     bucket: impl Fn(&[Vec<T>]) -> Vec<Point>,
 ) -> Vec<pb::Series> {
@@ -217,11 +217,19 @@ impl<S: Storage> pb::query_service_server::QueryService for QueryApi<S> {
         request: Request<pb::LatestRequest>,
     ) -> Result<Response<pb::LatestResponse>, Status> {
         let selector = selector_from_wire(request.into_inner().selector).map_err(invalid)?;
+        let started = std::time::Instant::now();
         let found = self.blocking(move |s| s.latest(&selector)).await?;
-        let series = found
+        let read = started.elapsed();
+        let series: Vec<pb::Series> = found
             .iter()
             .map(|(key, point)| series_to_wire(key, std::slice::from_ref(point)))
             .collect();
+        tracing::debug!(
+            series = series.len(),
+            read_ms = read.as_secs_f64() * 1e3,
+            total_ms = started.elapsed().as_secs_f64() * 1e3,
+            "latest answered"
+        );
         Ok(Response::new(pb::LatestResponse { series }))
     }
 }

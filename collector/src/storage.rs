@@ -12,11 +12,11 @@ pub mod rollup;
 
 pub use rollup::Tier;
 
-use crate::model::{Batch, HostInfo, Point, SeriesKey, Summary};
+use crate::model::{Batch, HostInfo, Point, SeriesKey, SharedKey, Summary};
 use crate::selector::Selector;
 
 /// A series with the summaries of its buckets (bucket start ms, summary).
-pub type SeriesSummaries = (SeriesKey, Vec<(i64, Summary)>);
+pub type SeriesSummaries = (SharedKey, Vec<(i64, Summary)>);
 
 /// A failure of the storage layer (I/O, corruption). Messages name the data
 /// directory or key involved.
@@ -120,7 +120,7 @@ pub trait Storage: Send + Sync + 'static {
         selector: &Selector,
         start_ms: i64,
         end_ms: i64,
-    ) -> Result<Vec<(SeriesKey, Vec<Point>)>, StorageError>;
+    ) -> Result<Vec<(SharedKey, Vec<Point>)>, StorageError>;
 
     /// Summaries of the `tier` buckets (not raw) of each matching series
     /// whose start lies in `[bucket(start_ms), bucket(end_ms)]`, in time
@@ -134,7 +134,7 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Result<Vec<SeriesSummaries>, StorageError>;
 
     /// The newest point of each matching series.
-    fn latest(&self, selector: &Selector) -> Result<Vec<(SeriesKey, Point)>, StorageError>;
+    fn latest(&self, selector: &Selector) -> Result<Vec<(SharedKey, Point)>, StorageError>;
 
     /// Every host that has sent a batch, sorted by name.
     fn hosts(&self) -> Vec<HostSummary>;

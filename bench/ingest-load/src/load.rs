@@ -102,12 +102,14 @@ pub async fn run(
         Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("bounds"),
     ));
     let mut tasks = Vec::new();
+    let mut unacked = Vec::new();
     for n in 0..agents {
         let channel = crate::connect(url).await?;
         let (tx, rx) = mpsc::channel::<Encoded>(window);
         let mut acks = open_stream(channel, rx).await?;
         let permits = Arc::new(Semaphore::new(window));
         let sent: Arc<Mutex<VecDeque<(u64, Instant)>>> = Arc::default();
+        unacked.push(sent.clone());
         let mut load = HostLoad::new(n, series);
         let samples = load.len() as u64;
         let agent_id = format!("bench-agent-{n}");
@@ -169,9 +171,18 @@ pub async fn run(
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed);
-    // Let the streams drain: close them by dropping the senders (the send
-    // tasks end at the next permit), then give acks a few seconds.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Drain: wait (up to a minute) until every batch sent has been acked,
+    // so nothing is still being ingested when queries are timed.
+    let drain_deadline = Instant::now() + Duration::from_secs(60);
+    'drain: while Instant::now() < drain_deadline {
+        for queue in &unacked {
+            if !queue.lock().await.is_empty() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue 'drain;
+            }
+        }
+        break;
+    }
     for t in &tasks {
         t.abort();
     }

@@ -115,7 +115,10 @@ async fn end_to_end(args: &Args, work: &std::path::Path) -> anyhow::Result<EndTo
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .arg("--data-dir")
             .arg(&data)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("NIGHTJAR_BENCH_COLLECTOR_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
@@ -168,18 +171,17 @@ async fn end_to_end(args: &Args, work: &std::path::Path) -> anyhow::Result<EndTo
         rss as f64 / (1 << 20) as f64
     );
 
-    // Dashboards are timed on a settled collector: wait (up to 60 s) until
-    // it uses under a tenth of a core, i.e. flushes and compactions after
-    // the load are done.
+    // Dashboards are timed on a settled collector: every batch is acked,
+    // and wait (up to 60 s) until it used under a tenth of a core for two
+    // seconds running, i.e. flushes and compactions after the load are done.
     let settle_deadline = Instant::now() + Duration::from_secs(60);
     let settle_started = Instant::now();
-    loop {
+    let mut quiet_seconds = 0;
+    while quiet_seconds < 2 && Instant::now() < settle_deadline {
         let before = procstat::cpu_seconds(pid).unwrap_or(0.0);
         tokio::time::sleep(Duration::from_secs(1)).await;
         let used = procstat::cpu_seconds(pid).unwrap_or(0.0) - before;
-        if used < 0.1 || Instant::now() > settle_deadline {
-            break;
-        }
+        quiet_seconds = if used < 0.1 { quiet_seconds + 1 } else { 0 };
     }
     println!(
         "collector settled {:.0} s after the load",

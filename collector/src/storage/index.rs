@@ -4,9 +4,9 @@
 //! allow instead of every series. Pure; rebuilt from the `series` column
 //! family at open.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
-use crate::model::SeriesKey;
+use crate::model::{SeriesKey, SharedKey};
 use crate::selector::{MatchOp, Selector};
 
 /// The postings key of the metric name.
@@ -16,8 +16,11 @@ const METRIC: &str = "__name__";
 #[derive(Default)]
 pub struct SeriesIndex {
     /// Looked up for every ingested sample: a fast (seeded) hasher, not SipHash.
-    by_key: HashMap<SeriesKey, u64, foldhash::fast::RandomState>,
-    by_id: BTreeMap<u64, SeriesKey>,
+    by_key: HashMap<SharedKey, u64, foldhash::fast::RandomState>,
+    /// Indexed by id: ids are dense (allocated 1, 2, 3, …), so a selector
+    /// resolving thousands of ids does direct lookups, not tree walks.
+    by_id: Vec<Option<SharedKey>>,
+    len: usize,
     per_host: HashMap<String, u64>,
     postings: HashMap<String, HashMap<String, Vec<u64>>>,
 }
@@ -46,8 +49,15 @@ impl SeriesIndex {
         for (name, value) in key.labels.iter() {
             post(name, value);
         }
+        let key = SharedKey::new(key);
         self.by_key.insert(key.clone(), id);
-        self.by_id.insert(id, key);
+        let slot = usize::try_from(id).expect("series ids fit in memory");
+        if self.by_id.len() <= slot {
+            self.by_id.resize(slot + 1, None);
+        }
+        if self.by_id[slot].replace(key).is_none() {
+            self.len += 1;
+        }
     }
 
     /// The id of a series.
@@ -57,17 +67,20 @@ impl SeriesIndex {
 
     /// Number of series.
     pub fn len(&self) -> usize {
-        self.by_id.len()
+        self.len
     }
 
     /// Whether there are no series.
     pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
+        self.len == 0
     }
 
     /// The highest id in use.
     pub fn max_id(&self) -> Option<u64> {
-        self.by_id.keys().next_back().copied()
+        self.by_id
+            .iter()
+            .rposition(Option::is_some)
+            .map(|i| i as u64)
     }
 
     /// Series per `host` label value.
@@ -75,8 +88,8 @@ impl SeriesIndex {
         &self.per_host
     }
 
-    /// The series the selector matches, sorted by key.
-    pub fn matching(&self, selector: &Selector) -> Vec<(u64, SeriesKey)> {
+    /// The series the selector matches, in id order.
+    pub fn matching(&self, selector: &Selector) -> Vec<(u64, SharedKey)> {
         // Postings lists that every match must be in: the metric name and
         // each equality matcher with a non-empty value ("" also matches a
         // missing label, which has no postings).
@@ -101,7 +114,13 @@ impl SeriesIndex {
             }
         }
         let candidates: Box<dyn Iterator<Item = u64>> = match lists.iter().min_by_key(|l| l.len()) {
-            None => Box::new(self.by_id.keys().copied()),
+            None => Box::new(
+                self.by_id
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, k)| k.is_some())
+                    .map(|(id, _)| id as u64),
+            ),
             Some(shortest) => {
                 let others: Vec<&[u64]> = lists
                     .iter()
@@ -116,13 +135,14 @@ impl SeriesIndex {
                 )
             }
         };
-        let mut found: Vec<(u64, SeriesKey)> = candidates
-            .filter_map(|id| self.by_id.get(&id).map(|key| (id, key)))
+        // In id (creation) order: sorting thousands of keys by their strings
+        // would cost more than the rest of a Latest; callers that show a
+        // list sort it.
+        candidates
+            .filter_map(|id| Some((id, self.by_id.get(id as usize)?.as_ref()?)))
             .filter(|(_, key)| selector.matches(key))
             .map(|(id, key)| (id, key.clone()))
-            .collect();
-        found.sort_by(|a, b| a.1.cmp(&b.1));
-        found
+            .collect()
     }
 }
 
@@ -201,8 +221,13 @@ mod tests {
                 .filter(|(_, k)| sel.matches(k))
                 .cloned()
                 .collect();
-            expected.sort_by(|a, b| a.1.cmp(&b.1));
-            assert_eq!(index.matching(&sel), expected, "{sel:?}");
+            expected.sort_by_key(|(id, _)| *id);
+            let got: Vec<(u64, SeriesKey)> = index
+                .matching(&sel)
+                .into_iter()
+                .map(|(id, k)| (id, SeriesKey::clone(&k)))
+                .collect();
+            assert_eq!(got, expected, "{sel:?}");
         }
         assert_eq!(index.per_host().get("a"), Some(&9));
         assert_eq!(index.len(), 27);

@@ -64,7 +64,7 @@ use super::rollup::{self, Tier};
 use super::{
     AppendOutcome, HostSummary, SeriesSummaries, Storage, StorageError, StorageStats, chunk,
 };
-use crate::model::{Batch, HostInfo, Labels, Point, SeriesKey, Summary};
+use crate::model::{Batch, HostInfo, Labels, Point, SeriesKey, SharedKey, Summary};
 use crate::selector::Selector;
 
 const CF_SERIES: &str = "series";
@@ -545,7 +545,7 @@ impl RocksStorage {
             .map_err(|e| self.io("write sealed chunks", e))
     }
 
-    fn matching(&self, selector: &Selector) -> Vec<(u64, SeriesKey)> {
+    fn matching(&self, selector: &Selector) -> Vec<(u64, SharedKey)> {
         self.index.read().expect("poisoned").matching(selector)
     }
 
@@ -670,10 +670,13 @@ impl Storage for RocksStorage {
     }
 
     fn series(&self, selector: &Selector) -> Vec<SeriesKey> {
-        self.matching(selector)
+        let mut keys: Vec<SeriesKey> = self
+            .matching(selector)
             .into_iter()
-            .map(|(_, k)| k)
-            .collect()
+            .map(|(_, k)| SeriesKey::clone(&k))
+            .collect();
+        keys.sort_unstable();
+        keys
     }
 
     fn query_range(
@@ -681,7 +684,7 @@ impl Storage for RocksStorage {
         selector: &Selector,
         start_ms: i64,
         end_ms: i64,
-    ) -> Result<Vec<(SeriesKey, Vec<Point>)>, StorageError> {
+    ) -> Result<Vec<(SharedKey, Vec<Point>)>, StorageError> {
         let mut out = Vec::new();
         if end_ms < start_ms {
             return Ok(out);
@@ -744,15 +747,31 @@ impl Storage for RocksStorage {
         Ok(out)
     }
 
-    fn latest(&self, selector: &Selector) -> Result<Vec<(SeriesKey, Point)>, StorageError> {
-        let mut out = Vec::new();
+    fn latest(&self, selector: &Selector) -> Result<Vec<(SharedKey, Point)>, StorageError> {
+        // One lock per shard, not per series: Latest over thousands of
+        // series is a dashboard's first query.
+        let mut by_shard: Vec<Vec<(u64, SharedKey)>> = vec![Vec::new(); SHARDS];
         for (id, key) in self.matching(selector) {
-            let mut heads = self.heads.lock(Heads::shard_of(id));
-            if let Some(point) = self.head_for(&mut heads, id).newest() {
-                out.push((key, point));
+            by_shard[Heads::shard_of(id)].push((id, key));
+        }
+        let mut out = Vec::new();
+        for (shard, series) in by_shard.into_iter().enumerate() {
+            if series.is_empty() {
+                continue;
+            }
+            let mut heads = self.heads.lock(shard);
+            for (id, key) in series {
+                if let Some(point) = self.head_for(&mut heads, id).newest() {
+                    out.push((id, key, point));
+                }
             }
         }
-        Ok(out)
+        // Back to id order, as every other read answers.
+        out.sort_unstable_by_key(|(id, _, _)| *id);
+        Ok(out
+            .into_iter()
+            .map(|(_, key, point)| (key, point))
+            .collect())
     }
 
     fn hosts(&self) -> Vec<HostSummary> {
@@ -966,7 +985,7 @@ mod tests {
         let s = RocksStorage::open(dir.path()).unwrap();
         let got = s.query_range(&host_selector("a"), 0, 5_000).unwrap();
         assert_eq!(got.len(), 2);
-        assert_eq!(got[0].0, key("cpu", "a"));
+        assert_eq!(*got[0].0, key("cpu", "a"));
         assert_eq!(
             got[0].1,
             vec![
