@@ -59,8 +59,9 @@ impl Head {
     }
 
     /// Appends a point from ingest-log record `log_seq`. Returns the chunk
-    /// sealed to make room (full, or the point starts a new hour: chunks
-    /// never straddle an hour, so retention can drop them by key).
+    /// sealed: the open one when the point starts a new hour (chunks never
+    /// straddle an hour, so retention can drop them by key), or the one the
+    /// point filled.
     pub fn push(
         &mut self,
         point: Point,
@@ -92,6 +93,12 @@ impl Head {
         open.enc.push(point.timestamp_ms, point.value);
         open.log_seq = open.log_seq.min(log_seq);
         self.newest = Some(point);
+        // A full chunk is written now rather than at the next point, so it
+        // does not pin the ingest log for a whole interval. (It cannot have
+        // sealed above too: that starts a chunk of one point.)
+        if sealed.is_none() && open.enc.is_full() {
+            return Ok(self.seal());
+        }
         Ok(sealed)
     }
 
@@ -203,8 +210,8 @@ mod tests {
         let mut h = Head::default();
         let mut sealed = Vec::new();
         // 1 s points from 00:58:00 for 5 minutes: the first chunk is full
-        // at 00:59:59 (which is also the hour's end); the second is full
-        // 120 points later.
+        // (and sealed) at 00:59:59, the hour's end; the second 120 points
+        // later.
         let start = 3_600_000 - 120_000;
         for i in 0..300 {
             if let Some(c) = h
