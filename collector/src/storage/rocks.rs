@@ -170,17 +170,15 @@ fn timed_cf_options(tier: Tier, retention: Retention, clock: Clock) -> Options {
     opts.set_compression_type(DBCompressionType::Lz4);
     opts.set_bottommost_compression_type(DBCompressionType::Zstd);
     let ttl_ms = retention.of(tier).as_millis().min(i64::MAX as u128) as i64;
-    // Raw chunks never straddle an hour: an hour after the first point's
-    // hour began, the whole chunk is over.
-    let span_ms = match tier {
-        Tier::Raw => Tier::Hour.width_ms(),
-        t => t.width_ms(),
-    };
+    // A key's time is the start of its span: a raw chunk's first point (it
+    // never straddles an hour), a rollup row's block. The span is over an
+    // hour (raw) or a block after that span began.
+    let span_ms = tier.block_ms();
     let filter_name = format!("nightjar-retention-{}", tier.name());
     opts.set_compaction_filter(&filter_name, move |_level, key: &[u8], _value: &[u8]| {
         let cutoff = clock().saturating_sub(ttl_ms);
         match key_time(key) {
-            Some(ts) if span_start(tier, ts).saturating_add(span_ms) <= cutoff => {
+            Some(ts) if tier.block(ts).saturating_add(span_ms) <= cutoff => {
                 CompactionDecision::Remove
             }
             _ => CompactionDecision::Keep,
@@ -190,19 +188,12 @@ fn timed_cf_options(tier: Tier, retention: Retention, clock: Clock) -> Options {
     if tier != Tier::Raw {
         opts.set_merge_operator_associative(
             &format!("nightjar-summary-{}", tier.name()),
-            |_key: &[u8], existing: Option<&[u8]>, operands: &rocksdb::MergeOperands| {
-                Some(rollup::merge(existing, operands))
+            move |_key: &[u8], existing: Option<&[u8]>, operands: &rocksdb::MergeOperands| {
+                Some(rollup::merge(tier, existing, operands))
             },
         );
     }
     opts
-}
-
-fn span_start(tier: Tier, ts: i64) -> i64 {
-    match tier {
-        Tier::Raw => Tier::Hour.bucket(ts),
-        t => t.bucket(ts),
-    }
 }
 
 impl RocksStorage {
@@ -535,8 +526,13 @@ impl RocksStorage {
             wb.put_cf(self.cf(CF_RAW), time_key(*id, chunk.first_ts), &chunk.bytes);
             for tier in Tier::ROLLUPS {
                 let cf = self.cf(tier_cf(tier));
-                for (bucket, summary) in rollup::summarise(tier, chunk.points.iter().copied()) {
-                    wb.merge_cf(cf, time_key(*id, bucket), rollup::encode(&summary));
+                let buckets = rollup::summarise(tier, chunk.points.iter().copied());
+                for (block, list) in rollup::by_block(tier, &buckets) {
+                    wb.merge_cf(
+                        cf,
+                        time_key(*id, block),
+                        rollup::encode_block(tier, block, &list),
+                    );
                 }
             }
         }
@@ -725,13 +721,20 @@ impl Storage for RocksStorage {
             let (open, rows) = self.read_series(
                 id,
                 tier_cf(tier),
-                time_key(id, first).to_vec(),
+                time_key(id, tier.block(first)).to_vec(),
                 upper_key(id, last),
             )?;
             let mut buckets: BTreeMap<i64, Summary> = BTreeMap::new();
             for (k, v) in &rows {
-                if let (Some(ts), Some(s)) = (key_time(k), rollup::decode(v)) {
-                    buckets.insert(ts, s);
+                let Some(block) = key_time(k) else { continue };
+                match rollup::decode_block(tier, block, v) {
+                    Some(list) => buckets.extend(
+                        list.into_iter()
+                            .filter(|(start, _)| (first..=last).contains(start)),
+                    ),
+                    None => {
+                        tracing::error!(series = id, block, "skipping an undecodable rollup row")
+                    }
                 }
             }
             let open = open

@@ -73,57 +73,142 @@ pub fn summarise(tier: Tier, points: impl IntoIterator<Item = Point>) -> Vec<(i6
     out
 }
 
-/// Bytes of an encoded summary.
-pub const SUMMARY_BYTES: usize = 48;
+impl Tier {
+    /// Span of one stored rollup row: a row holds the summaries of the
+    /// buckets of one block (60 minutes of an hour, 24 hours of a day), so
+    /// a written chunk adds one merge operand per tier, not one per bucket.
+    pub fn block_ms(self) -> i64 {
+        match self {
+            Tier::Raw | Tier::Minute => Tier::Hour.width_ms(),
+            Tier::Hour => 24 * Tier::Hour.width_ms(),
+        }
+    }
 
-/// Encodes a summary: min, max, sum (f64 bits), count (u64), last_ts (i64),
-/// last (f64 bits), each little-endian.
-pub fn encode(s: &Summary) -> [u8; SUMMARY_BYTES] {
-    let mut out = [0u8; SUMMARY_BYTES];
-    let fields = [
-        s.min.to_bits(),
-        s.max.to_bits(),
-        s.sum.to_bits(),
-        s.count,
-        s.last_ts as u64,
-        s.last.to_bits(),
-    ];
-    for (i, f) in fields.iter().enumerate() {
-        out[i * 8..i * 8 + 8].copy_from_slice(&f.to_le_bytes());
+    /// Start of the block holding `ts`.
+    pub fn block(self, ts: i64) -> i64 {
+        let w = self.block_ms();
+        ts.div_euclid(w).saturating_mul(w)
+    }
+}
+
+/// Groups bucket summaries (in bucket order) by block: (block start, its
+/// buckets).
+pub fn by_block(tier: Tier, buckets: &[(i64, Summary)]) -> Vec<(i64, Vec<(i64, Summary)>)> {
+    let mut out: Vec<(i64, Vec<(i64, Summary)>)> = Vec::new();
+    for &(start, s) in buckets {
+        let block = tier.block(start);
+        match out.last_mut() {
+            Some((b, list)) if *b == block => list.push((start, s)),
+            _ => out.push((block, vec![(start, s)])),
+        }
     }
     out
 }
 
-/// Decodes a summary; `None` if the bytes are not one.
-pub fn decode(bytes: &[u8]) -> Option<Summary> {
-    if bytes.len() != SUMMARY_BYTES {
-        return None;
-    }
-    let f = |i: usize| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-    Some(Summary {
-        min: f64::from_bits(f(0)),
-        max: f64::from_bits(f(1)),
-        sum: f64::from_bits(f(2)),
-        count: f(3),
-        last_ts: f(4) as i64,
-        last: f64::from_bits(f(5)),
-    })
-}
-
-/// Merges an existing value and operands into one summary. Malformed
-/// operands (impossible unless the files are damaged) are skipped rather
-/// than failing the compaction.
-pub fn merge<'a>(existing: Option<&[u8]>, operands: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
-    let mut acc: Option<Summary> = existing.and_then(decode);
-    for op in operands {
-        if let Some(s) = decode(op) {
-            match acc.as_mut() {
-                Some(a) => a.merge(&s),
-                None => acc = Some(s),
+/// Encodes the buckets of one block (sorted, distinct, inside the block):
+/// per bucket its index in the block (u8), a varint count, then for a
+/// single point its value (f64 LE), else min, max, sum, last (f64 LE each),
+/// then the zigzag varint of `last_ts − bucket start`.
+pub fn encode_block(tier: Tier, block_start: i64, buckets: &[(i64, Summary)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(buckets.len() * 14);
+    for (start, s) in buckets {
+        out.push(((start - block_start) / tier.width_ms()) as u8);
+        put_varint(&mut out, s.count);
+        if s.count == 1 {
+            out.extend_from_slice(&s.last.to_le_bytes());
+        } else {
+            for v in [s.min, s.max, s.sum, s.last] {
+                out.extend_from_slice(&v.to_le_bytes());
             }
         }
+        put_varint(&mut out, zigzag(s.last_ts.wrapping_sub(*start)));
     }
-    acc.map_or_else(Vec::new, |s| encode(&s).to_vec())
+    out
+}
+
+/// Decodes a block row; `None` if the bytes are not one.
+pub fn decode_block(tier: Tier, block_start: i64, mut bytes: &[u8]) -> Option<Vec<(i64, Summary)>> {
+    let mut out = Vec::new();
+    while let Some((&index, rest)) = bytes.split_first() {
+        bytes = rest;
+        let start = block_start.wrapping_add(i64::from(index) * tier.width_ms());
+        let count = get_varint(&mut bytes)?;
+        let mut f64s = [0f64; 4];
+        let n = if count == 1 { 1 } else { 4 };
+        for v in f64s.iter_mut().take(n) {
+            let (b, rest) = bytes.split_first_chunk::<8>()?;
+            bytes = rest;
+            *v = f64::from_le_bytes(*b);
+        }
+        let [min, max, sum, last] = if count == 1 { [f64s[0]; 4] } else { f64s };
+        let last_ts = start.wrapping_add(unzigzag(get_varint(&mut bytes)?));
+        if count == 0 {
+            return None;
+        }
+        out.push((
+            start,
+            Summary {
+                min,
+                max,
+                sum,
+                count,
+                last_ts,
+                last,
+            },
+        ));
+    }
+    Some(out)
+}
+
+/// Merges an existing block row and operands into one row, bucket by
+/// bucket. Times are kept relative to the block (merging does not need the
+/// key). Malformed operands (impossible unless files are damaged) are
+/// skipped rather than failing the compaction.
+pub fn merge<'a>(
+    tier: Tier,
+    existing: Option<&'a [u8]>,
+    operands: impl IntoIterator<Item = &'a [u8]>,
+) -> Vec<u8> {
+    let mut buckets: std::collections::BTreeMap<i64, Summary> = Default::default();
+    for bytes in existing.into_iter().chain(operands) {
+        for (start, s) in decode_block(tier, 0, bytes).unwrap_or_default() {
+            buckets
+                .entry(start)
+                .and_modify(|b| b.merge(&s))
+                .or_insert(s);
+        }
+    }
+    let list: Vec<(i64, Summary)> = buckets.into_iter().collect();
+    encode_block(tier, 0, &list)
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(bytes: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&b, rest) = bytes.split_first()?;
+        *bytes = rest;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -150,27 +235,49 @@ mod tests {
     }
 
     #[test]
-    fn summaries_round_trip_and_merge_in_any_split() {
-        let points: Vec<Point> = (0..200)
-            .map(|i| p(i * 7_000, (i % 13) as f64 - 3.5))
+    fn blocks_round_trip_and_merge_in_any_split() {
+        let points: Vec<Point> = (0..2000)
+            .map(|i| p(3_600_000 * 5 + i * 7_000, (i % 13) as f64 - 3.5))
             .collect();
-        let whole = summarise(Tier::Minute, points.iter().copied());
-        // Split anywhere, summarise each part, merge as RocksDB would.
-        for split in [1, 50, 117, 199] {
-            let (a, b) = points.split_at(split);
-            let mut rows: std::collections::BTreeMap<i64, Vec<u8>> = Default::default();
-            for part in [a, b] {
-                for (bucket, s) in summarise(Tier::Minute, part.iter().copied()) {
-                    let existing = rows.get(&bucket).cloned();
-                    rows.insert(bucket, merge(existing.as_deref(), [encode(&s).as_slice()]));
+        for tier in Tier::ROLLUPS {
+            let whole = summarise(tier, points.iter().copied());
+            // Split anywhere, summarise each part by block, merge as
+            // RocksDB would, decode.
+            for split in [1, 50, 117, 1999] {
+                let (a, b) = points.split_at(split);
+                let mut rows: std::collections::BTreeMap<i64, Vec<u8>> = Default::default();
+                for part in [a, b] {
+                    let buckets = summarise(tier, part.iter().copied());
+                    for (block, list) in by_block(tier, &buckets) {
+                        let op = encode_block(tier, block, &list);
+                        let existing = rows.get(&block).cloned();
+                        rows.insert(block, merge(tier, existing.as_deref(), [op.as_slice()]));
+                    }
                 }
+                let merged: Vec<(i64, Summary)> = rows
+                    .iter()
+                    .flat_map(|(block, v)| decode_block(tier, *block, v).unwrap())
+                    .collect();
+                assert_eq!(merged, whole, "{tier:?} split at {split}");
             }
-            let merged: Vec<(i64, Summary)> =
-                rows.iter().map(|(b, v)| (*b, decode(v).unwrap())).collect();
-            assert_eq!(merged, whole, "split at {split}");
         }
-        assert_eq!(whole[0].1.count, 9); // 0..=56 s
-        assert_eq!(decode(&[1, 2, 3]), None);
-        assert_eq!(merge(None, [&[1u8, 2][..]]), Vec::<u8>::new());
+        assert_eq!(
+            summarise(Tier::Minute, points.iter().copied())[0].1.count,
+            9
+        );
+    }
+
+    #[test]
+    fn single_point_buckets_cost_about_a_dozen_bytes() {
+        let s = Summary::of(p(3_600_000 + 61_000, 42.5));
+        let row = encode_block(Tier::Minute, 3_600_000, &[(3_660_000, s)]);
+        assert_eq!(row.len(), 1 + 1 + 8 + 2);
+        assert_eq!(
+            decode_block(Tier::Minute, 3_600_000, &row),
+            Some(vec![(3_660_000, s)])
+        );
+        assert_eq!(decode_block(Tier::Minute, 0, &[1, 2, 3]), None);
+        // A malformed operand is skipped, the rest kept.
+        assert_eq!(merge(Tier::Minute, Some(&row), [&[7u8, 200][..]]), row);
     }
 }
