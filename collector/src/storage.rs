@@ -9,6 +9,7 @@ pub mod index;
 pub mod ingest_log;
 pub mod rocks;
 pub mod rollup;
+pub mod varint;
 
 pub use rollup::Tier;
 

@@ -7,17 +7,19 @@
 //! the value's f64 bits little-endian. Batches carry one timestamp for most
 //! samples, so a sample costs ~11 bytes.
 
+use super::varint;
+
 /// One sample of a record: series id, timestamp (ms), value.
 pub type LogSample = (u64, i64, f64);
 
 /// Encodes samples into a record.
 pub fn encode(samples: &[LogSample]) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + samples.len() * 12);
-    put_varint(&mut out, samples.len() as u64);
+    varint::put(&mut out, samples.len() as u64);
     let mut prev = 0i64;
     for &(id, ts, value) in samples {
-        put_varint(&mut out, id);
-        put_varint(&mut out, zigzag(ts.wrapping_sub(prev)));
+        varint::put(&mut out, id);
+        varint::put(&mut out, varint::zigzag(ts.wrapping_sub(prev)));
         out.extend_from_slice(&value.to_bits().to_le_bytes());
         prev = ts;
     }
@@ -26,7 +28,7 @@ pub fn encode(samples: &[LogSample]) -> Vec<u8> {
 
 /// Decodes a record; `None` if it is truncated or malformed.
 pub fn decode(mut bytes: &[u8]) -> Option<Vec<LogSample>> {
-    let count = get_varint(&mut bytes)?;
+    let count = varint::get(&mut bytes)?;
     // Each sample takes at least 10 bytes: refuse absurd counts up front.
     if count > bytes.len() as u64 / 10 {
         return None;
@@ -34,43 +36,14 @@ pub fn decode(mut bytes: &[u8]) -> Option<Vec<LogSample>> {
     let mut out = Vec::with_capacity(count as usize);
     let mut prev = 0i64;
     for _ in 0..count {
-        let id = get_varint(&mut bytes)?;
-        let ts = prev.wrapping_add(unzigzag(get_varint(&mut bytes)?));
+        let id = varint::get(&mut bytes)?;
+        let ts = prev.wrapping_add(varint::unzigzag(varint::get(&mut bytes)?));
         let (value, rest) = bytes.split_first_chunk::<8>()?;
         bytes = rest;
         out.push((id, ts, f64::from_bits(u64::from_le_bytes(*value))));
         prev = ts;
     }
     bytes.is_empty().then_some(out)
-}
-
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn get_varint(bytes: &mut &[u8]) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let (&b, rest) = bytes.split_first()?;
-        *bytes = rest;
-        v |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Some(v);
-        }
-    }
-    None
 }
 
 #[cfg(test)]

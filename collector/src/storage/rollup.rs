@@ -8,6 +8,7 @@
 //! the same write batch as its merge operands), every raw point is counted
 //! exactly once in every tier.
 
+use super::varint;
 use crate::model::{Point, Summary};
 
 /// A storage tier.
@@ -113,7 +114,7 @@ pub fn encode_block(tier: Tier, block_start: i64, buckets: &[(i64, Summary)]) ->
     let mut out = Vec::with_capacity(buckets.len() * 14);
     for (start, s) in buckets {
         out.push(((start - block_start) / tier.width_ms()) as u8);
-        put_varint(&mut out, s.count);
+        varint::put(&mut out, s.count);
         if s.count == 1 {
             out.extend_from_slice(&s.last.to_le_bytes());
         } else {
@@ -121,7 +122,7 @@ pub fn encode_block(tier: Tier, block_start: i64, buckets: &[(i64, Summary)]) ->
                 out.extend_from_slice(&v.to_le_bytes());
             }
         }
-        put_varint(&mut out, zigzag(s.last_ts.wrapping_sub(*start)));
+        varint::put(&mut out, varint::zigzag(s.last_ts.wrapping_sub(*start)));
     }
     out
 }
@@ -132,7 +133,7 @@ pub fn decode_block(tier: Tier, block_start: i64, mut bytes: &[u8]) -> Option<Ve
     while let Some((&index, rest)) = bytes.split_first() {
         bytes = rest;
         let start = block_start.wrapping_add(i64::from(index) * tier.width_ms());
-        let count = get_varint(&mut bytes)?;
+        let count = varint::get(&mut bytes)?;
         let mut f64s = [0f64; 4];
         let n = if count == 1 { 1 } else { 4 };
         for v in f64s.iter_mut().take(n) {
@@ -141,7 +142,7 @@ pub fn decode_block(tier: Tier, block_start: i64, mut bytes: &[u8]) -> Option<Ve
             *v = f64::from_le_bytes(*b);
         }
         let [min, max, sum, last] = if count == 1 { [f64s[0]; 4] } else { f64s };
-        let last_ts = start.wrapping_add(unzigzag(get_varint(&mut bytes)?));
+        let last_ts = start.wrapping_add(varint::unzigzag(varint::get(&mut bytes)?));
         if count == 0 {
             return None;
         }
@@ -180,35 +181,6 @@ pub fn merge<'a>(
     }
     let list: Vec<(i64, Summary)> = buckets.into_iter().collect();
     encode_block(tier, 0, &list)
-}
-
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn get_varint(bytes: &mut &[u8]) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let (&b, rest) = bytes.split_first()?;
-        *bytes = rest;
-        v |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Some(v);
-        }
-    }
-    None
 }
 
 #[cfg(test)]
