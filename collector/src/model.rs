@@ -96,6 +96,16 @@ pub struct Point {
     pub value: f64,
 }
 
+impl Point {
+    /// A point at `timestamp_ms` with `value`.
+    pub const fn new(timestamp_ms: i64, value: f64) -> Point {
+        Point {
+            timestamp_ms,
+            value,
+        }
+    }
+}
+
 /// One validated sample of an incoming batch.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {

@@ -185,23 +185,22 @@ mod tests {
     use super::*;
     use crate::storage::chunk::{self, MAX_POINTS};
 
-    fn p(t: i64, v: f64) -> Point {
-        Point {
-            timestamp_ms: t,
-            value: v,
-        }
-    }
-
     #[test]
     fn refuses_points_not_newer_than_the_newest() {
         let now = Instant::now();
-        let mut h = Head::new(Some(p(1_000, 1.0)));
-        assert_eq!(h.push(p(1_000, 2.0), 1, now).unwrap_err(), NotNewer);
-        assert_eq!(h.push(p(999, 2.0), 1, now).unwrap_err(), NotNewer);
-        assert!(h.push(p(1_001, 3.0), 1, now).unwrap().is_none());
-        assert_eq!(h.push(p(1_001, 4.0), 2, now).unwrap_err(), NotNewer);
-        assert_eq!(h.newest(), Some(p(1_001, 3.0)));
-        assert_eq!(h.open_points(), vec![p(1_001, 3.0)]);
+        let mut h = Head::new(Some(Point::new(1_000, 1.0)));
+        assert_eq!(
+            h.push(Point::new(1_000, 2.0), 1, now).unwrap_err(),
+            NotNewer
+        );
+        assert_eq!(h.push(Point::new(999, 2.0), 1, now).unwrap_err(), NotNewer);
+        assert!(h.push(Point::new(1_001, 3.0), 1, now).unwrap().is_none());
+        assert_eq!(
+            h.push(Point::new(1_001, 4.0), 2, now).unwrap_err(),
+            NotNewer
+        );
+        assert_eq!(h.newest(), Some(Point::new(1_001, 3.0)));
+        assert_eq!(h.open_points(), vec![Point::new(1_001, 3.0)]);
     }
 
     #[test]
@@ -215,7 +214,11 @@ mod tests {
         let start = 3_600_000 - 120_000;
         for i in 0..300 {
             if let Some(c) = h
-                .push(p(start + i * 1_000, i as f64), 1 + i as u64 / 10, now)
+                .push(
+                    Point::new(start + i * 1_000, i as f64),
+                    1 + i as u64 / 10,
+                    now,
+                )
                 .unwrap()
             {
                 sealed.push(c);
@@ -235,24 +238,24 @@ mod tests {
 
         // A point after a gap across an hour boundary cuts a short chunk.
         let mut h = Head::default();
-        h.push(p(3_599_000, 1.0), 1, now).unwrap();
-        let c = h.push(p(3_600_000, 2.0), 2, now).unwrap().unwrap();
-        assert_eq!(c.points, vec![p(3_599_000, 1.0)]);
+        h.push(Point::new(3_599_000, 1.0), 1, now).unwrap();
+        let c = h.push(Point::new(3_600_000, 2.0), 2, now).unwrap().unwrap();
+        assert_eq!(c.points, vec![Point::new(3_599_000, 1.0)]);
     }
 
     #[test]
     fn idle_chunks_are_sealed_by_deadline() {
         let t0 = Instant::now();
         let mut h = Head::default();
-        h.push(p(1, 1.0), 7, t0).unwrap();
+        h.push(Point::new(1, 1.0), 7, t0).unwrap();
         assert!(
             h.seal_if_opened_by(t0 - std::time::Duration::from_secs(1))
                 .is_none()
         );
         let c = h.seal_if_opened_by(t0).unwrap();
-        assert_eq!(c.points, vec![p(1, 1.0)]);
+        assert_eq!(c.points, vec![Point::new(1, 1.0)]);
         assert_eq!(h.pinned_log_seq(), None);
-        assert_eq!(h.newest(), Some(p(1, 1.0)));
+        assert_eq!(h.newest(), Some(Point::new(1, 1.0)));
     }
 
     #[test]

@@ -187,13 +187,6 @@ pub fn merge<'a>(
 mod tests {
     use super::*;
 
-    fn p(t: i64, v: f64) -> Point {
-        Point {
-            timestamp_ms: t,
-            value: v,
-        }
-    }
-
     #[test]
     fn tier_for_step_is_the_coarsest_that_tiles_it() {
         assert_eq!(Tier::for_step(0), Tier::Raw);
@@ -209,7 +202,7 @@ mod tests {
     #[test]
     fn blocks_round_trip_and_merge_in_any_split() {
         let points: Vec<Point> = (0..2000)
-            .map(|i| p(3_600_000 * 5 + i * 7_000, (i % 13) as f64 - 3.5))
+            .map(|i| Point::new(3_600_000 * 5 + i * 7_000, (i % 13) as f64 - 3.5))
             .collect();
         for tier in Tier::ROLLUPS {
             let whole = summarise(tier, points.iter().copied());
@@ -241,7 +234,7 @@ mod tests {
 
     #[test]
     fn single_point_buckets_cost_about_a_dozen_bytes() {
-        let s = Summary::of(p(3_600_000 + 61_000, 42.5));
+        let s = Summary::of(Point::new(3_600_000 + 61_000, 42.5));
         let row = encode_block(Tier::Minute, 3_600_000, &[(3_660_000, s)]);
         assert_eq!(row.len(), 1 + 1 + 8 + 2);
         assert_eq!(
