@@ -363,17 +363,29 @@ impl RocksStorage {
     /// needed. Call it periodically (the collector does every 10 s with
     /// [`MAX_OPEN`]) and at shutdown.
     pub fn flush_heads(&self, max_open: Duration) -> Result<(), StorageError> {
-        let deadline = Instant::now()
-            .checked_sub(max_open)
-            .unwrap_or_else(Instant::now);
-        let mut pinned = u64::MAX;
+        // Taken first: every record below it was applied before the scan
+        // below starts, so the scan sees its points (in a head or written);
+        // a record applied during the scan is at or above it.
+        let floor = {
+            let log = self.log.lock().expect("poisoned");
+            log.in_flight.first().copied().unwrap_or(log.next_seq)
+        };
+        // None: the clock (since boot) is younger than `max_open`, so no
+        // chunk can be that old.
+        let deadline = Instant::now().checked_sub(max_open);
+        let mut pinned = floor;
         for shard in 0..SHARDS {
             let mut heads = self.heads.lock(shard);
-            let sealed: Vec<(u64, SealedChunk)> = heads
-                .iter_mut()
-                .filter_map(|(id, h)| Some((*id, h.seal_if_opened_by(deadline)?)))
-                .collect();
-            self.write_sealed(&sealed)?;
+            if let Some(deadline) = deadline {
+                let sealed: Vec<(u64, SealedChunk)> = heads
+                    .iter_mut()
+                    .filter_map(|(id, h)| Some((*id, h.seal_if_opened_by(deadline)?)))
+                    .collect();
+                if let Err(error) = self.write_sealed(&sealed) {
+                    self.keep_log.store(true, Ordering::Relaxed);
+                    return Err(error);
+                }
+            }
             pinned = heads
                 .values()
                 .filter_map(Head::pinned_log_seq)
@@ -382,16 +394,12 @@ impl RocksStorage {
         self.truncate_log(pinned)
     }
 
-    /// Deletes ingest-log records below every record still needed.
-    fn truncate_log(&self, pinned_by_heads: u64) -> Result<(), StorageError> {
+    /// Deletes ingest-log records below `below` unless a failed chunk write
+    /// asked to keep the log whole.
+    fn truncate_log(&self, below: u64) -> Result<(), StorageError> {
         if self.keep_log.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let below = {
-            let log = self.log.lock().expect("poisoned");
-            let in_flight = log.in_flight.first().copied().unwrap_or(u64::MAX);
-            pinned_by_heads.min(in_flight).min(log.next_seq)
-        };
         self.db
             .delete_range_cf(self.cf(CF_LOG), 0u64.to_be_bytes(), below.to_be_bytes())
             .map_err(|e| self.io("truncate ingest log", e))
@@ -1348,6 +1356,14 @@ mod tests {
         let expected: Vec<i64> = pts.iter().map(|p| p.1).collect();
         assert_eq!(stored(&s), expected);
         assert!(s.log_records() > 0);
+        // Chunks younger than the age limit stay open (also when the limit
+        // is longer than the time since boot) and keep their record: the
+        // open chunk holds points 480..500, all from the second batch; the
+        // first batch's points are all in written chunks.
+        s.flush_heads(Duration::from_secs(100 * 365 * 86_400))
+            .unwrap();
+        assert_eq!(s.log_records(), 1);
+        assert_eq!(stored(&s), expected);
         s.flush_heads(Duration::ZERO).unwrap();
         assert_eq!(s.log_records(), 0);
         drop(s);
