@@ -1093,6 +1093,22 @@ mod tests {
         (now, Arc::new(move || read.load(Ordering::SeqCst)))
     }
 
+    /// Points (raw) and buckets (rollups) of host "a" per tier after
+    /// moving the clock to `now` and compacting.
+    fn tier_counts_at(
+        s: &RocksStorage,
+        clock: &std::sync::atomic::AtomicI64,
+        now: i64,
+    ) -> (usize, usize, usize) {
+        clock.store(now, Ordering::SeqCst);
+        s.compact();
+        (
+            count(s, Tier::Raw),
+            count(s, Tier::Minute),
+            count(s, Tier::Hour),
+        )
+    }
+
     fn count(s: &RocksStorage, tier: Tier) -> usize {
         let sel = host_selector("a");
         match tier {
@@ -1134,49 +1150,10 @@ mod tests {
         );
         assert_eq!(all, (120, 120, 2));
 
-        clock.store(t0 + 14 * DAY, Ordering::SeqCst);
-        s.compact();
-        assert_eq!(
-            (
-                count(&s, Tier::Raw),
-                count(&s, Tier::Minute),
-                count(&s, Tier::Hour)
-            ),
-            all
-        );
-
-        clock.store(t0 + 16 * DAY, Ordering::SeqCst);
-        s.compact();
-        assert_eq!(
-            (
-                count(&s, Tier::Raw),
-                count(&s, Tier::Minute),
-                count(&s, Tier::Hour)
-            ),
-            (0, 120, 2)
-        );
-
-        clock.store(t0 + 91 * DAY, Ordering::SeqCst);
-        s.compact();
-        assert_eq!(
-            (
-                count(&s, Tier::Raw),
-                count(&s, Tier::Minute),
-                count(&s, Tier::Hour)
-            ),
-            (0, 0, 2)
-        );
-
-        clock.store(t0 + 731 * DAY, Ordering::SeqCst);
-        s.compact();
-        assert_eq!(
-            (
-                count(&s, Tier::Raw),
-                count(&s, Tier::Minute),
-                count(&s, Tier::Hour)
-            ),
-            (0, 0, 0)
-        );
+        assert_eq!(tier_counts_at(&s, &clock, t0 + 14 * DAY), all);
+        assert_eq!(tier_counts_at(&s, &clock, t0 + 16 * DAY), (0, 120, 2));
+        assert_eq!(tier_counts_at(&s, &clock, t0 + 91 * DAY), (0, 0, 2));
+        assert_eq!(tier_counts_at(&s, &clock, t0 + 731 * DAY), (0, 0, 0));
     }
 
     #[test]
