@@ -5,6 +5,7 @@
 //! a table for people or, with `--json`, a JSON document whose shape README
 //! documents.
 
+pub mod alerts;
 pub mod status;
 pub mod table;
 
@@ -14,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use nightjar_proto::v1 as pb;
+use pb::alert_service_client::AlertServiceClient;
 use pb::query_service_client::QueryServiceClient;
 use serde_json::json;
 use tonic::transport::Channel;
@@ -79,8 +81,44 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Agg::Avg)]
         agg: Agg,
     },
-    /// One row per host: green, amber or red, with CPU, memory and fullest disk.
+    /// One row per host: green, amber or red by its worst firing alert,
+    /// with CPU, memory and fullest disk.
     Status,
+    /// Alerts pending, firing or flapping now; or their history; or a live feed.
+    Alerts {
+        /// Print alert changes as they happen until interrupted.
+        #[arg(long, conflicts_with = "history")]
+        watch: bool,
+        /// Print the history: transitions, notifications, acks, silences.
+        #[arg(long)]
+        history: bool,
+        /// How far back --history looks.
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        since: Duration,
+    },
+    /// Acknowledge a firing alert: no more repeats or escalation.
+    Ack {
+        /// The alert's id (from `nightjar alerts`).
+        id: String,
+        /// Who acknowledges.
+        #[arg(long, env = "USER")]
+        by: String,
+        /// What is being done about it.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Silences: hold back notifications of matching alerts.
+    Silence {
+        /// add, list or expire.
+        #[command(subcommand)]
+        action: alerts::SilenceCommand,
+    },
+    /// Alert rules: check files, reload, backtest.
+    Rules {
+        /// check, reload or backtest.
+        #[command(subcommand)]
+        action: alerts::RulesCommand,
+    },
 }
 
 /// Aggregations accepted by `query --agg`.
@@ -207,7 +245,16 @@ fn percent(v: Option<f64>) -> String {
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let mut client = connect(&cli.collector).await?;
+    if let Command::Rules {
+        action: alerts::RulesCommand::Check { files },
+    } = &cli.command
+    {
+        print!("{}", alerts::rules_check(files, cli.json)?);
+        return Ok(());
+    }
+    let channel = connect(&cli.collector).await?;
+    let mut client = QueryServiceClient::new(channel.clone());
+    let mut alert_client = AlertServiceClient::new(channel);
     let addr = cli.collector.clone();
     let out = match cli.command {
         Command::Hosts => hosts(&mut client, cli.json).await,
@@ -226,14 +273,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             query(&mut client, metric, matchers, since, step, agg, cli.json).await
         }
-        Command::Status => status(&mut client, cli.json).await,
+        Command::Status => status(&mut client, &mut alert_client, cli.json).await,
+        Command::Alerts {
+            watch,
+            history,
+            since,
+        } => alerts::alerts(&mut alert_client, watch, history, since, cli.json).await,
+        Command::Ack { id, by, note } => {
+            alerts::ack(&mut alert_client, id, by, note, cli.json).await
+        }
+        Command::Silence { action } => alerts::silence(&mut alert_client, action, cli.json).await,
+        Command::Rules { action } => match action {
+            alerts::RulesCommand::Check { .. } => unreachable!("handled before connecting"),
+            alerts::RulesCommand::Reload => alerts::rules_reload(&mut alert_client).await,
+            alerts::RulesCommand::Backtest { file, since, sweep } => {
+                alerts::rules_backtest(&mut client, file, since, sweep, cli.json).await
+            }
+        },
     };
     let text = out.with_context(|| format!("collector at {addr}"))?;
     print!("{text}");
     Ok(())
 }
 
-async fn connect(url: &str) -> anyhow::Result<QueryServiceClient<Channel>> {
+async fn connect(url: &str) -> anyhow::Result<Channel> {
     let endpoint = Channel::from_shared(url.to_owned())
         .with_context(|| format!("--collector {url:?} is not a valid URL"))?
         .connect_timeout(CONNECT_TIMEOUT)
@@ -242,7 +305,7 @@ async fn connect(url: &str) -> anyhow::Result<QueryServiceClient<Channel>> {
         .connect()
         .await
         .with_context(|| format!("cannot reach collector at {url}"))?;
-    Ok(QueryServiceClient::new(channel))
+    Ok(channel)
 }
 
 async fn hosts(client: &mut QueryServiceClient<Channel>, as_json: bool) -> anyhow::Result<String> {
@@ -406,7 +469,11 @@ fn value_of(s: &pb::Series) -> Option<f64> {
     s.points.first().map(|p| p.value)
 }
 
-async fn status(client: &mut QueryServiceClient<Channel>, as_json: bool) -> anyhow::Result<String> {
+async fn status(
+    client: &mut QueryServiceClient<Channel>,
+    alert_client: &mut AlertServiceClient<Channel>,
+    as_json: bool,
+) -> anyhow::Result<String> {
     let hosts = client
         .list_hosts(pb::ListHostsRequest {})
         .await?
@@ -451,11 +518,26 @@ async fn status(client: &mut QueryServiceClient<Channel>, as_json: bool) -> anyh
         }
     }
 
+    let alerts = alert_client
+        .list_alerts(pb::ListAlertsRequest {})
+        .await?
+        .into_inner()
+        .alerts;
     let now = now_ms();
     let judged: Vec<(String, HostReading, Health, Vec<String>)> = readings
         .into_iter()
         .map(|(host, r)| {
-            let (health, reasons) = status::assess(&r, now);
+            let of_host: Vec<status::HostAlert<'_>> = alerts
+                .iter()
+                .filter(|a| a.labels.iter().any(|l| l.name == "host" && l.value == host))
+                .map(|a| status::HostAlert {
+                    state: &a.state,
+                    severity: &a.severity,
+                    rule: &a.rule,
+                    summary: &a.summary,
+                })
+                .collect();
+            let (health, reasons) = status::judge(&of_host);
             (host, r, health, reasons)
         })
         .collect();

@@ -59,9 +59,15 @@ pub struct RawConfig {
     /// Ingest limits.
     #[serde(default)]
     pub limits: RawLimits,
+    /// Alert rule files or directories (`*.toml` inside); relative paths
+    /// are relative to the config file. Unset: the built-in rules.
+    pub rules: Option<Vec<PathBuf>>,
     /// How long data is kept.
     #[serde(default)]
     pub retention: RawRetention,
+    /// Hooks, routes, maintenance windows, host_down.
+    #[serde(default)]
+    pub alerting: crate::alert::config::RawAlerting,
 }
 
 /// `[retention]`, as written.
@@ -106,7 +112,7 @@ pub struct Overrides {
 }
 
 /// The validated configuration.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Config {
     /// Where to listen.
     pub listen: SocketAddr,
@@ -120,6 +126,10 @@ pub struct Config {
     pub limits: Limits,
     /// How long data is kept.
     pub retention: Retention,
+    /// Where the alert rules come from.
+    pub rules: crate::alert::service::RuleSource,
+    /// Hooks, routes, maintenance windows, host_down.
+    pub alerting: crate::alert::config::Alerting,
 }
 
 /// A config value that does not validate, naming where it came from.
@@ -141,6 +151,11 @@ impl Config {
         overrides: Overrides,
     ) -> Result<Config, ConfigError> {
         let file_name = file.as_ref().map(|(p, _)| p.display().to_string());
+        let config_dir = file
+            .as_ref()
+            .and_then(|(p, _)| p.parent())
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         let raw = file.map(|(_, raw)| raw).unwrap_or_default();
         let origin = |from_flag: bool| {
             if from_flag {
@@ -245,6 +260,22 @@ impl Config {
             minute: tier("retention.1m", &raw.retention.minute, defaults.minute)?,
             hour: tier("retention.1h", &raw.retention.hour, defaults.hour)?,
         };
+        let rules = match raw.rules {
+            None => crate::alert::service::RuleSource::Defaults,
+            Some(paths) => crate::alert::service::RuleSource::Paths(
+                paths.into_iter().map(|p| config_dir.join(p)).collect(),
+            ),
+        };
+        let alerting =
+            crate::alert::config::Alerting::from_raw(raw.alerting).map_err(|reason| {
+                ConfigError {
+                    source_name: origin(false),
+                    key: "alerting",
+                    reason: reason
+                        .strip_prefix("alerting.")
+                        .map_or(reason.clone(), str::to_owned),
+                }
+            })?;
         Ok(Config {
             listen,
             data_dir,
@@ -252,6 +283,8 @@ impl Config {
             self_metrics_interval,
             limits,
             retention,
+            rules,
+            alerting,
         })
     }
 }
@@ -348,6 +381,7 @@ mod tests {
         let path = Path::new(&manifest_dir).join("../deploy/collector.toml");
         let raw: RawConfig = nightjar_common::config_file::load(&path).unwrap();
         let cfg = Config::build(Some((&path, raw)), Overrides::default()).unwrap();
-        assert_eq!(cfg, Config::build(None, Overrides::default()).unwrap());
+        let defaults = Config::build(None, Overrides::default()).unwrap();
+        assert_eq!(format!("{cfg:?}"), format!("{defaults:?}"));
     }
 }

@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::alert::service::Alerter;
 use crate::convert::batch_from_wire;
 use crate::limits::Limits;
 use crate::storage::{AppendOutcome, Storage};
@@ -25,6 +26,7 @@ pub struct IngestApi<S> {
     storage: Arc<S>,
     counters: Arc<IngestCounters>,
     limits: Arc<Limits>,
+    alerter: Option<Arc<Alerter>>,
 }
 
 impl<S: Storage> IngestApi<S> {
@@ -34,7 +36,14 @@ impl<S: Storage> IngestApi<S> {
             storage,
             counters,
             limits: Arc::new(limits),
+            alerter: None,
         }
+    }
+
+    /// Evaluates alert rules on every stored batch.
+    pub fn with_alerter(mut self, alerter: Arc<Alerter>) -> Self {
+        self.alerter = Some(alerter);
+        self
     }
 }
 
@@ -49,6 +58,7 @@ async fn serve_stream<S: Storage>(
     storage: Arc<S>,
     counters: Arc<IngestCounters>,
     limits: Arc<Limits>,
+    alerter: Option<Arc<Alerter>>,
     peer: String,
     mut inbound: Streaming<pb::Batch>,
     acks: mpsc::Sender<Result<pb::Ack, Status>>,
@@ -103,7 +113,18 @@ async fn serve_stream<S: Storage>(
         let n_samples = batch.samples.len() as u64;
         let (host, seq) = (batch.host.clone(), batch.seq);
         let store = storage.clone();
-        let appended = tokio::task::spawn_blocking(move || store.append(&batch, now_ms())).await;
+        let alerter = alerter.clone();
+        let appended = tokio::task::spawn_blocking(move || {
+            let now = now_ms();
+            let outcome = store.append(&batch, now)?;
+            // Rules see a batch once it is durable, before its ack: the
+            // crossing is judged when the sample arrives.
+            if let (Some(alerter), AppendOutcome::Stored { .. }) = (&alerter, outcome) {
+                alerter.observe(&batch, now);
+            }
+            Ok::<_, crate::storage::StorageError>(outcome)
+        })
+        .await;
         let outcome = match appended {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(error)) => {
@@ -170,6 +191,7 @@ impl<S: Storage> pb::ingest_service_server::IngestService for IngestApi<S> {
             self.storage.clone(),
             self.counters.clone(),
             self.limits.clone(),
+            self.alerter.clone(),
             peer,
             request.into_inner(),
             tx,

@@ -4,6 +4,7 @@
 //! See ARCHITECTURE.md at the repository root for the data flow and the
 //! invariants.
 
+pub mod alert;
 pub mod cli;
 pub mod config;
 pub mod convert;

@@ -56,6 +56,36 @@ impl Matcher {
         })
     }
 
+    /// Parses `k=v`, `k!=v`, `k=~regex` or `k!~regex` (the form rule files
+    /// and the CLI use).
+    pub fn parse(text: &str) -> Result<Matcher, String> {
+        let ops = ["!=", "=~", "!~", "="];
+        let (pos, op) = ops
+            .iter()
+            .filter_map(|op| text.find(op).map(|pos| (pos, *op)))
+            .min_by_key(|(pos, op)| (*pos, std::cmp::Reverse(op.len())))
+            .ok_or_else(|| {
+                format!("{text:?} is not a matcher; write k=v, k!=v, k=~regex or k!~regex")
+            })?;
+        let name = text[..pos].trim();
+        if name.is_empty() {
+            return Err(format!("{text:?}: label name is empty"));
+        }
+        let value = &text[pos + op.len()..];
+        let matcher = match op {
+            "=" => Matcher {
+                name: name.to_owned(),
+                op: MatchOp::Equal(value.to_owned()),
+            },
+            "!=" => Matcher {
+                name: name.to_owned(),
+                op: MatchOp::NotEqual(value.to_owned()),
+            },
+            _ => Matcher::regex(name, value, op == "!~").map_err(|e| e.to_string())?,
+        };
+        Ok(matcher)
+    }
+
     /// Whether `value` (or "" for a missing label) satisfies the matcher.
     pub fn matches(&self, value: Option<&str>) -> bool {
         let value = value.unwrap_or("");

@@ -9,11 +9,14 @@ use nightjar_proto::v1::ingest_service_server::IngestServiceServer;
 use nightjar_proto::v1::query_service_server::QueryServiceServer;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::alert::api::AlertApi;
+use crate::alert::service::{Alerter, now_ms};
 use crate::config::Config;
 use crate::ingest::IngestApi;
 use crate::query::QueryApi;
 use crate::storage::rocks::{MAX_OPEN, RocksStorage, system_clock};
 use crate::telemetry::IngestCounters;
+use nightjar_proto::v1::alert_service_server::AlertServiceServer;
 
 /// Largest gRPC message accepted (a batch of a large host is well below).
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
@@ -34,6 +37,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let local = listener.local_addr().context("reading the bound address")?;
     tracing::info!(listen = %local, data_dir = %config.data_dir.display(), "collector ready");
 
+    let alert_dir = config.data_dir.join("alerts");
+    let (rules, alerting) = (config.rules.clone(), config.alerting.clone());
+    let alerter = tokio::task::spawn_blocking(move || Alerter::open(&alert_dir, rules, alerting))
+        .await
+        .context("opening the alert store")??;
+    let alerter = Arc::new(alerter);
+    alerter.seed(&*storage, &config.name, now_ms());
+    tracing::info!(rules = alerter.rules().len(), "alert rules loaded");
+    tokio::spawn(alerter.clone().run_dispatcher());
+    tokio::spawn(sweep_periodically(alerter.clone()));
+    tokio::spawn(reload_on_sighup(alerter.clone()));
+
     let counters = Arc::new(IngestCounters::default());
     tokio::spawn(crate::self_metrics::run(
         config.name.clone(),
@@ -41,17 +56,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         storage.clone(),
         counters.clone(),
     ));
-    let ingest = IngestServiceServer::new(IngestApi::new(
-        storage.clone(),
-        counters,
-        config.limits.clone(),
-    ))
+    let ingest = IngestServiceServer::new(
+        IngestApi::new(storage.clone(), counters, config.limits.clone())
+            .with_alerter(alerter.clone()),
+    )
     .max_decoding_message_size(MAX_MESSAGE_BYTES);
     tokio::spawn(flush_heads_periodically(storage.clone()));
     let query = QueryServiceServer::new(QueryApi::new(storage.clone()));
     tonic::transport::Server::builder()
         .add_service(ingest)
         .add_service(query)
+        .add_service(AlertServiceServer::new(AlertApi::new(alerter)))
         .serve_with_incoming_shutdown(incoming(listener), shutdown_signal())
         .await
         .context("serving gRPC")?;
@@ -84,6 +99,56 @@ async fn flush_heads_periodically(storage: Arc<RocksStorage>) {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::warn!(%error, "cannot write aged chunks"),
             Err(error) => tracing::warn!(%error, "flush task failed"),
+        }
+    }
+}
+
+/// How often the alert sweep runs (`for` timers, absence, host_down,
+/// repeats, escalation).
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// How often alert history past its retention is deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Runs the alert sweep every [`SWEEP_EVERY`].
+async fn sweep_periodically(alerter: Arc<Alerter>) {
+    let mut ticker = tokio::time::interval(SWEEP_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_prune = tokio::time::Instant::now();
+    loop {
+        ticker.tick().await;
+        let a = alerter.clone();
+        let prune = last_prune.elapsed() >= PRUNE_EVERY;
+        if prune {
+            last_prune = tokio::time::Instant::now();
+        }
+        let swept = tokio::task::spawn_blocking(move || {
+            let now = now_ms();
+            a.sweep(now);
+            if prune {
+                a.prune(now);
+            }
+        })
+        .await;
+        if let Err(error) = swept {
+            tracing::error!(%error, "alert sweep failed");
+        }
+    }
+}
+
+/// Reloads the alert rules on SIGHUP; a broken file keeps the old rules.
+async fn reload_on_sighup(alerter: Arc<Alerter>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot watch SIGHUP; reload rules with `nightjar rules reload`");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let a = alerter.clone();
+        match tokio::task::spawn_blocking(move || a.reload_rules(now_ms())).await {
+            Ok(Ok(n)) => tracing::info!(rules = n, "SIGHUP: alert rules reloaded"),
+            Ok(Err(error)) => {
+                tracing::error!(%error, "SIGHUP: alert rules not reloaded; the previous rules stay in force")
+            }
+            Err(error) => tracing::error!(%error, "SIGHUP: reload task failed"),
         }
     }
 }

@@ -317,3 +317,6 @@ pub fn latest_by_series(
         })
         .collect()
 }
+
+pub mod feeder;
+pub mod receiver;

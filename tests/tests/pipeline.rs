@@ -149,7 +149,7 @@ fn a_silent_host_turns_red() {
     let silent = |r: &serde_json::Value| {
         r["reasons"].as_array().is_some_and(|rs| {
             rs.iter()
-                .any(|x| x.as_str().is_some_and(|x| x.starts_with("silent for")))
+                .any(|x| x.as_str().is_some_and(|x| x.starts_with("host_down")))
         })
     };
     let red = poll("the silent host to turn red", || {

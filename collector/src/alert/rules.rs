@@ -1,0 +1,593 @@
+//! Alert rule files: TOML `[[rule]]` tables, validated into [`Rule`]s.
+//! Every error names the file, the line of the rule, the rule and the field.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::selector::{Matcher, Selector};
+
+use super::state::{Level, Op, Thresholds};
+
+/// The rules compiled into the collector, used when the config names none:
+/// CPU, memory and disk thresholds behind `nightjar status`.
+pub const DEFAULT_RULES: &str = include_str!("default_rules.toml");
+
+/// Flap damping default: more than this many notified changes ...
+pub const DEFAULT_FLAP_CHANGES: usize = 4;
+/// ... within this window mark an alert flapping.
+pub const DEFAULT_FLAP_WINDOW_MS: i64 = 10 * 60 * 1000;
+
+/// How a threshold rule combines the points in its window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WindowAgg {
+    /// Mean of the points.
+    Avg,
+    /// Smallest point.
+    Min,
+    /// Largest point.
+    Max,
+    /// Newest point.
+    Last,
+}
+
+/// What a rule watches.
+#[derive(Clone, Debug)]
+pub enum RuleKind {
+    /// A value past a threshold.
+    Threshold {
+        /// Window the points are combined over (0 = each point alone).
+        window_ms: i64,
+        /// How the window combines.
+        aggregation: WindowAgg,
+        /// Thresholds, comparison and recovery.
+        thresholds: Thresholds,
+        /// How long the condition must hold before the alert fires.
+        for_ms: i64,
+    },
+    /// No sample of a selected series for `after_ms`.
+    Absence {
+        /// Silence that makes the alert fire.
+        after_ms: i64,
+        /// The severity it fires with.
+        severity: Level,
+    },
+}
+
+/// A validated rule.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    /// Unique name (`alertname`).
+    pub name: String,
+    /// The series it applies to.
+    pub selector: Selector,
+    /// The selector as written, for display and comparison.
+    pub selector_text: String,
+    /// Threshold or absence.
+    pub kind: RuleKind,
+    /// Labels added to each alert (team, service, ...).
+    pub labels: BTreeMap<String, String>,
+    /// Summary template: `{{host}}`, `{{value}}`, `{{rule}}`, `{{severity}}`,
+    /// `{{labels.NAME}}`.
+    pub summary: String,
+    /// Runbook URL.
+    pub runbook: String,
+    /// Flap damping: more than `flap_changes` notified changes ...
+    pub flap_changes: usize,
+    /// ... within `flap_window_ms`.
+    pub flap_window_ms: i64,
+    /// The rule's text (normalised), to tell a changed rule from an unchanged one.
+    pub fingerprint: String,
+}
+
+impl Rule {
+    /// The metric name the rule selects (rules always name one).
+    pub fn metric(&self) -> &str {
+        self.selector.metric.as_deref().unwrap_or("")
+    }
+}
+
+/// A rule file could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleError {
+    /// The file.
+    pub file: String,
+    /// Line of the rule (1-based), 0 when not known.
+    pub line: usize,
+    /// The rule's name, if it got that far.
+    pub rule: String,
+    /// The field, or "" for the file as a whole.
+    pub field: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for RuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if self.line > 0 {
+            write!(f, ":{}", self.line)?;
+        }
+        if !self.rule.is_empty() {
+            write!(f, ": rule {:?}", self.rule)?;
+        }
+        if !self.field.is_empty() {
+            write!(f, ": field `{}`", self.field)?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+impl std::error::Error for RuleError {}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    rule: Vec<toml::Spanned<RawRule>>,
+}
+
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: Option<String>,
+    kind: Option<String>,
+    metric: Option<String>,
+    #[serde(default, rename = "match")]
+    match_: BTreeMap<String, String>,
+    #[serde(default)]
+    matchers: Vec<String>,
+    window: Option<String>,
+    aggregation: Option<WindowAgg>,
+    op: Option<String>,
+    warning: Option<f64>,
+    critical: Option<f64>,
+    recovery: Option<f64>,
+    #[serde(rename = "for")]
+    for_: Option<String>,
+    after: Option<String>,
+    severity: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    summary: Option<String>,
+    runbook: Option<String>,
+    flap_changes: Option<i64>,
+    flap_window: Option<String>,
+}
+
+/// Parses one rule file's text; `file` names it in errors.
+pub fn parse_rules(file: &str, text: &str) -> Result<Vec<Rule>, RuleError> {
+    let raw: RawFile = toml::from_str(text).map_err(|e| RuleError {
+        file: file.to_owned(),
+        line: e.span().map_or(0, |s| line_of(text, s.start)),
+        rule: String::new(),
+        field: String::new(),
+        reason: e.message().trim_end().to_owned(),
+    })?;
+    let mut rules = Vec::with_capacity(raw.rule.len());
+    for spanned in raw.rule {
+        let line = line_of(text, spanned.span().start);
+        let raw = spanned.into_inner();
+        let name = raw.name.clone().unwrap_or_default();
+        let err = |field: &str, reason: String| RuleError {
+            file: file.to_owned(),
+            line,
+            rule: name.clone(),
+            field: field.to_owned(),
+            reason,
+        };
+        rules.push(validate(raw, &err)?);
+    }
+    Ok(rules)
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|b| *b == b'\n')
+        .count()
+        + 1
+}
+
+fn is_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn duration_ms(
+    field: &str,
+    text: Option<&str>,
+    default_ms: i64,
+    err: &dyn Fn(&str, String) -> RuleError,
+) -> Result<i64, RuleError> {
+    match text {
+        None => Ok(default_ms),
+        Some(t) if t.trim() == "0" => Ok(0),
+        Some(t) => nightjar_common::duration::parse(field, t)
+            .map(|d| d.as_millis() as i64)
+            .map_err(|_| {
+                err(
+                    field,
+                    format!("{t:?} is not a duration; write it like 30s, 5m or 1h"),
+                )
+            }),
+    }
+}
+
+fn validate(raw: RawRule, err: &dyn Fn(&str, String) -> RuleError) -> Result<Rule, RuleError> {
+    let fingerprint = serde_json::to_string(&raw).unwrap_or_default();
+    let name = raw
+        .name
+        .ok_or_else(|| err("name", "missing; every rule needs a unique name".into()))?;
+    if !is_name(&name) {
+        return Err(err(
+            "name",
+            format!("{name:?} must be letters, digits and _ (not starting with a digit)"),
+        ));
+    }
+    let metric = raw
+        .metric
+        .ok_or_else(|| err("metric", "missing; name the metric the rule watches".into()))?;
+    if !is_name(&metric) {
+        return Err(err("metric", format!("{metric:?} is not a metric name")));
+    }
+    let mut matchers = Vec::new();
+    let mut texts = Vec::new();
+    for (label, value) in &raw.match_ {
+        if !is_name(label) {
+            return Err(err("match", format!("{label:?} is not a label name")));
+        }
+        matchers.push(Matcher::parse(&format!("{label}={value}")).map_err(|e| err("match", e))?);
+        texts.push(format!("{label}={value:?}"));
+    }
+    for text in &raw.matchers {
+        let m = Matcher::parse(text).map_err(|e| err("matchers", e))?;
+        if !is_name(&m.name) {
+            return Err(err("matchers", format!("{:?} is not a label name", m.name)));
+        }
+        matchers.push(m);
+        texts.push(text.clone());
+    }
+    let selector_text = format!("{metric}{{{}}}", texts.join(","));
+    let selector = Selector {
+        metric: Some(metric),
+        matchers,
+    };
+    for label in raw.labels.keys() {
+        if !is_name(label) {
+            return Err(err("labels", format!("{label:?} is not a label name")));
+        }
+    }
+    let kind_text = raw.kind.as_deref().unwrap_or("threshold");
+    let kind = match kind_text {
+        "threshold" => {
+            for (field, present) in [
+                ("after", raw.after.is_some()),
+                ("severity", raw.severity.is_some()),
+            ] {
+                if present {
+                    return Err(err(field, "only absence rules take this field".into()));
+                }
+            }
+            let op = match raw.op.as_deref().unwrap_or(">") {
+                ">" => Op::Gt,
+                ">=" => Op::Ge,
+                "<" => Op::Lt,
+                "<=" => Op::Le,
+                other => return Err(err("op", format!("{other:?} is not one of >, >=, <, <="))),
+            };
+            for (field, v) in [
+                ("warning", raw.warning),
+                ("critical", raw.critical),
+                ("recovery", raw.recovery),
+            ] {
+                if v.is_some_and(|v| !v.is_finite()) {
+                    return Err(err(field, "must be a finite number".into()));
+                }
+            }
+            if raw.warning.is_none() && raw.critical.is_none() {
+                return Err(err(
+                    "warning",
+                    "a threshold rule needs `warning`, `critical` or both".into(),
+                ));
+            }
+            if let (Some(w), Some(c)) = (raw.warning, raw.critical)
+                && !op.beyond(c, w)
+                && c != w
+            {
+                return Err(err(
+                    "critical",
+                    format!(
+                        "{c} must be beyond warning {w} in the direction of `op` {}",
+                        op.as_str()
+                    ),
+                ));
+            }
+            let lowest = raw.warning.or(raw.critical).unwrap_or_default();
+            let recovery = raw.recovery.unwrap_or(lowest);
+            if op.beyond(recovery, lowest) {
+                return Err(err(
+                    "recovery",
+                    format!(
+                        "{recovery} must not be beyond the lowest threshold {lowest} (`op` {}); it is where a firing alert resolves",
+                        op.as_str()
+                    ),
+                ));
+            }
+            RuleKind::Threshold {
+                window_ms: duration_ms("window", raw.window.as_deref(), 0, err)?,
+                aggregation: raw.aggregation.unwrap_or(WindowAgg::Avg),
+                thresholds: Thresholds {
+                    op,
+                    warning: raw.warning,
+                    critical: raw.critical,
+                    recovery,
+                },
+                for_ms: duration_ms("for", raw.for_.as_deref(), 0, err)?,
+            }
+        }
+        "absence" => {
+            for (field, present) in [
+                ("window", raw.window.is_some()),
+                ("aggregation", raw.aggregation.is_some()),
+                ("op", raw.op.is_some()),
+                ("warning", raw.warning.is_some()),
+                ("critical", raw.critical.is_some()),
+                ("recovery", raw.recovery.is_some()),
+                ("for", raw.for_.is_some()),
+            ] {
+                if present {
+                    return Err(err(
+                        field,
+                        "absence rules do not take this field; use `after`".into(),
+                    ));
+                }
+            }
+            let after_ms = duration_ms("after", raw.after.as_deref(), -1, err)?;
+            if after_ms <= 0 {
+                return Err(err(
+                    "after",
+                    "missing; say how long a series may be silent, e.g. \"1m\"".into(),
+                ));
+            }
+            let severity = match raw.severity.as_deref().unwrap_or("critical") {
+                "warning" => Level::Warning,
+                "critical" => Level::Critical,
+                other => {
+                    return Err(err(
+                        "severity",
+                        format!("{other:?} is not warning or critical"),
+                    ));
+                }
+            };
+            RuleKind::Absence { after_ms, severity }
+        }
+        other => {
+            return Err(err(
+                "kind",
+                format!("{other:?} is not threshold or absence"),
+            ));
+        }
+    };
+    let flap_changes = match raw.flap_changes {
+        None => DEFAULT_FLAP_CHANGES,
+        Some(n) if (1..=1000).contains(&n) => n as usize,
+        Some(n) => {
+            return Err(err(
+                "flap_changes",
+                format!("{n} is not between 1 and 1000"),
+            ));
+        }
+    };
+    let flap_window_ms = duration_ms(
+        "flap_window",
+        raw.flap_window.as_deref(),
+        DEFAULT_FLAP_WINDOW_MS,
+        err,
+    )?;
+    if flap_window_ms <= 0 {
+        return Err(err("flap_window", "must be above zero".into()));
+    }
+    let summary = raw
+        .summary
+        .unwrap_or_else(|| "{{rule}} on {{host}}: {{value}}".to_owned());
+    Ok(Rule {
+        name,
+        selector,
+        selector_text,
+        kind,
+        labels: raw.labels,
+        summary,
+        runbook: raw.runbook.unwrap_or_default(),
+        flap_changes,
+        flap_window_ms,
+        fingerprint,
+    })
+}
+
+/// Loads the rule files and directories (`*.toml` inside, sorted) in
+/// `paths`; names must be unique across all of them.
+pub fn load(paths: &[PathBuf]) -> Result<Vec<Rule>, RuleError> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let entries = std::fs::read_dir(path).map_err(|e| io_error(path, e))?;
+            let mut inside: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect();
+            inside.sort();
+            files.extend(inside);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    let mut rules: Vec<Rule> = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).map_err(|e| io_error(&file, e))?;
+        let name = file.display().to_string();
+        for rule in parse_rules(&name, &text)? {
+            check_unique(&rules, &rule, &name)?;
+            rules.push(rule);
+        }
+    }
+    Ok(rules)
+}
+
+/// Parses the compiled-in default rules.
+pub fn defaults() -> Vec<Rule> {
+    parse_rules("<default rules>", DEFAULT_RULES).expect("the default rules are valid")
+}
+
+fn check_unique(rules: &[Rule], rule: &Rule, file: &str) -> Result<(), RuleError> {
+    if rules.iter().any(|r| r.name == rule.name) || rule.name == super::HOST_DOWN_RULE {
+        return Err(RuleError {
+            file: file.to_owned(),
+            line: 0,
+            rule: rule.name.clone(),
+            field: "name".into(),
+            reason: "a rule of this name exists already (names are unique across rule files; host_down is built in)".into(),
+        });
+    }
+    Ok(())
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> RuleError {
+    RuleError {
+        file: path.display().to_string(),
+        line: 0,
+        rule: String::new(),
+        field: String::new(),
+        reason: format!("cannot read: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn error(text: &str) -> String {
+        parse_rules("r.toml", text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_full_threshold_rule_parses() {
+        let rules = parse_rules(
+            "r.toml",
+            r#"
+[[rule]]
+name = "cpu_high"
+metric = "cpu_usage_percent"
+match = { cpu = "total" }
+matchers = ["host=~web-.*"]
+window = "1m"
+aggregation = "max"
+op = ">="
+warning = 80
+critical = 95
+recovery = 70
+for = "2m"
+labels = { team = "infra" }
+summary = "CPU {{value}} on {{host}}"
+runbook = "https://runbooks/cpu"
+"#,
+        )
+        .unwrap();
+        let r = &rules[0];
+        assert_eq!(r.name, "cpu_high");
+        assert_eq!(
+            r.selector_text,
+            "cpu_usage_percent{cpu=\"total\",host=~web-.*}"
+        );
+        let RuleKind::Threshold {
+            window_ms,
+            aggregation,
+            thresholds,
+            for_ms,
+        } = &r.kind
+        else {
+            panic!("threshold expected")
+        };
+        assert_eq!(
+            (*window_ms, *aggregation, *for_ms),
+            (60_000, WindowAgg::Max, 120_000)
+        );
+        assert_eq!(thresholds.recovery, 70.0);
+        assert_eq!(r.labels["team"], "infra");
+        assert!(r.selector.matches(&crate::model::SeriesKey::of(
+            "cpu_usage_percent",
+            &[("cpu", "total"), ("host", "web-1")]
+        )));
+    }
+
+    #[test]
+    fn recovery_defaults_to_the_lowest_threshold() {
+        let rules = parse_rules(
+            "r.toml",
+            "[[rule]]\nname = \"free\"\nmetric = \"m\"\nop = \"<\"\nwarning = 20\ncritical = 10\n",
+        )
+        .unwrap();
+        let RuleKind::Threshold { thresholds, .. } = &rules[0].kind else {
+            panic!()
+        };
+        assert_eq!(thresholds.recovery, 20.0);
+    }
+
+    #[test]
+    fn errors_name_file_line_rule_and_field() {
+        let text = "# rules\n\n[[rule]]\nname = \"a\"\nmetric = \"m\"\nwarning = 1\n\n[[rule]]\nname = \"b\"\nmetric = \"m\"\nwarning = 90\ncritical = 80\n";
+        assert_eq!(
+            error(text),
+            "r.toml:8: rule \"b\": field `critical`: 80 must be beyond warning 90 in the direction of `op` >"
+        );
+        assert!(
+            error("[[rule]]\nname = \"x\"\nmetric = \"m\"\nwarning = 1\nfor = \"soon\"\n")
+                .starts_with("r.toml:1: rule \"x\": field `for`: \"soon\" is not a duration")
+        );
+        assert!(
+            error("[[rule]]\nname = \"x\"\nmetric = \"m\"\nwarning = 1\nrecovery = 5\n")
+                .contains("field `recovery`")
+        );
+        assert!(error("[[rule]]\nname = \"x\"\nmetric = \"m\"\n").contains("field `warning`"));
+        assert!(error("[[rule]]\nmetric = \"m\"\n").contains("field `name`: missing"));
+        assert!(
+            error("[[rule]]\nname = \"x\"\nmetric = \"m\"\nwarning = 1\nmatchers = [\"a=~(\"]\n")
+                .contains("field `matchers`")
+        );
+        assert!(
+            error("[[rule]]\nname = \"x\"\nmetric = \"m\"\nkind = \"absence\"\n")
+                .contains("field `after`")
+        );
+        assert!(error("[[rule]]\nname = \"x\"\nmetric = \"m\"\nkind = \"absence\"\nafter = \"1m\"\nwarning = 3\n")
+            .contains("field `warning`: absence rules"));
+        // toml's own errors keep their line.
+        let e = error("[[rule]]\nname = \"x\"\nmetric = \"m\"\nwarnin = 1\n");
+        assert!(e.starts_with("r.toml:4: unknown field `warnin`"), "{e}");
+    }
+
+    #[test]
+    fn names_are_unique_across_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let rule = "[[rule]]\nname = \"same\"\nmetric = \"m\"\nwarning = 1\n";
+        std::fs::write(dir.path().join("a.toml"), rule).unwrap();
+        std::fs::write(dir.path().join("b.toml"), rule).unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
+        let e = load(&[dir.path().to_owned()]).unwrap_err();
+        assert!(
+            e.file.ends_with("b.toml") && e.reason.contains("exists already"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn default_rules_parse() {
+        assert!(defaults().len() >= 3);
+    }
+}

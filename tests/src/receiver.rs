@@ -1,0 +1,133 @@
+//! A real HTTP receiver for webhooks on a loopback port (axum on its own
+//! runtime thread): records every request and answers with a status the
+//! test can change, to play a paging service that is up or down.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+
+/// One request the receiver got.
+#[derive(Clone, Debug)]
+pub struct Received {
+    /// The path after the host (e.g. `/ops`).
+    pub path: String,
+    /// The request headers.
+    pub headers: HeaderMap,
+    /// The raw body.
+    pub body: Vec<u8>,
+    /// The status answered.
+    pub status: u16,
+}
+
+impl Received {
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("webhook body is JSON")
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    received: Mutex<Vec<Received>>,
+    status: AtomicU16,
+}
+
+/// The receiver; it stops when dropped.
+pub struct Receiver {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn record(
+    State(shared): State<Arc<Shared>>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let status = shared.status.load(Ordering::SeqCst);
+    shared.received.lock().unwrap().push(Received {
+        path: format!("/{path}"),
+        headers,
+        body: body.to_vec(),
+        status,
+    });
+    StatusCode::from_u16(status).unwrap()
+}
+
+impl Receiver {
+    /// Starts a receiver answering 200 on `port`.
+    pub fn start(port: u16) -> Receiver {
+        let shared = Arc::new(Shared {
+            received: Mutex::new(Vec::new()),
+            status: AtomicU16::new(200),
+        });
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let state = shared.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let app = axum::Router::new()
+                    .route("/{*path}", axum::routing::post(record))
+                    .with_state(state);
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .expect("receiver binds");
+                ready_tx.send(()).unwrap();
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = rx.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        ready_rx.recv().expect("receiver started");
+        Receiver {
+            addr,
+            shared,
+            _shutdown: tx,
+        }
+    }
+
+    /// `http://addr/path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Answers every further request with `status`.
+    pub fn set_status(&self, status: u16) {
+        self.shared.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Everything received so far on `path` (all paths with "").
+    pub fn received(&self, path: &str) -> Vec<Received> {
+        self.shared
+            .received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| path.is_empty() || r.path == path)
+            .cloned()
+            .collect()
+    }
+
+    /// The accepted (2xx) requests on `path`, as JSON.
+    pub fn accepted(&self, path: &str) -> Vec<serde_json::Value> {
+        self.received(path)
+            .iter()
+            .filter(|r| (200..300).contains(&r.status))
+            .map(Received::json)
+            .collect()
+    }
+}
