@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::alert::service::Alerter;
+use crate::alert::state::Level;
 use crate::model::{Batch, Labels, Point, Sample, SeriesKey};
 use crate::storage::Storage;
 use crate::telemetry::IngestCounters;
@@ -31,6 +33,47 @@ pub struct Figures {
     pub hosts: usize,
     /// Samples stored per second since the previous batch (none at first).
     pub samples_per_sec: Option<f64>,
+    /// Alerting figures (none when alerting is not running).
+    pub alerts: Option<AlertFigures>,
+}
+
+/// Alerting's figures for the self-metrics.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AlertFigures {
+    /// Alerts pending (condition met, `for` not yet elapsed).
+    pub pending: u64,
+    /// Alerts firing at warning.
+    pub warning: u64,
+    /// Alerts firing at critical.
+    pub critical: u64,
+    /// Notifications waiting in the outbox.
+    pub outbox: u64,
+    /// Notifications accepted by hooks since start.
+    pub delivered: u64,
+    /// Failed delivery attempts since start (retried).
+    pub failed: u64,
+    /// Notifications refused for good by hooks since start.
+    pub dropped: u64,
+}
+
+impl AlertFigures {
+    /// Reads the figures of `alerter` at `now`.
+    pub fn of(alerter: &Alerter, now: i64) -> AlertFigures {
+        let mut f = AlertFigures::default();
+        for (alert, _) in alerter.active(now) {
+            match alert.state.level {
+                None => f.pending += u64::from(alert.state.is_pending()),
+                Some(Level::Warning) => f.warning += 1,
+                Some(Level::Critical) => f.critical += 1,
+            }
+        }
+        let c = &alerter.counters;
+        f.outbox = alerter.outbox_len() as u64;
+        f.delivered = c.delivered.load(Ordering::Relaxed);
+        f.failed = c.failed.load(Ordering::Relaxed);
+        f.dropped = c.dropped.load(Ordering::Relaxed);
+        f
+    }
 }
 
 /// Builds one self-metrics batch.
@@ -46,6 +89,7 @@ pub fn batch(
         storage: storage_stats,
         hosts,
         samples_per_sec,
+        alerts,
     } = *figures;
     let sample = |metric: &str, extra: Option<(&str, &str)>, value: f64| {
         let mut pairs = vec![("host".to_owned(), name.to_owned())];
@@ -126,6 +170,32 @@ pub fn batch(
             bytes as f64,
         ));
     }
+    if let Some(a) = alerts {
+        samples.push(sample("collector_alerts_pending", None, a.pending as f64));
+        for (severity, n) in [("warning", a.warning), ("critical", a.critical)] {
+            samples.push(sample(
+                "collector_alerts_firing",
+                Some(("severity", severity)),
+                n as f64,
+            ));
+        }
+        samples.push(sample(
+            "collector_notifications_queued",
+            None,
+            a.outbox as f64,
+        ));
+        for (outcome, n) in [
+            ("delivered", a.delivered),
+            ("failed", a.failed),
+            ("dropped", a.dropped),
+        ] {
+            samples.push(sample(
+                "collector_notifications_total",
+                Some(("outcome", outcome)),
+                n as f64,
+            ));
+        }
+    }
     for (reason, count) in Rejection::REASONS
         .iter()
         .zip(&counters.samples_rejected_by_reason)
@@ -151,6 +221,7 @@ pub async fn run<S: Storage>(
     interval: Duration,
     storage: Arc<S>,
     counters: Arc<IngestCounters>,
+    alerter: Option<Arc<Alerter>>,
 ) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -171,6 +242,7 @@ pub async fn run<S: Storage>(
             .map_or(0, |d| d.as_millis() as u64);
         last_seq = next_seq(now_ms, last_seq);
         let (store, counters, name) = (storage.clone(), counters.clone(), name.clone());
+        let alerter = alerter.clone();
         let seq = last_seq;
         let result = tokio::task::spawn_blocking(move || {
             let b = batch(
@@ -183,9 +255,17 @@ pub async fn run<S: Storage>(
                     storage: store.stats(),
                     hosts: store.hosts().len(),
                     samples_per_sec,
+                    alerts: alerter
+                        .as_deref()
+                        .map(|a| AlertFigures::of(a, now_ms as i64)),
                 },
             );
-            store.append(&b, now_ms as i64)
+            let stored = store.append(&b, now_ms as i64);
+            // Rules may watch the collector's own metrics (e.g. a growing outbox).
+            if let (Some(alerter), Ok(_)) = (&alerter, &stored) {
+                alerter.observe_own(&b, now_ms as i64);
+            }
+            stored
         })
         .await;
         match result {
@@ -228,6 +308,15 @@ mod tests {
                 storage: stats,
                 hosts: 3,
                 samples_per_sec: Some(12.5),
+                alerts: Some(AlertFigures {
+                    pending: 1,
+                    warning: 2,
+                    critical: 3,
+                    outbox: 4,
+                    delivered: 5,
+                    failed: 6,
+                    dropped: 7,
+                }),
             },
         );
         let get = |metric: &str, reason: Option<&str>| {
@@ -248,6 +337,22 @@ mod tests {
         assert_eq!(get("collector_series", None), Some(7.0));
         assert_eq!(get("collector_hosts", None), Some(3.0));
         assert_eq!(get("collector_samples_stored_per_sec", None), Some(12.5));
+        assert_eq!(get("collector_alerts_pending", None), Some(1.0));
+        assert_eq!(get("collector_notifications_queued", None), Some(4.0));
+        let labelled = |metric: &str, name: &str, value: &str| {
+            b.samples
+                .iter()
+                .find(|s| s.series.metric == metric && s.series.labels.get(name) == Some(value))
+                .map(|s| s.point.value)
+        };
+        assert_eq!(
+            labelled("collector_alerts_firing", "severity", "critical"),
+            Some(3.0)
+        );
+        assert_eq!(
+            labelled("collector_notifications_total", "outcome", "failed"),
+            Some(6.0)
+        );
         let tier = |t: &str| {
             b.samples
                 .iter()

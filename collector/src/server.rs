@@ -55,6 +55,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.self_metrics_interval,
         storage.clone(),
         counters.clone(),
+        Some(alerter.clone()),
     ));
     let ingest = IngestServiceServer::new(
         IngestApi::new(storage.clone(), counters, config.limits.clone())

@@ -74,7 +74,7 @@ pub fn run(
                 point: p,
             }],
         };
-        push(engine.observe(&batch, t), &mut out);
+        push(engine.observe(&batch, t, false), &mut out);
     }
     while next_sweep <= end_ms {
         push(engine.sweep(next_sweep), &mut out);

@@ -323,8 +323,10 @@ impl Engine {
     }
 
     /// Restores alerts from storage (after a restart): their state, acks and
-    /// notification bookkeeping carry on. Alerts of unknown rules are skipped.
-    pub fn restore(&mut self, alerts: Vec<Alert>) {
+    /// notification bookkeeping carry on. Returns the alerts of rules that
+    /// no longer exist (the caller deletes them).
+    pub fn restore(&mut self, alerts: Vec<Alert>) -> Vec<Alert> {
+        let mut orphans = Vec::new();
         for alert in alerts {
             if alert.rule == HOST_DOWN_RULE {
                 let host = alert.host().to_owned();
@@ -338,6 +340,7 @@ impl Engine {
                 continue;
             }
             let Some(rule) = self.rules.iter().find(|r| r.name == alert.rule) else {
+                orphans.push(alert);
                 continue;
             };
             self.tracked.insert(
@@ -349,6 +352,41 @@ impl Engine {
                 },
             );
         }
+        orphans
+    }
+
+    /// Fills the windows of the threshold rules selecting `series` with
+    /// stored points (at start), without judging them: the first sample
+    /// after a restart is judged over a full window, as before it.
+    pub fn prime(&mut self, series: &SeriesKey, points: &[crate::model::Point]) {
+        let Some(indices) = self.by_metric.get(&series.metric) else {
+            return;
+        };
+        for &i in indices {
+            let rule = &self.rules[i];
+            let RuleKind::Threshold { window_ms, .. } = rule.kind else {
+                continue;
+            };
+            if !rule.selector.matches(series) {
+                continue;
+            }
+            let t = Self::entry(&mut self.tracked, rule, series);
+            for p in points {
+                t.window.push(*p, window_ms);
+            }
+        }
+    }
+
+    /// The longest window of any threshold rule (ms).
+    pub fn longest_window_ms(&self) -> i64 {
+        self.rules
+            .iter()
+            .filter_map(|r| match r.kind {
+                RuleKind::Threshold { window_ms, .. } => Some(window_ms),
+                RuleKind::Absence { .. } => None,
+            })
+            .max()
+            .unwrap_or(0)
     }
 
     /// Makes a host known without a batch (at start, from storage), so that
@@ -400,10 +438,12 @@ impl Engine {
         self.by_metric.contains_key(metric)
     }
 
-    /// Evaluates a stored batch received at `received_ms`.
-    pub fn observe(&mut self, batch: &Batch, received_ms: i64) -> Vec<Event> {
+    /// Evaluates a stored batch received at `received_ms`; `track_host`:
+    /// whether the batch's host counts for host_down (not for the
+    /// collector's own metrics).
+    pub fn observe(&mut self, batch: &Batch, received_ms: i64, track_host: bool) -> Vec<Event> {
         let mut events = Vec::new();
-        if self.host_down_after > 0 {
+        if track_host && self.host_down_after > 0 {
             let seen = self
                 .hosts
                 .entry(batch.host.clone())
@@ -590,6 +630,7 @@ mod tests {
                 ],
             ),
             1000,
+            true,
         );
         assert_eq!(ev.len(), 1);
         let alert = &ev[0].alert;
@@ -606,12 +647,12 @@ mod tests {
     #[test]
     fn host_down_fires_after_silent_intervals_and_resolves_on_a_batch() {
         let mut e = Engine::new(Vec::new(), 3);
-        e.observe(&batch("db-1", &[]), 0);
+        e.observe(&batch("db-1", &[]), 0, true);
         assert!(e.sweep(29_999).is_empty());
         let ev = e.sweep(30_000);
         assert_eq!(changes(&ev), vec![("db-1".into(), Change::Fired)]);
         assert_eq!(ev[0].alert.summary, "db-1 sends no data");
-        let ev = e.observe(&batch("db-1", &[]), 40_000);
+        let ev = e.observe(&batch("db-1", &[]), 40_000, true);
         assert_eq!(changes(&ev), vec![("db-1".into(), Change::Resolved)]);
         assert_eq!(
             ev[0].started_ms, 30_000,
@@ -628,15 +669,35 @@ mod tests {
         .unwrap();
         let mut e = Engine::new(rules, 0);
         e.seed_series(&SeriesKey::of("up", &[("host", "a")]), 1000);
-        e.observe(&batch("b", &[("up", &[], 0, 1.0)]), 30_000);
+        e.observe(&batch("b", &[("up", &[], 0, 1.0)]), 30_000, true);
         assert!(e.sweep(60_999).is_empty());
         let ev = e.sweep(61_000);
         assert_eq!(changes(&ev), vec![("up{host=\"a\"}".into(), Change::Fired)]);
-        let ev = e.observe(&batch("a", &[("up", &[], 62_000, 1.0)]), 62_000);
+        let ev = e.observe(&batch("a", &[("up", &[], 62_000, 1.0)]), 62_000, true);
         assert_eq!(
             changes(&ev),
             vec![("up{host=\"a\"}".into(), Change::Resolved)]
         );
+    }
+
+    #[test]
+    fn primed_windows_judge_the_first_sample_after_a_restart_over_the_full_window() {
+        let rules = parse_rules(
+            "r",
+            "[[rule]]\nname = \"hot\"\nmetric = \"t\"\nwindow = \"1m\"\nwarning = 50\n",
+        )
+        .unwrap();
+        let mut e = Engine::new(rules, 0);
+        assert_eq!(e.longest_window_ms(), 60_000);
+        let key = SeriesKey::of("t", &[("host", "h")]);
+        e.prime(
+            &key,
+            &[Point::new(10_000, 100.0), Point::new(20_000, 100.0)],
+        );
+        assert_eq!(e.active().count(), 0, "priming judges nothing");
+        // avg(100, 100, 10) = 70 > 50: fires; an empty window would not.
+        let ev = e.observe(&batch("h", &[("t", &[], 30_000, 10.0)]), 30_000, true);
+        assert_eq!(changes(&ev), vec![("t{host=\"h\"}".into(), Change::Fired)]);
     }
 
     #[test]
@@ -647,7 +708,11 @@ mod tests {
             )
         };
         let mut e = Engine::new(parse_rules("r", &text(1)).unwrap(), 0);
-        let ev = e.observe(&batch("h", &[("m", &[], 1, 5.0), ("n", &[], 1, 5.0)]), 1);
+        let ev = e.observe(
+            &batch("h", &[("m", &[], 1, 5.0), ("n", &[], 1, 5.0)]),
+            1,
+            true,
+        );
         assert_eq!(ev.len(), 2);
         let (ev, dropped) = e.replace_rules(parse_rules("r", &text(2)).unwrap(), 2);
         assert_eq!(
@@ -660,6 +725,9 @@ mod tests {
             vec!["a"]
         );
         // The unchanged rule's alert still fires: no second "fired".
-        assert!(e.observe(&batch("h", &[("m", &[], 3, 5.0)]), 3).is_empty());
+        assert!(
+            e.observe(&batch("h", &[("m", &[], 3, 5.0)]), 3, true)
+                .is_empty()
+        );
     }
 }

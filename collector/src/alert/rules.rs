@@ -587,6 +587,14 @@ runbook = "https://runbooks/cpu"
     }
 
     #[test]
+    fn deploy_example_rules_are_valid() {
+        // Read at run time (a test binary may come from another checkout).
+        let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it for tests");
+        let rules = load(&[Path::new(&dir).join("../deploy/rules.d")]).unwrap();
+        assert!(rules.iter().any(|r| r.name == "process_down"));
+    }
+
+    #[test]
     fn default_rules_parse() {
         assert!(defaults().len() >= 3);
     }

@@ -106,7 +106,22 @@ impl Alerter {
         let rules = source.load().map_err(|e| anyhow::anyhow!("{e}"))?;
         let store = AlertStore::open(dir)?;
         let mut engine = Engine::new(rules, config.host_down_after);
-        engine.restore(store.alerts()?);
+        let orphans = engine.restore(store.alerts()?);
+        if !orphans.is_empty() {
+            let now = now_ms();
+            tracing::info!(
+                alerts = orphans.len(),
+                "dropping alerts of rules that no longer exist"
+            );
+            store.write(&Changes {
+                deleted_alerts: orphans.iter().map(|a| a.id.clone()).collect(),
+                history: orphans
+                    .iter()
+                    .map(|a| history(a, now, "removed", "its rule no longer exists".into()))
+                    .collect(),
+                ..Changes::default()
+            })?;
+        }
         let silences = store.silences()?;
         let (watchers, _) = broadcast::channel(1024);
         Ok(Alerter {
@@ -165,10 +180,19 @@ impl Alerter {
         self.engine.lock().expect("engine lock").rules().to_vec()
     }
 
-    /// Evaluates a batch that storage has made durable.
+    /// Evaluates an agent's batch that storage has made durable.
     pub fn observe(&self, batch: &Batch, now: i64) {
+        self.observe_batch(batch, now, true);
+    }
+
+    /// Evaluates the collector's own metrics (no host_down for itself).
+    pub fn observe_own(&self, batch: &Batch, now: i64) {
+        self.observe_batch(batch, now, false);
+    }
+
+    fn observe_batch(&self, batch: &Batch, now: i64, track_host: bool) {
         let mut engine = self.engine.lock().expect("engine lock");
-        let events = engine.observe(batch, now);
+        let events = engine.observe(batch, now, track_host);
         if !events.is_empty() {
             self.commit(&mut engine, events, Vec::new(), now);
         }
