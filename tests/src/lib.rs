@@ -123,6 +123,11 @@ impl Proc {
         let _ = self.child.wait();
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the process has exited.
     pub fn has_exited(&mut self) -> bool {
         self.child.try_wait().expect("waiting").is_some()

@@ -359,7 +359,7 @@ url = "{}"
 hooks = ["pd"]
 repeat_interval = "1s"
 escalate_to = "managers"
-escalate_after = "2s"
+escalate_after = "3s"
 "#,
         receiver.url("/pd"),
         receiver.url("/slack")
@@ -367,34 +367,40 @@ escalate_after = "2s"
     std::fs::write(dir.path().join("collector.toml"), config).unwrap();
     std::fs::write(dir.path().join("rules.toml"), CPU_RULE).unwrap();
     let collector = start(dir.path(), free_port());
-    let mut feed = Feeder::new(&collector.url(), &unique_host("ack"));
-    feed.send("cpu_usage_percent", &[("cpu", "total")], 99.0);
-    // Unacknowledged: repeats every second and escalates after 2 s.
-    poll("repeats and the escalation", || {
-        (receiver.accepted("/pd").len() >= 3 && !receiver.accepted("/slack").is_empty())
-            .then_some(())
+    // Two hosts cross together; only `acked` is acknowledged.
+    let (acked, ignored) = (unique_host("acked"), unique_host("ignored"));
+    let mut feed_acked = Feeder::new(&collector.url(), &acked);
+    let mut feed_ignored = Feeder::new(&collector.url(), &ignored);
+    feed_acked.send("cpu_usage_percent", &[("cpu", "total")], 99.0);
+    feed_ignored.send("cpu_usage_percent", &[("cpu", "total")], 99.0);
+    let pages_of = |host: &str| -> Vec<Value> {
+        receiver
+            .accepted("/pd")
+            .into_iter()
+            .filter(|e| e["payload"]["source"] == host || e["event_action"] != "trigger")
+            .collect()
+    };
+    let first = poll("the acked host's first page", || {
+        pages_of(&acked).first().cloned()
     });
-    let slack = &receiver.accepted("/slack")[0];
-    assert!(
-        slack["text"]
-            .as_str()
-            .unwrap()
-            .starts_with("🔴 [ESCALATION:critical] cpu_hot"),
-        "{slack}"
-    );
-    let pd = receiver.accepted("/pd");
-    assert_eq!(pd[0]["event_action"], "trigger");
-    assert_eq!(pd[0]["routing_key"], "R0UT1NG");
-    assert_eq!(pd[0]["payload"]["severity"], "critical");
-    let dedup = pd[0]["dedup_key"].clone();
+    assert_eq!(first["event_action"], "trigger");
+    assert_eq!(first["routing_key"], "R0UT1NG");
+    assert_eq!(first["payload"]["severity"], "critical");
+    assert_eq!(first["payload"]["source"], acked.as_str());
+    let dedup = first["dedup_key"].clone();
 
-    // Ack the alert (a fresh one to see escalation stop too).
-    let id = collector.cli_json(&["alerts"])[0]["id"]
+    let alerts = collector.cli_json(&["alerts"]);
+    let id = alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["labels"]["host"] == acked.as_str())
+        .unwrap()["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let acked = collector.cli_json(&["ack", &id, "--by", "ann", "--note", "looking"]);
-    assert_eq!(acked["acked_by"], "ann");
+    let done = collector.cli_json(&["ack", &id, "--by", "ann", "--note", "looking"]);
+    assert_eq!(done["acked_by"], "ann");
     let ack = poll("the acknowledge event", || {
         receiver
             .accepted("/pd")
@@ -402,26 +408,141 @@ escalate_after = "2s"
             .find(|e| e["event_action"] == "acknowledge")
     });
     assert_eq!(ack["dedup_key"], dedup);
-    let pages = receiver.accepted("/pd").len();
-    let escalations = receiver.accepted("/slack").len();
-    // A negative: wait past several repeat intervals (the sweep runs every
-    // second), then check nothing more was sent.
-    std::thread::sleep(Duration::from_secs(3));
+    let acked_pages = receiver
+        .accepted("/pd")
+        .iter()
+        .filter(|e| e["payload"]["source"] == acked.as_str())
+        .count();
+
+    // The unacknowledged host repeats every second and escalates after 3 s.
+    let escalation = poll("the escalation of the ignored host", || {
+        receiver.accepted("/slack").into_iter().next()
+    });
+    assert!(
+        escalation["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("🔴 [ESCALATION:critical] cpu_hot"),
+        "{escalation}"
+    );
     assert_eq!(
-        receiver.accepted("/pd").len(),
-        pages,
+        escalation["attachments"][0]["fields"][0]["value"],
+        ignored.as_str()
+    );
+    let repeats = receiver
+        .accepted("/pd")
+        .iter()
+        .filter(|e| e["payload"]["source"] == ignored.as_str())
+        .count();
+    assert!(repeats >= 3, "{repeats} pages for the ignored host");
+    // The acked host, past the same delays: no repeat, no escalation.
+    assert_eq!(
+        receiver
+            .accepted("/pd")
+            .iter()
+            .filter(|e| e["payload"]["source"] == acked.as_str())
+            .count(),
+        acked_pages,
         "repeats after the ack"
     );
-    assert_eq!(receiver.accepted("/slack").len(), escalations);
+    assert_eq!(
+        receiver.accepted("/slack").len(),
+        1,
+        "only the ignored host escalates"
+    );
+
     // The resolve reaches PagerDuty with the incident's dedup key.
-    feed.send("cpu_usage_percent", &[("cpu", "total")], 5.0);
+    feed_acked.send("cpu_usage_percent", &[("cpu", "total")], 5.0);
     let resolve = poll("the resolve event", || {
         receiver
             .accepted("/pd")
             .into_iter()
-            .find(|e| e["event_action"] == "resolve")
+            .find(|e| e["event_action"] == "resolve" && e["dedup_key"] == dedup)
     });
-    assert_eq!(resolve["dedup_key"], dedup);
+    assert_eq!(resolve.as_object().unwrap().len(), 3, "{resolve}");
+}
+
+#[test]
+fn an_absence_rule_fires_when_a_series_stops() {
+    let rule = r#"
+[[rule]]
+name = "heartbeat_gone"
+kind = "absence"
+metric = "app_heartbeat"
+after = "2s"
+severity = "warning"
+summary = "no heartbeat from {{host}}"
+"#;
+    let s = setup("host_down_after = 0", rule);
+    let host = unique_host("absent");
+    let mut feed = Feeder::new(&s.collector.url(), &host);
+    feed.send("app_heartbeat", &[], 1.0);
+    let got = settled(&s, "/ops");
+    assert_eq!(events(&got), ["firing warning"]);
+    assert_eq!(
+        got[0]["alerts"][0]["summary"],
+        format!("no heartbeat from {host}")
+    );
+    feed.send("app_heartbeat", &[], 1.0);
+    assert_eq!(
+        events(&settled(&s, "/ops")),
+        ["firing warning", "resolved -"]
+    );
+}
+
+#[test]
+fn watch_streams_alert_changes_and_status_turns_amber() {
+    let rule = CPU_RULE.replace("recovery = 60", "recovery = 60\nflap_changes = 1000");
+    let s = setup("host_down_after = 0", &rule);
+    let mut watch = std::process::Command::new(bin("nightjar"))
+        .args([
+            "--collector",
+            &s.collector.url(),
+            "alerts",
+            "--watch",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = watch.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(serde_json::from_str(&line).unwrap());
+        }
+    });
+    let host = unique_host("watch");
+    let mut feed = Feeder::new(&s.collector.url(), &host);
+    // The watch subscribes a moment after it starts: cross and recover
+    // until it shows a "fired", ending on the crossing.
+    let mut high = false;
+    let event = poll("a watched change", || {
+        high = !high;
+        let v = if high { 85.0 } else { 10.0 };
+        feed.send("cpu_usage_percent", &[("cpu", "total")], v);
+        rx.recv_timeout(Duration::from_millis(200))
+            .ok()
+            .filter(|e| e["kind"] == "fired")
+    });
+    let _ = watch.kill();
+    assert_eq!(event["kind"], "fired", "{event}");
+    assert_eq!(event["alert"]["severity"], "warning");
+    assert_eq!(event["alert"]["labels"]["host"], host.as_str());
+    let status = s.collector.cli_json(&["status"]);
+    let row = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["host"] == host.as_str())
+        .unwrap();
+    assert_eq!(row["health"], "amber", "{row}");
+    assert_eq!(row["reasons"][0], format!("cpu_hot: CPU on {host} at 85%"));
 }
 
 #[test]
@@ -553,6 +674,20 @@ fn reload_keeps_unchanged_rules_and_applies_changed_thresholds() {
         1
     );
     assert_eq!(events(&settled(&s, "/ops")), ["firing warning"]);
+    // SIGHUP reloads too.
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &s.collector.proc.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    poll("the SIGHUP reload", || {
+        s.collector
+            .proc
+            .stderr_lines()
+            .iter()
+            .any(|l| l.contains("SIGHUP: alert rules reloaded"))
+            .then_some(())
+    });
     // A broken file changes nothing.
     std::fs::write(s.dir.path().join("rules.toml"), "[[rule]]\nname = 1\n").unwrap();
     let out = s.collector.cli(&["rules", "reload"]);
