@@ -531,6 +531,7 @@ fn watch_streams_alert_changes_and_status_turns_amber() {
             .filter(|e| e["kind"] == "fired")
     });
     let _ = watch.kill();
+    let _ = watch.wait();
     assert_eq!(event["kind"], "fired", "{event}");
     assert_eq!(event["alert"]["severity"], "warning");
     assert_eq!(event["alert"]["labels"]["host"], host.as_str());
