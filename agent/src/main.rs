@@ -115,6 +115,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         queue: queue.clone(),
         counters: counters.clone(),
         systemd: SystemdUnits::start(config.systemd_units.clone(), config.interval),
+        watchdog: watchdog(config.interval),
     };
     let sampling_thread = std::thread::Builder::new()
         .name("sampler".into())
@@ -134,6 +135,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             shutdown_rx,
         ));
         wait_for_signal().await;
+        nightjar_common::systemd::stopping();
         drop(stop_tx);
         let deadline = Instant::now() + DRAIN_TIMEOUT;
         while queue.size().0 > 0 && Instant::now() < deadline {
@@ -152,6 +154,20 @@ fn run(args: Args) -> anyhow::Result<()> {
     let _ = sampling_thread.join();
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// systemd's watchdog timeout; warns when it is too short for the interval
+/// (a sample may legitimately take a good part of an interval).
+fn watchdog(interval: Duration) -> Option<Duration> {
+    let timeout = nightjar_common::systemd::watchdog_timeout()?;
+    if timeout < interval * 3 {
+        tracing::warn!(
+            watchdog = %nightjar_common::duration::format(timeout),
+            interval = %nightjar_common::duration::format(interval),
+            "WatchdogSec is below 3 sampling intervals; a slow sample may get the agent restarted"
+        );
+    }
+    Some(timeout)
 }
 
 async fn wait_for_signal() {

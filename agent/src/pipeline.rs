@@ -35,6 +35,9 @@ pub struct SamplingLoop {
     pub counters: Arc<AgentCounters>,
     /// systemd unit states, polled on their own thread.
     pub systemd: SystemdUnits,
+    /// systemd's watchdog timeout (`WatchdogSec=`), if any: the loop pings
+    /// at least twice per timeout while it waits, and after every sample.
+    pub watchdog: Option<Duration>,
 }
 
 fn wall_ms() -> u64 {
@@ -53,12 +56,27 @@ impl SamplingLoop {
     pub fn run(mut self, stop: Receiver<()>) {
         let interval_ms = self.interval.as_millis() as u64;
         let mut last_duration = 0.0;
+        let mut announced = false;
         loop {
-            let now = wall_ms();
-            let tick = next_boundary(now, interval_ms);
-            match stop.recv_timeout(Duration::from_millis(tick - now)) {
-                Err(RecvTimeoutError::Timeout) => {}
-                Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+            let tick = next_boundary(wall_ms(), interval_ms);
+            // Wait for the boundary, in slices short enough for the watchdog:
+            // waiting is not being stuck, sampling for too long is.
+            loop {
+                let now = wall_ms();
+                if now >= tick {
+                    break;
+                }
+                let mut wait = Duration::from_millis(tick - now);
+                if let Some(watchdog) = self.watchdog {
+                    wait = wait.min(watchdog / 2);
+                }
+                match stop.recv_timeout(wait) {
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+                }
+                if self.watchdog.is_some() {
+                    nightjar_common::systemd::watchdog();
+                }
             }
             let started = Instant::now();
             let mut samples = self.sampler.sample();
@@ -91,6 +109,12 @@ impl SamplingLoop {
             let outcome = self.queue.push(batch);
             // Logged after the push: a logged batch is in the spool.
             tracing::debug!(seq, timestamp_ms = tick, n_samples, "batch queued");
+            if !announced {
+                announced = true;
+                let interval = nightjar_common::duration::format(self.interval);
+                nightjar_common::systemd::ready(&format!("sampling every {interval}"));
+                tracing::info!("first sample spooled; ready");
+            }
             if outcome.dropped_batches > 0 {
                 SpoolDropped {
                     batches: outcome.dropped_batches,

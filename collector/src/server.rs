@@ -36,6 +36,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr().context("reading the bound address")?;
     tracing::info!(listen = %local, data_dir = %config.data_dir.display(), "collector ready");
+    nightjar_common::systemd::ready(&format!("listening on {local}"));
 
     let alert_dir = config.data_dir.join("alerts");
     let (rules, alerting) = (config.rules.clone(), config.alerting.clone());
@@ -46,7 +47,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     alerter.seed(&*storage, &config.name, now_ms());
     tracing::info!(rules = alerter.rules().len(), "alert rules loaded");
     tokio::spawn(alerter.clone().run_dispatcher());
-    tokio::spawn(sweep_periodically(alerter.clone()));
+    let watchdog = nightjar_common::systemd::watchdog_timeout();
+    tokio::spawn(sweep_periodically(alerter.clone(), watchdog.is_some()));
     tokio::spawn(reload_on_sighup(alerter.clone()));
 
     let counters = Arc::new(IngestCounters::default());
@@ -111,7 +113,10 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Runs the alert sweep every [`SWEEP_EVERY`].
-async fn sweep_periodically(alerter: Arc<Alerter>) {
+/// With `watchdog`, pings systemd after every completed sweep: a sweep that
+/// hangs (storage or alert engine stuck) stops the pings and systemd
+/// restarts the collector.
+async fn sweep_periodically(alerter: Arc<Alerter>, watchdog: bool) {
     let mut ticker = tokio::time::interval(SWEEP_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_prune = tokio::time::Instant::now();
@@ -130,8 +135,10 @@ async fn sweep_periodically(alerter: Arc<Alerter>) {
             }
         })
         .await;
-        if let Err(error) = swept {
-            tracing::error!(%error, "alert sweep failed");
+        match swept {
+            Ok(()) if watchdog => nightjar_common::systemd::watchdog(),
+            Ok(()) => {}
+            Err(error) => tracing::error!(%error, "alert sweep failed"),
         }
     }
 }
@@ -184,4 +191,5 @@ async fn shutdown_signal() {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
     }
+    nightjar_common::systemd::stopping();
 }

@@ -6,3 +6,4 @@ pub mod config_file;
 pub mod duration;
 pub mod logging;
 pub mod names;
+pub mod systemd;

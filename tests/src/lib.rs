@@ -157,6 +157,16 @@ impl Collector {
 
     /// Like [`Collector::start`], with extra arguments (e.g. `--config`).
     pub fn start_with(port: u16, data_dir: &Path, extra: &[&str]) -> Collector {
+        Collector::start_env(port, data_dir, extra, &[])
+    }
+
+    /// Like [`Collector::start_with`], with extra environment variables.
+    pub fn start_env(
+        port: u16,
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Collector {
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let mut proc = Proc::spawn(
             Command::new(bin("nightjar-collector"))
@@ -164,7 +174,8 @@ impl Collector {
                 .arg(addr.to_string())
                 .arg("--data-dir")
                 .arg(data_dir)
-                .args(extra),
+                .args(extra)
+                .envs(env.iter().copied()),
         );
         // Wait for this collector's own "ready" line, not just for something
         // to accept on the port: a collector that failed to bind must not

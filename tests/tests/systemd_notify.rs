@@ -1,0 +1,108 @@
+//! The systemd service protocol, observed on a NOTIFY_SOCKET the test
+//! creates: both daemons say READY=1 once they are up, ping WATCHDOG=1 while
+//! they work, and say STOPPING=1 on SIGTERM.
+
+use std::os::unix::net::UnixDatagram;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nightjar_e2e::*;
+
+/// The socket and the messages received on it.
+struct NotifySocket {
+    socket: UnixDatagram,
+    path: String,
+    _dir: tempfile::TempDir,
+}
+
+impl NotifySocket {
+    fn new() -> NotifySocket {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let socket = UnixDatagram::bind(&path).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        NotifySocket {
+            socket,
+            path: path.to_str().unwrap().to_owned(),
+            _dir: dir,
+        }
+    }
+
+    /// Waits (up to DEADLINE) for a message containing `line` as one of its
+    /// lines; returns the whole message.
+    fn expect(&self, line: &str) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        let mut buf = [0u8; 4096];
+        loop {
+            assert!(Instant::now() < deadline, "no {line} on NOTIFY_SOCKET");
+            if let Ok(n) = self.socket.recv(&mut buf) {
+                let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+                if msg.lines().any(|l| l == line) {
+                    return msg;
+                }
+            }
+        }
+    }
+}
+
+fn sigterm(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn collector_notifies_ready_watchdog_and_stopping() {
+    let notify = NotifySocket::new();
+    let dir = tempfile::tempdir().unwrap();
+    let collector = Collector::start_env(
+        free_port(),
+        &dir.path().join("data"),
+        &[],
+        &[
+            ("NOTIFY_SOCKET", &notify.path),
+            ("WATCHDOG_USEC", "2000000"),
+        ],
+    );
+    let ready = notify.expect("READY=1");
+    assert!(ready.contains("STATUS=listening on 127.0.0.1:"), "{ready}");
+    // Pings come from the alert sweep, once a second.
+    notify.expect("WATCHDOG=1");
+    notify.expect("WATCHDOG=1");
+    sigterm(collector.proc.pid());
+    notify.expect("STOPPING=1");
+}
+
+#[test]
+fn agent_notifies_ready_after_its_first_sample_and_pings_the_watchdog() {
+    let notify = NotifySocket::new();
+    let dir = tempfile::tempdir().unwrap();
+    let collector = Collector::start(free_port(), &dir.path().join("data"));
+    let agent = start_agent_env(
+        &collector.url(),
+        &unique_host("notify"),
+        &dir.path().join("state"),
+        &[],
+        &[
+            ("NOTIFY_SOCKET", notify.path.clone()),
+            ("WATCHDOG_USEC", "4000000".into()),
+        ],
+    );
+    let ready = notify.expect("READY=1");
+    assert!(ready.contains("STATUS=sampling every 1s"), "{ready}");
+    // The first sample was spooled (and logged) before READY=1.
+    poll("the first batch's log line", || {
+        agent
+            .stderr_lines()
+            .iter()
+            .any(|l| l.contains("batch queued"))
+            .then_some(())
+    });
+    notify.expect("WATCHDOG=1");
+    sigterm(agent.pid());
+    notify.expect("STOPPING=1");
+}
