@@ -59,6 +59,27 @@ pub struct RawConfig {
     /// systemd units whose state is reported, e.g. `["nginx.service"]`.
     #[serde(default)]
     pub systemd_units: Vec<String>,
+    /// File holding this agent's bearer token (first line).
+    pub token_file: Option<PathBuf>,
+    /// Send plaintext gRPC to a non-loopback collector. Default false.
+    pub allow_insecure: Option<bool>,
+    /// TLS to the collector (for `https://` URLs).
+    #[serde(default)]
+    pub tls: RawClientTls,
+}
+
+/// `[tls]` of the agent, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientTls {
+    /// CA certificate(s) the collector's certificate must chain to (PEM).
+    pub ca: Option<PathBuf>,
+    /// Client certificate chain for mTLS (PEM).
+    pub cert: Option<PathBuf>,
+    /// Client private key for mTLS (PEM).
+    pub key: Option<PathBuf>,
+    /// Name to verify in the collector's certificate. Default: the URL's host.
+    pub server_name: Option<String>,
 }
 
 /// One `[[watch]]` entry, as written: a name, exactly one of `exe`,
@@ -173,6 +194,10 @@ pub struct Config {
     pub watch: Vec<WatchSpec>,
     /// systemd units to report.
     pub systemd_units: Vec<String>,
+    /// TLS to the collector, for `https://` URLs.
+    pub tls: Option<nightjar_common::tls::ClientTls>,
+    /// Bearer token sent with every stream (none without `token_file`).
+    pub token: nightjar_common::token::BearerToken,
 }
 
 /// A config value that does not validate.
@@ -213,9 +238,12 @@ impl Config {
             .or(raw.collector)
             .unwrap_or_else(|| DEFAULT_COLLECTOR.to_owned());
         let uri: Result<tonic::transport::Uri, _> = collector.parse();
-        match uri {
+        let uri = match uri {
             Ok(uri)
-                if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {}
+                if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() =>
+            {
+                uri
+            }
             _ => {
                 return Err(error(
                     collector_flag,
@@ -225,7 +253,74 @@ impl Config {
                     ),
                 ));
             }
-        }
+        };
+        let base = file_name
+            .as_deref()
+            .and_then(|f| Path::new(f).parent())
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let tls = if uri.scheme_str() == Some("https") {
+            let ca = raw.tls.ca.as_ref().ok_or_else(|| {
+                error(
+                    false,
+                    "tls.ca",
+                    "required for an https:// collector: the CA its certificate chains to".into(),
+                )
+            })?;
+            let pem = |key: &str, p: &PathBuf, kind: &str| {
+                nightjar_common::tls::read_pem(key, &base.join(p), kind)
+                    .map_err(|e| error(false, key, format!("{}: {}", e.path.display(), e.reason)))
+            };
+            let identity = match (&raw.tls.cert, &raw.tls.key) {
+                (Some(c), Some(k)) => Some((
+                    pem("tls.cert", c, "CERTIFICATE")?,
+                    pem("tls.key", k, "PRIVATE KEY")?,
+                )),
+                (None, None) => None,
+                (Some(_), None) => {
+                    return Err(error(false, "tls.key", "missing (tls.cert is set)".into()));
+                }
+                (None, Some(_)) => {
+                    return Err(error(false, "tls.cert", "missing (tls.key is set)".into()));
+                }
+            };
+            Some(nightjar_common::tls::ClientTls {
+                ca: pem("tls.ca", ca, "CERTIFICATE")?,
+                identity,
+                server_name: raw.tls.server_name.clone(),
+            })
+        } else {
+            if raw.tls.ca.is_some() || raw.tls.cert.is_some() {
+                return Err(error(
+                    collector_flag,
+                    "collector",
+                    format!("{collector:?} is http://, but [tls] is configured; use https://"),
+                ));
+            }
+            let host = uri.host().unwrap_or_default();
+            if !raw.allow_insecure.unwrap_or(false) && !nightjar_common::tls::is_loopback_host(host)
+            {
+                return Err(error(
+                    collector_flag,
+                    "collector",
+                    format!(
+                        "{collector:?} sends plaintext to a non-loopback host; use https:// with [tls] ca, or set allow_insecure = true"
+                    ),
+                ));
+            }
+            None
+        };
+        let token = match &raw.token_file {
+            Some(p) => nightjar_common::token::BearerToken::from_file("token_file", &base.join(p))
+                .map_err(|e| {
+                    error(
+                        false,
+                        "token_file",
+                        e.trim_start_matches("token_file: ").to_owned(),
+                    )
+                })?,
+            None => nightjar_common::token::BearerToken::none(),
+        };
 
         let interval_flag = flags.interval.is_some();
         let interval = match flags.interval.or(raw.interval) {
@@ -375,6 +470,8 @@ impl Config {
 
         Ok(Config {
             collector,
+            tls,
+            token,
             interval,
             host,
             state_dir: flags

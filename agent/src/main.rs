@@ -81,8 +81,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         network: config.network.clone(),
         watch: config.watch.clone(),
     })?;
-    let endpoint = transport::endpoint(&config.collector)
+    let mut endpoint = transport::endpoint(&config.collector)
         .with_context(|| format!("collector: invalid URL {:?}", config.collector))?;
+    if let Some(tls) = &config.tls {
+        endpoint = endpoint
+            .tls_config(tls.config())
+            .context("tls: cannot configure TLS to the collector")?;
+    }
 
     let counters = Arc::new(AgentCounters::default());
     let spool = Spool::open(
@@ -130,6 +135,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
         let transport = tokio::spawn(transport::run(
             endpoint,
+            config.token.clone(),
             queue.clone(),
             counters,
             shutdown_rx,

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use nightjar_common::token::BearerToken;
 use nightjar_proto::v1 as pb;
 use pb::ingest_service_client::IngestServiceClient;
 use tokio::sync::{mpsc, watch};
@@ -71,6 +72,7 @@ pub fn endpoint(url: &str) -> Result<Endpoint, tonic::transport::Error> {
 /// Runs sessions until `shutdown` turns true.
 pub async fn run(
     endpoint: Endpoint,
+    token: BearerToken,
     queue: Arc<dyn BatchQueue>,
     counters: Arc<AgentCounters>,
     mut shutdown: watch::Receiver<bool>,
@@ -80,7 +82,7 @@ pub async fn run(
     loop {
         let mut acked_any = false;
         let result = tokio::select! {
-            r = session(&endpoint, &*queue, &counters, &mut acked_any) => r,
+            r = session(&endpoint, &token, &*queue, &counters, &mut acked_any) => r,
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
         if acked_any {
@@ -101,12 +103,13 @@ pub async fn run(
 
 async fn session(
     endpoint: &Endpoint,
+    token: &BearerToken,
     queue: &dyn BatchQueue,
     counters: &AgentCounters,
     acked_any: &mut bool,
 ) -> Result<(), SessionError> {
     let channel = endpoint.connect().await.map_err(SessionError::Connect)?;
-    let mut client = IngestServiceClient::new(channel);
+    let mut client = IngestServiceClient::with_interceptor(channel, token.clone());
     let (tx, rx) = mpsc::channel::<pb::Batch>(SEND_BUFFER);
     let mut acks = client
         .stream(ReceiverStream::new(rx))

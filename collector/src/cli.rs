@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use nightjar_common::token::BearerToken;
 use nightjar_proto::v1 as pb;
 use pb::alert_service_client::AlertServiceClient;
 use pb::query_service_client::QueryServiceClient;
@@ -21,6 +22,9 @@ use serde_json::json;
 use tonic::transport::Channel;
 
 use status::{Health, HostReading};
+
+/// A channel whose calls carry the bearer token, if any.
+pub type Conn = tonic::service::interceptor::InterceptedService<Channel, BearerToken>;
 
 /// How long the CLI waits to connect to the collector.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -43,6 +47,15 @@ pub struct Cli {
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// CA certificate (PEM) of an https:// collector.
+    #[arg(long, global = true, value_name = "FILE", env = "NIGHTJAR_CA")]
+    pub ca: Option<std::path::PathBuf>,
+    /// Name to verify in the collector's certificate (default: the URL's host).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub server_name: Option<String>,
+    /// File holding a read token (first line), for a collector with tokens.
+    #[arg(long, global = true, value_name = "FILE", env = "NIGHTJAR_TOKEN_FILE")]
+    pub token_file: Option<std::path::PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -119,6 +132,62 @@ pub enum Command {
         #[command(subcommand)]
         action: alerts::RulesCommand,
     },
+    /// Bearer tokens: make one, or hash one for the collector's token file.
+    Token {
+        /// new or hash.
+        #[command(subcommand)]
+        action: TokenCommand,
+    },
+}
+
+/// `nightjar token ...` (offline).
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a random token; prints it, then the line for the token file.
+    New {
+        /// Role: `agent` (ingest, for host NAME only) or `read` (query, alerts).
+        #[arg(value_parser = ["agent", "read"])]
+        role: String,
+        /// The host (agent) or client name (read).
+        name: String,
+    },
+    /// Read a token on stdin; print its line for the token file.
+    Hash {
+        /// Role: `agent` or `read`.
+        #[arg(value_parser = ["agent", "read"])]
+        role: String,
+        /// The host (agent) or client name (read).
+        name: String,
+    },
+}
+
+fn token_command(action: TokenCommand) -> anyhow::Result<String> {
+    match action {
+        TokenCommand::New { role, name } => {
+            let mut bytes = [0u8; 24];
+            let mut urandom =
+                std::fs::File::open("/dev/urandom").context("opening /dev/urandom")?;
+            std::io::Read::read_exact(&mut urandom, &mut bytes).context("reading /dev/urandom")?;
+            let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            Ok(format!(
+                "{token}\n{role} {name} {}\n",
+                crate::auth::hash_token(&token)
+            ))
+        }
+        TokenCommand::Hash { role, name } => {
+            let mut token = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut token)
+                .context("reading stdin")?;
+            let token = token.trim();
+            if token.is_empty() {
+                bail!("no token on stdin");
+            }
+            Ok(format!(
+                "{role} {name} {}\n",
+                crate::auth::hash_token(token)
+            ))
+        }
+    }
 }
 
 /// Aggregations accepted by `query --agg`.
@@ -252,9 +321,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         print!("{}", alerts::rules_check(files, cli.json)?);
         return Ok(());
     }
-    let channel = connect(&cli.collector).await?;
-    let mut client = QueryServiceClient::new(channel.clone());
-    let mut alert_client = AlertServiceClient::new(channel);
+    if let Command::Token { action } = cli.command {
+        print!("{}", token_command(action)?);
+        return Ok(());
+    }
+    let token = match &cli.token_file {
+        Some(path) => {
+            BearerToken::from_file("--token-file", path).map_err(|e| anyhow::anyhow!(e))?
+        }
+        None => BearerToken::none(),
+    };
+    let channel = connect(&cli.collector, cli.ca.as_deref(), cli.server_name.clone()).await?;
+    let mut client = QueryServiceClient::with_interceptor(channel.clone(), token.clone());
+    let mut alert_client = AlertServiceClient::with_interceptor(channel, token);
     let addr = cli.collector.clone();
     let out = match cli.command {
         Command::Hosts => hosts(&mut client, cli.json).await,
@@ -290,17 +369,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 alerts::rules_backtest(&mut client, file, since, sweep, cli.json).await
             }
         },
+        Command::Token { .. } => unreachable!("handled before connecting"),
     };
     let text = out.with_context(|| format!("collector at {addr}"))?;
     print!("{text}");
     Ok(())
 }
 
-async fn connect(url: &str) -> anyhow::Result<Channel> {
-    let endpoint = Channel::from_shared(url.to_owned())
+async fn connect(
+    url: &str,
+    ca: Option<&std::path::Path>,
+    server_name: Option<String>,
+) -> anyhow::Result<Channel> {
+    let mut endpoint = Channel::from_shared(url.to_owned())
         .with_context(|| format!("--collector {url:?} is not a valid URL"))?
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(REQUEST_TIMEOUT);
+    if url.starts_with("https://") {
+        let ca = ca.context(
+            "--ca: an https:// collector needs the CA certificate its certificate chains to",
+        )?;
+        let tls = nightjar_common::tls::ClientTls {
+            ca: nightjar_common::tls::read_pem("--ca", ca, "CERTIFICATE")?,
+            identity: None,
+            server_name,
+        };
+        endpoint = endpoint
+            .tls_config(tls.config())
+            .context("--ca: cannot configure TLS")?;
+    }
     let channel = endpoint
         .connect()
         .await
@@ -308,7 +405,7 @@ async fn connect(url: &str) -> anyhow::Result<Channel> {
     Ok(channel)
 }
 
-async fn hosts(client: &mut QueryServiceClient<Channel>, as_json: bool) -> anyhow::Result<String> {
+async fn hosts(client: &mut QueryServiceClient<Conn>, as_json: bool) -> anyhow::Result<String> {
     let hosts = client
         .list_hosts(pb::ListHostsRequest {})
         .await?
@@ -347,7 +444,7 @@ async fn hosts(client: &mut QueryServiceClient<Channel>, as_json: bool) -> anyho
 }
 
 async fn series(
-    client: &mut QueryServiceClient<Channel>,
+    client: &mut QueryServiceClient<Conn>,
     metric: Option<String>,
     host: Option<String>,
     as_json: bool,
@@ -386,7 +483,7 @@ fn labels_sort_key(labels: &[pb::Label]) -> Vec<(&str, &str)> {
 }
 
 async fn query(
-    client: &mut QueryServiceClient<Channel>,
+    client: &mut QueryServiceClient<Conn>,
     metric: String,
     matchers: Vec<pb::LabelMatcher>,
     since: Duration,
@@ -445,7 +542,7 @@ async fn query(
 }
 
 async fn latest(
-    client: &mut QueryServiceClient<Channel>,
+    client: &mut QueryServiceClient<Conn>,
     metric: &str,
     matchers: Vec<pb::LabelMatcher>,
 ) -> anyhow::Result<Vec<pb::Series>> {
@@ -470,8 +567,8 @@ fn value_of(s: &pb::Series) -> Option<f64> {
 }
 
 async fn status(
-    client: &mut QueryServiceClient<Channel>,
-    alert_client: &mut AlertServiceClient<Channel>,
+    client: &mut QueryServiceClient<Conn>,
+    alert_client: &mut AlertServiceClient<Conn>,
     as_json: bool,
 ) -> anyhow::Result<String> {
     let hosts = client

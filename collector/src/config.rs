@@ -34,6 +34,10 @@ fn host_name() -> String {
     }
 }
 
+fn listen_is_loopback(addr: &SocketAddr) -> bool {
+    addr.ip().is_loopback()
+}
+
 /// Parses a duration of at least `min`; the error says so (`min_text`).
 fn at_least(key: &str, text: &str, min: Duration, min_text: &str) -> Result<Duration, String> {
     nightjar_common::duration::parse(key, text)
@@ -68,6 +72,34 @@ pub struct RawConfig {
     /// Hooks, routes, maintenance windows, host_down.
     #[serde(default)]
     pub alerting: crate::alert::config::RawAlerting,
+    /// Serve plaintext gRPC on a non-loopback address. Default false.
+    pub allow_insecure: Option<bool>,
+    /// TLS for the listener.
+    #[serde(default)]
+    pub tls: RawTls,
+    /// Bearer tokens.
+    #[serde(default)]
+    pub auth: RawAuth,
+}
+
+/// `[tls]`, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// Certificate chain (PEM).
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM).
+    pub key: Option<PathBuf>,
+    /// CA of agents' client certificates (PEM): set = mTLS required.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// `[auth]`, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// Token file (hashes): set = every call needs a bearer token.
+    pub tokens_file: Option<PathBuf>,
 }
 
 /// `[retention]`, as written.
@@ -130,6 +162,10 @@ pub struct Config {
     pub rules: crate::alert::service::RuleSource,
     /// Hooks, routes, maintenance windows, host_down.
     pub alerting: crate::alert::config::Alerting,
+    /// TLS for the listener, if configured.
+    pub tls: Option<nightjar_common::tls::ServerTls>,
+    /// Token table, if configured (None = no authentication).
+    pub tokens: Option<std::sync::Arc<crate::auth::TokenTable>>,
 }
 
 /// A config value that does not validate, naming where it came from.
@@ -276,7 +312,55 @@ impl Config {
                         .map_or(reason.clone(), str::to_owned),
                 }
             })?;
+        let resolve = |p: PathBuf| config_dir.join(p);
+        let file_error = |key: &'static str, reason: String| ConfigError {
+            source_name: origin(false),
+            key,
+            reason,
+        };
+        let tls = match (raw.tls.cert, raw.tls.key) {
+            (None, None) if raw.tls.client_ca.is_some() => {
+                return Err(file_error(
+                    "tls.client_ca",
+                    "needs tls.cert and tls.key too".into(),
+                ));
+            }
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(
+                nightjar_common::tls::ServerTls::load(
+                    "tls",
+                    &resolve(cert),
+                    &resolve(key),
+                    raw.tls.client_ca.map(resolve).as_deref(),
+                )
+                .map_err(|e| file_error("tls", e.to_string()))?,
+            ),
+            (Some(_), None) => {
+                return Err(file_error("tls.key", "missing (tls.cert is set)".into()));
+            }
+            (None, Some(_)) => {
+                return Err(file_error("tls.cert", "missing (tls.key is set)".into()));
+            }
+        };
+        if tls.is_none() && !raw.allow_insecure.unwrap_or(false) && !listen_is_loopback(&listen) {
+            return Err(ConfigError {
+                source_name: origin(listen_from_flag),
+                key: "listen",
+                reason: format!(
+                    "{listen} is not a loopback address: configure [tls] cert and key, or set allow_insecure = true to serve plaintext gRPC on the network"
+                ),
+            });
+        }
+        let tokens = raw
+            .auth
+            .tokens_file
+            .map(|p| crate::auth::TokenTable::load("auth.tokens_file", &resolve(p)))
+            .transpose()
+            .map_err(|reason| file_error("auth", reason))?
+            .map(std::sync::Arc::new);
         Ok(Config {
+            tls,
+            tokens,
             listen,
             data_dir,
             name,

@@ -11,6 +11,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::alert::service::Alerter;
+use crate::auth::{AuthLog, Caller, Refusal, Role};
 use crate::convert::batch_from_wire;
 use crate::limits::Limits;
 use crate::storage::{AppendOutcome, Storage};
@@ -27,6 +28,7 @@ pub struct IngestApi<S> {
     counters: Arc<IngestCounters>,
     limits: Arc<Limits>,
     alerter: Option<Arc<Alerter>>,
+    auth_log: Arc<AuthLog>,
 }
 
 impl<S: Storage> IngestApi<S> {
@@ -37,7 +39,14 @@ impl<S: Storage> IngestApi<S> {
             counters,
             limits: Arc::new(limits),
             alerter: None,
+            auth_log: Arc::default(),
         }
+    }
+
+    /// Where impersonation attempts are counted and logged.
+    pub fn with_auth_log(mut self, log: Arc<AuthLog>) -> Self {
+        self.auth_log = log;
+        self
     }
 
     /// Evaluates alert rules on every stored batch.
@@ -53,16 +62,34 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Handles one agent stream until it ends or fails.
+impl<S> Clone for IngestApi<S> {
+    fn clone(&self) -> Self {
+        IngestApi {
+            storage: self.storage.clone(),
+            counters: self.counters.clone(),
+            limits: self.limits.clone(),
+            alerter: self.alerter.clone(),
+            auth_log: self.auth_log.clone(),
+        }
+    }
+}
+
+/// Handles one agent stream until it ends or fails. `caller`: who the
+/// token says is calling (None without tokens).
 async fn serve_stream<S: Storage>(
-    storage: Arc<S>,
-    counters: Arc<IngestCounters>,
-    limits: Arc<Limits>,
-    alerter: Option<Arc<Alerter>>,
+    api: IngestApi<S>,
+    caller: Option<Caller>,
     peer: String,
     mut inbound: Streaming<pb::Batch>,
     acks: mpsc::Sender<Result<pb::Ack, Status>>,
 ) {
+    let IngestApi {
+        storage,
+        counters,
+        limits,
+        alerter,
+        auth_log,
+    } = api;
     let mut announced = false;
     loop {
         let wire = match inbound.message().await {
@@ -80,6 +107,22 @@ async fn serve_stream<S: Storage>(
             let reason = "batch: fields agent_id and host must not be empty";
             tracing::warn!(%peer, seq = wire.seq, reason, "refusing stream");
             let _ = acks.send(Err(Status::invalid_argument(reason))).await;
+            return;
+        }
+        // An agent token writes for its own host only.
+        if let Some(caller) = caller.as_ref().filter(|c| c.role == Role::Agent)
+            && caller.name != wire.host
+        {
+            let detail = format!(
+                "token of host {:?} sent a batch for host {:?}",
+                caller.name, wire.host
+            );
+            auth_log.refuse(Refusal::Impersonation, &peer, &detail);
+            let status = Status::permission_denied(format!(
+                "this token may only send batches for host {:?}, not {:?}",
+                caller.name, wire.host
+            ));
+            let _ = acks.send(Err(status)).await;
             return;
         }
         if !announced {
@@ -186,12 +229,11 @@ impl<S: Storage> pb::ingest_service_server::IngestService for IngestApi<S> {
         let peer = request
             .remote_addr()
             .map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+        let caller = request.extensions().get::<Caller>().cloned();
         let (tx, rx) = mpsc::channel(ACK_BUFFER);
         tokio::spawn(serve_stream(
-            self.storage.clone(),
-            self.counters.clone(),
-            self.limits.clone(),
-            self.alerter.clone(),
+            self.clone(),
+            caller,
             peer,
             request.into_inner(),
             tx,

@@ -5,6 +5,7 @@
 //! invariants.
 
 pub mod alert;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod convert;

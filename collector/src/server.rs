@@ -11,12 +11,14 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::alert::api::AlertApi;
 use crate::alert::service::{Alerter, now_ms};
+use crate::auth::{AuthLog, Authenticate, Role};
 use crate::config::Config;
 use crate::ingest::IngestApi;
 use crate::query::QueryApi;
 use crate::storage::rocks::{MAX_OPEN, RocksStorage, system_clock};
 use crate::telemetry::IngestCounters;
 use nightjar_proto::v1::alert_service_server::AlertServiceServer;
+use tonic::service::interceptor::InterceptedService;
 
 /// Largest gRPC message accepted (a batch of a large host is well below).
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
@@ -35,7 +37,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr().context("reading the bound address")?;
-    tracing::info!(listen = %local, data_dir = %config.data_dir.display(), "collector ready");
+    tracing::info!(
+        listen = %local,
+        data_dir = %config.data_dir.display(),
+        tls = config.tls.is_some(),
+        mtls = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+        tokens = config.tokens.as_ref().map_or(0, |t| t.len()),
+        "collector ready"
+    );
     nightjar_common::systemd::ready(&format!("listening on {local}"));
 
     let alert_dir = config.data_dir.join("alerts");
@@ -59,17 +68,36 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         counters.clone(),
         Some(alerter.clone()),
     ));
+    let auth_log = Arc::new(AuthLog::default());
+    let mtls = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+    let authenticate = |role| Authenticate {
+        table: config.tokens.clone(),
+        role,
+        log: auth_log.clone(),
+        // mTLS is for agents; people's CLIs bring a read token instead.
+        require_client_cert: mtls && role == Role::Agent,
+    };
     let ingest = IngestServiceServer::new(
         IngestApi::new(storage.clone(), counters, config.limits.clone())
-            .with_alerter(alerter.clone()),
+            .with_alerter(alerter.clone())
+            .with_auth_log(auth_log.clone()),
     )
     .max_decoding_message_size(MAX_MESSAGE_BYTES);
     tokio::spawn(flush_heads_periodically(storage.clone()));
     let query = QueryServiceServer::new(QueryApi::new(storage.clone()));
-    tonic::transport::Server::builder()
-        .add_service(ingest)
-        .add_service(query)
-        .add_service(AlertServiceServer::new(AlertApi::new(alerter)))
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        builder = builder
+            .tls_config(tls.config())
+            .context("configuring TLS for the listener")?;
+    }
+    builder
+        .add_service(InterceptedService::new(ingest, authenticate(Role::Agent)))
+        .add_service(InterceptedService::new(query, authenticate(Role::Read)))
+        .add_service(InterceptedService::new(
+            AlertServiceServer::new(AlertApi::new(alerter)),
+            authenticate(Role::Read),
+        ))
         .serve_with_incoming_shutdown(incoming(listener), shutdown_signal())
         .await
         .context("serving gRPC")?;

@@ -7,3 +7,5 @@ pub mod duration;
 pub mod logging;
 pub mod names;
 pub mod systemd;
+pub mod tls;
+pub mod token;

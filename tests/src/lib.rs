@@ -335,4 +335,5 @@ pub fn latest_by_series(
 }
 
 pub mod feeder;
+pub mod pki;
 pub mod receiver;

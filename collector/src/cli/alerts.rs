@@ -10,9 +10,8 @@ use nightjar_proto::v1 as pb;
 use pb::alert_service_client::AlertServiceClient;
 use pb::query_service_client::QueryServiceClient;
 use serde_json::json;
-use tonic::transport::Channel;
 
-use super::{format_age, format_time, labels_json, now_ms, parse_duration, table};
+use super::{Conn, format_age, format_time, labels_json, now_ms, parse_duration, table};
 use crate::alert::backtest;
 use crate::alert::engine::format_value;
 use crate::alert::rules::{self, Rule};
@@ -135,7 +134,7 @@ const ALERT_HEADER: [&str; 8] = [
 
 /// `nightjar alerts`: the alerts now, or their history, or a live feed.
 pub async fn alerts(
-    client: &mut AlertServiceClient<Channel>,
+    client: &mut AlertServiceClient<Conn>,
     watch: bool,
     history: bool,
     since: Duration,
@@ -226,7 +225,7 @@ pub async fn alerts(
 
 /// `nightjar ack`.
 pub async fn ack(
-    client: &mut AlertServiceClient<Channel>,
+    client: &mut AlertServiceClient<Conn>,
     id: String,
     by: String,
     note: String,
@@ -272,7 +271,7 @@ const SILENCE_HEADER: [&str; 6] = ["ID", "MATCHERS", "FROM", "UNTIL", "AUTHOR", 
 
 /// `nightjar silence ...`.
 pub async fn silence(
-    client: &mut AlertServiceClient<Channel>,
+    client: &mut AlertServiceClient<Conn>,
     command: SilenceCommand,
     as_json: bool,
 ) -> anyhow::Result<String> {
@@ -328,7 +327,7 @@ pub async fn silence(
 }
 
 /// `nightjar rules reload`.
-pub async fn rules_reload(client: &mut AlertServiceClient<Channel>) -> anyhow::Result<String> {
+pub async fn rules_reload(client: &mut AlertServiceClient<Conn>) -> anyhow::Result<String> {
     let n = client
         .reload_rules(pb::ReloadRulesRequest {})
         .await?
@@ -338,7 +337,7 @@ pub async fn rules_reload(client: &mut AlertServiceClient<Channel>) -> anyhow::R
 }
 
 async fn history_of(
-    client: &mut QueryServiceClient<Channel>,
+    client: &mut QueryServiceClient<Conn>,
     rule: &Rule,
     start: i64,
     end: i64,
@@ -383,7 +382,7 @@ async fn history_of(
 
 /// `nightjar rules backtest`.
 pub async fn rules_backtest(
-    client: &mut QueryServiceClient<Channel>,
+    client: &mut QueryServiceClient<Conn>,
     file: PathBuf,
     since: Duration,
     sweep: Duration,
