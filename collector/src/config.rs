@@ -132,6 +132,11 @@ pub struct RawLimits {
     pub max_label_name_bytes: Option<i64>,
     /// Longest label value in bytes. Default 1024.
     pub max_label_value_bytes: Option<i64>,
+    /// Samples stamped further ahead of the collector's clock are
+    /// rejected. Default "10m".
+    pub max_sample_future: Option<String>,
+    /// Samples older than this are rejected. Default "15d".
+    pub max_sample_age: Option<String>,
 }
 
 /// Values given on the command line, which win over the file.
@@ -275,6 +280,34 @@ impl Config {
                 l.max_label_value_bytes,
                 d.max_label_value_bytes as u64,
             )? as usize,
+            max_sample_future: match &l.max_sample_future {
+                None => d.max_sample_future,
+                Some(text) => at_least(
+                    "limits.max_sample_future",
+                    text,
+                    Duration::from_secs(1),
+                    "1s",
+                )
+                .map_err(|reason| ConfigError {
+                    source_name: origin(false),
+                    key: "limits.max_sample_future",
+                    reason,
+                })?,
+            },
+            max_sample_age: match &l.max_sample_age {
+                None => d.max_sample_age,
+                Some(text) => at_least(
+                    "limits.max_sample_age",
+                    text,
+                    Duration::from_secs(3600),
+                    "1h",
+                )
+                .map_err(|reason| ConfigError {
+                    source_name: origin(false),
+                    key: "limits.max_sample_age",
+                    reason,
+                })?,
+            },
         };
         let defaults = Retention::default();
         let tier = |key: &'static str, text: &Option<String>, default: Duration| match text {

@@ -10,13 +10,18 @@ use crate::validate::{Rejection, is_label_name, is_metric_name};
 
 /// A wire batch split into the samples that passed validation and the
 /// rejections of those that did not.
-pub fn batch_from_wire(batch: pb::Batch, limits: &Limits) -> (Batch, Vec<Rejection>) {
+/// `now_ms` is the collector's clock, for the timestamp limits.
+pub fn batch_from_wire(batch: pb::Batch, limits: &Limits, now_ms: i64) -> (Batch, Vec<Rejection>) {
     let mut samples = Vec::with_capacity(batch.samples.len());
     let mut rejections = Vec::new();
     for sample in batch.samples {
         match sample_from_wire(sample, &batch.host)
             .and_then(|s| limits.check_shape(&s.series).map(|()| s))
-        {
+            .and_then(|s| {
+                limits
+                    .check_time(&s.series.metric, s.point.timestamp_ms, now_ms)
+                    .map(|()| s)
+            }) {
             Ok(s) => samples.push(s),
             Err(r) => rejections.push(r),
         }
@@ -203,9 +208,45 @@ mod tests {
             interval_ms: 1_000,
             samples: vec![wire("ok", &[], Some(1.0)), wire("not ok", &[], Some(1.0))],
         };
-        let (batch, rejections) = batch_from_wire(batch, &Limits::default());
+        let (batch, rejections) = batch_from_wire(batch, &Limits::default(), 1_000);
         assert_eq!(batch.samples.len(), 1);
         assert_eq!(rejections.len(), 1);
         assert_eq!(batch.seq, 7);
+    }
+
+    #[test]
+    fn timestamps_far_ahead_or_behind_the_clock_are_rejected_alone() {
+        let at = |ts: i64| {
+            let mut s = wire("m", &[], Some(1.0));
+            s.timestamp_ms = ts;
+            s
+        };
+        let now = 100 * 86_400_000;
+        let batch = pb::Batch {
+            agent_id: "a".into(),
+            host: "web-1".into(),
+            seq: 1,
+            interval_ms: 1_000,
+            samples: vec![
+                at(now),
+                at(now + 600_000),
+                at(now + 600_001),
+                at(now - 15 * 86_400_000),
+                at(now - 15 * 86_400_000 - 1),
+            ],
+        };
+        let (batch, rejections) = batch_from_wire(batch, &Limits::default(), now);
+        assert_eq!(batch.samples.len(), 3);
+        let reasons: Vec<String> = rejections.iter().map(ToString::to_string).collect();
+        assert_eq!(reasons.len(), 2);
+        assert!(
+            reasons[0].contains("ahead of the collector's clock"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[1].contains("older than max_sample_age = 15days"),
+            "{reasons:?}"
+        );
+        assert!(rejections.iter().all(|r| r.reason_index() == 11));
     }
 }

@@ -99,7 +99,17 @@ async fn serve_stream<S: Storage>(
                 return;
             }
             Err(status) => {
-                tracing::info!(%peer, error = %status, "agent stream ended");
+                // An oversized or undecodable message ends the stream; tell
+                // the agent why (it may also simply be gone).
+                if matches!(
+                    status.code(),
+                    tonic::Code::OutOfRange | tonic::Code::Internal
+                ) {
+                    tracing::warn!(%peer, error = %status, "refusing an undecodable or oversized batch");
+                } else {
+                    tracing::info!(%peer, error = %status, "agent stream ended");
+                }
+                let _ = acks.send(Err(status)).await;
                 return;
             }
         };
@@ -143,7 +153,7 @@ async fn serve_stream<S: Storage>(
             }
             continue;
         }
-        let (mut batch, mut rejections) = batch_from_wire(wire, &limits);
+        let (mut batch, mut rejections) = batch_from_wire(wire, &limits, now_ms());
         let (host_series, total_series) = storage.series_counts(&batch.host);
         let (admitted, refused) = limits.admit(
             std::mem::take(&mut batch.samples),

@@ -23,6 +23,11 @@ pub struct Limits {
     pub max_label_name_bytes: usize,
     /// Longest label value, in bytes.
     pub max_label_value_bytes: usize,
+    /// A sample stamped further ahead of the collector's clock is rejected.
+    pub max_sample_future: std::time::Duration,
+    /// A sample older than this is rejected (it would fall out of raw
+    /// retention anyway).
+    pub max_sample_age: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -34,12 +39,44 @@ impl Default for Limits {
             max_metric_name_bytes: 256,
             max_label_name_bytes: 128,
             max_label_value_bytes: 1024,
+            max_sample_future: std::time::Duration::from_secs(600),
+            max_sample_age: std::time::Duration::from_secs(15 * 86_400),
         }
     }
 }
 
 impl Limits {
     /// Checks one sample's shape.
+    /// Checks a sample's timestamp against the collector's clock `now_ms`.
+    pub fn check_time(
+        &self,
+        metric: &str,
+        timestamp_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), Rejection> {
+        let ahead = timestamp_ms.saturating_sub(now_ms);
+        let behind = now_ms.saturating_sub(timestamp_ms);
+        let what = if ahead > self.max_sample_future.as_millis() as i64 {
+            format!(
+                "{} ahead of the collector's clock (limit max_sample_future = {})",
+                nightjar_common::duration::format(std::time::Duration::from_millis(ahead as u64)),
+                nightjar_common::duration::format(self.max_sample_future)
+            )
+        } else if behind > self.max_sample_age.as_millis() as i64 {
+            format!(
+                "older than max_sample_age = {}",
+                nightjar_common::duration::format(self.max_sample_age)
+            )
+        } else {
+            return Ok(());
+        };
+        Err(Rejection::TimestampOutOfRange {
+            metric: metric.to_owned(),
+            timestamp_ms,
+            what,
+        })
+    }
+
     pub fn check_shape(&self, series: &SeriesKey) -> Result<(), Rejection> {
         let metric = &series.metric;
         if metric.len() > self.max_metric_name_bytes {

@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::alert::service::Alerter;
 use crate::alert::state::Level;
+use crate::auth::{AuthLog, Refusal};
 use crate::model::{Batch, Labels, Point, Sample, SeriesKey};
 use crate::storage::Storage;
 use crate::telemetry::IngestCounters;
@@ -35,6 +36,8 @@ pub struct Figures {
     pub samples_per_sec: Option<f64>,
     /// Alerting figures (none when alerting is not running).
     pub alerts: Option<AlertFigures>,
+    /// Refused calls per reason (in `Refusal::ALL` order).
+    pub auth_refused: [u64; 5],
 }
 
 /// Alerting's figures for the self-metrics.
@@ -90,6 +93,7 @@ pub fn batch(
         hosts,
         samples_per_sec,
         alerts,
+        auth_refused,
     } = *figures;
     let sample = |metric: &str, extra: Option<(&str, &str)>, value: f64| {
         let mut pairs = vec![("host".to_owned(), name.to_owned())];
@@ -196,6 +200,13 @@ pub fn batch(
             ));
         }
     }
+    for (why, n) in Refusal::ALL.iter().zip(auth_refused) {
+        samples.push(sample(
+            "collector_auth_refused_total",
+            Some(("reason", why.as_str())),
+            n as f64,
+        ));
+    }
     for (reason, count) in Rejection::REASONS
         .iter()
         .zip(&counters.samples_rejected_by_reason)
@@ -222,6 +233,7 @@ pub async fn run<S: Storage>(
     storage: Arc<S>,
     counters: Arc<IngestCounters>,
     alerter: Option<Arc<Alerter>>,
+    auth_log: Arc<AuthLog>,
 ) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -243,6 +255,7 @@ pub async fn run<S: Storage>(
         last_seq = next_seq(now_ms, last_seq);
         let (store, counters, name) = (storage.clone(), counters.clone(), name.clone());
         let alerter = alerter.clone();
+        let auth_refused = auth_log.counts();
         let seq = last_seq;
         let result = tokio::task::spawn_blocking(move || {
             let b = batch(
@@ -258,6 +271,7 @@ pub async fn run<S: Storage>(
                     alerts: alerter
                         .as_deref()
                         .map(|a| AlertFigures::of(a, now_ms as i64)),
+                    auth_refused,
                 },
             );
             let stored = store.append(&b, now_ms as i64);
@@ -317,6 +331,7 @@ mod tests {
                     failed: 6,
                     dropped: 7,
                 }),
+                auth_refused: [0, 1, 0, 3, 0],
             },
         );
         let get = |metric: &str, reason: Option<&str>| {

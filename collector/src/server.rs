@@ -61,14 +61,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(reload_on_sighup(alerter.clone()));
 
     let counters = Arc::new(IngestCounters::default());
+    let auth_log = Arc::new(AuthLog::default());
     tokio::spawn(crate::self_metrics::run(
         config.name.clone(),
         config.self_metrics_interval,
         storage.clone(),
         counters.clone(),
         Some(alerter.clone()),
+        auth_log.clone(),
     ));
-    let auth_log = Arc::new(AuthLog::default());
     let mtls = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
     let authenticate = |role| Authenticate {
         table: config.tokens.clone(),

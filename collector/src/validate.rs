@@ -53,6 +53,17 @@ pub enum Rejection {
         "sample is not newer than its series' newest point (out of order or repeated timestamp)"
     )]
     OutOfOrder,
+    /// The timestamp is too far in the future or the past (`[limits]
+    /// max_sample_future`, `max_sample_age`).
+    #[error("metric {metric}: timestamp {timestamp_ms} is {what}")]
+    TimestampOutOfRange {
+        /// The sample's metric.
+        metric: String,
+        /// The timestamp (ms).
+        timestamp_ms: i64,
+        /// How far off, and the limit.
+        what: String,
+    },
     /// A configured limit (`[limits]`) refuses the sample.
     #[error("metric {metric}: {what}")]
     OverLimit {
@@ -67,7 +78,7 @@ pub enum Rejection {
 
 impl Rejection {
     /// Every reason, as used for the `reason` label.
-    pub const REASONS: [&'static str; 11] = [
+    pub const REASONS: [&'static str; 12] = [
         "bad_metric_name",
         "bad_label_name",
         "duplicate_label",
@@ -79,6 +90,7 @@ impl Rejection {
         "label_too_long",
         "series_limit",
         "out_of_order",
+        "timestamp_out_of_range",
     ];
 
     /// This rejection's index into [`Rejection::REASONS`].
@@ -92,6 +104,7 @@ impl Rejection {
             Rejection::UnsupportedValue(_) => 5,
             Rejection::OverLimit { reason, .. } => 6 + usize::from(*reason).min(3),
             Rejection::OutOfOrder => 10,
+            Rejection::TimestampOutOfRange { .. } => 11,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Sends hand-made batches to a collector over real gRPC, playing an agent
 //! whose readings the test chooses (threshold crossings, oscillations,
-//! history with known timestamps). Each send waits for the ack.
+//! history with known timestamps, bad samples). Each send waits for the ack.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -41,10 +41,14 @@ impl Feeder {
         }
     }
 
-    /// Sends one sample of `metric{labels, host}` = `value` at `ts_ms` and
-    /// waits for its ack.
-    pub fn send_at(&mut self, metric: &str, labels: &[(&str, &str)], ts_ms: i64, value: f64) {
-        self.seq += 1;
+    /// A gauge sample of `metric{labels, host}`.
+    pub fn sample(
+        &self,
+        metric: &str,
+        labels: &[(&str, &str)],
+        ts_ms: i64,
+        value: f64,
+    ) -> pb::Sample {
         let mut labels: Vec<pb::Label> = labels
             .iter()
             .map(|(k, v)| pb::Label {
@@ -56,46 +60,55 @@ impl Feeder {
             name: "host".into(),
             value: self.host.clone(),
         });
+        pb::Sample {
+            metric: metric.into(),
+            labels,
+            timestamp_ms: ts_ms,
+            value: Some(pb::sample::Value::Gauge(value)),
+        }
+    }
+
+    /// Sends one batch of `samples` on a stream of its own; the collector's
+    /// ack, or the status that ended the stream.
+    pub fn send_batch(&mut self, samples: Vec<pb::Sample>) -> Result<pb::Ack, tonic::Status> {
+        self.seq += 1;
         let batch = pb::Batch {
             agent_id: self.agent_id.clone(),
             host: self.host.clone(),
             seq: self.seq,
-            samples: vec![pb::Sample {
-                metric: metric.into(),
-                labels,
-                timestamp_ms: ts_ms,
-                value: Some(pb::sample::Value::Gauge(value)),
-            }],
+            samples,
             interval_ms: 1000,
         };
         let url = self.url.clone();
-        let seq = self.seq;
         self.rt.block_on(async move {
             let mut client = IngestServiceClient::connect(url)
                 .await
-                .expect("collector reachable");
-            let stream = tokio_stream_once(batch);
-            let mut acks = client
-                .stream(stream)
-                .await
-                .expect("stream opens")
-                .into_inner();
-            let ack = acks
-                .message()
-                .await
-                .expect("ack arrives")
-                .expect("stream has an ack");
-            assert!(
-                ack.acked_through >= seq,
-                "ack {} below seq {seq}",
-                ack.acked_through
-            );
-            assert_eq!(
-                ack.rejected_samples, 0,
-                "sample rejected: {}",
-                ack.first_rejection
-            );
-        });
+                .expect("collector reachable")
+                .max_encoding_message_size(usize::MAX);
+            let mut acks = client.stream(tokio_stream::once(batch)).await?.into_inner();
+            match acks.message().await? {
+                Some(ack) => Ok(ack),
+                None => Err(tonic::Status::unknown("stream ended without an ack")),
+            }
+        })
+    }
+
+    /// Sends one sample of `metric{labels, host}` = `value` at `ts_ms` and
+    /// waits for its ack.
+    pub fn send_at(&mut self, metric: &str, labels: &[(&str, &str)], ts_ms: i64, value: f64) {
+        let sample = self.sample(metric, labels, ts_ms, value);
+        let ack = self.send_batch(vec![sample]).expect("batch acked");
+        assert!(
+            ack.acked_through >= self.seq,
+            "ack {} below seq {}",
+            ack.acked_through,
+            self.seq
+        );
+        assert_eq!(
+            ack.rejected_samples, 0,
+            "sample rejected: {}",
+            ack.first_rejection
+        );
     }
 
     /// Sends `value` stamped now.
@@ -105,8 +118,4 @@ impl Feeder {
         self.last_ts = ts;
         self.send_at(metric, labels, ts, value);
     }
-}
-
-fn tokio_stream_once(batch: pb::Batch) -> impl tokio_stream::Stream<Item = pb::Batch> {
-    tokio_stream::once(batch)
 }

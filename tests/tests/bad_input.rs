@@ -3,7 +3,9 @@
 
 use std::process::{Command, Output};
 
-use nightjar_e2e::{bin, free_port, run_to_exit};
+use nightjar_e2e::{
+    Collector, bin, free_port, latest_by_series, latest_value, poll, run_to_exit, unique_host,
+};
 
 #[track_caller]
 fn assert_fails_with(out: &Output, needles: &[&str]) {
@@ -107,4 +109,84 @@ fn cli_against_dead_collector_names_the_address() {
         );
         assert_fails_with(&out, &[&addr, "cannot reach collector"]);
     }
+}
+
+#[test]
+fn an_oversized_batch_is_refused_and_the_collector_keeps_serving() {
+    use nightjar_e2e::feeder::{Feeder, now_ms};
+    let dir = tempfile::tempdir().unwrap();
+    let collector = Collector::start(free_port(), &dir.path().join("data"));
+    let mut feed = Feeder::new(&collector.url(), &unique_host("big"));
+    // ~20 MiB: over the 16 MiB message limit.
+    let value = "x".repeat(1000);
+    let samples: Vec<_> = (0..20_000)
+        .map(|i| {
+            feed.sample(
+                "big_metric",
+                &[("blob", &value), ("i", &i.to_string())],
+                now_ms(),
+                1.0,
+            )
+        })
+        .collect();
+    let err = feed.send_batch(samples).unwrap_err();
+    assert_eq!(err.code(), tonic::Code::OutOfRange, "{err:?}");
+    assert!(err.message().contains("too large"), "{err:?}");
+    // The collector is alive and stores the next, normal batch.
+    let ack = feed
+        .send_batch(vec![feed.sample("small_metric", &[], now_ms(), 2.0)])
+        .unwrap();
+    assert_eq!(ack.rejected_samples, 0);
+    assert!(
+        !collector
+            .proc
+            .stderr_lines()
+            .iter()
+            .any(|l| l.contains("panicked"))
+    );
+}
+
+#[test]
+fn bad_samples_are_counted_and_the_good_ones_of_their_batch_stored() {
+    use nightjar_e2e::feeder::{Feeder, now_ms};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("c.toml"),
+        "self_metrics_interval = \"1s\"\nname = \"bad-samples-collector\"\n",
+    )
+    .unwrap();
+    let collector = Collector::start_with(
+        free_port(),
+        &dir.path().join("data"),
+        &["--config", dir.path().join("c.toml").to_str().unwrap()],
+    );
+    let host = unique_host("mixed");
+    let mut feed = Feeder::new(&collector.url(), &host);
+    let now = now_ms();
+    let samples = vec![
+        feed.sample("good_metric", &[], now, 1.0),
+        feed.sample("future_metric", &[], now + 3_600_000, 1.0),
+        feed.sample("ancient_metric", &[], now - 30 * 86_400_000, 1.0),
+        feed.sample("nan_metric", &[], now, f64::NAN),
+        feed.sample("bad-name", &[], now, 1.0),
+    ];
+    let ack = feed.send_batch(samples).unwrap();
+    assert_eq!(ack.rejected_samples, 4, "{}", ack.first_rejection);
+    assert_eq!(latest_value(&collector, "good_metric", &host), Some(1.0));
+    let counted = |reason: &str| {
+        latest_by_series(
+            &collector,
+            "collector_samples_rejected_total",
+            "bad-samples-collector",
+        )
+        .into_iter()
+        .find(|(labels, _)| labels["reason"] == reason)
+        .map(|(_, v)| v)
+    };
+    poll("the rejections in the self-metrics", || {
+        (counted("timestamp_out_of_range") == Some(2.0)
+            && counted("non_finite_value") == Some(1.0)
+            && counted("bad_metric_name") == Some(1.0))
+        .then_some(())
+    });
 }

@@ -67,6 +67,7 @@ fn collector_metrics_are_queryable_under_its_name() {
             "non_finite_value",
             "out_of_order",
             "series_limit",
+            "timestamp_out_of_range",
             "too_many_labels",
             "unsupported_value"
         ]
