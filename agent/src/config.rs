@@ -22,6 +22,9 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_STATE_DIR: &str = "./nightjar-agent-state";
 /// Default bound of the on-disk spool of unacked batches.
 pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 256 * 1024 * 1024;
+/// Default HTTP status address (`/healthz`, `/metrics`).
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9465";
+
 /// Smallest accepted spool bound.
 pub const MIN_SPOOL_MAX_BYTES: u64 = 1024 * 1024;
 
@@ -61,6 +64,9 @@ pub struct RawConfig {
     pub systemd_units: Vec<String>,
     /// File holding this agent's bearer token (first line).
     pub token_file: Option<PathBuf>,
+    /// HTTP status address (`/healthz`, `/metrics`), `IP:PORT` or "off".
+    /// Default `127.0.0.1:9465`.
+    pub http_listen: Option<String>,
     /// Send plaintext gRPC to a non-loopback collector. Default false.
     pub allow_insecure: Option<bool>,
     /// TLS to the collector (for `https://` URLs).
@@ -167,6 +173,8 @@ pub struct Overrides {
     pub host: Option<String>,
     /// `--state-dir`.
     pub state_dir: Option<PathBuf>,
+    /// `--http-listen`.
+    pub http_listen: Option<String>,
 }
 
 /// The validated configuration.
@@ -198,6 +206,8 @@ pub struct Config {
     pub tls: Option<nightjar_common::tls::ClientTls>,
     /// Bearer token sent with every stream (none without `token_file`).
     pub token: nightjar_common::token::BearerToken,
+    /// The HTTP status port, if on.
+    pub http_listen: Option<std::net::SocketAddr>,
 }
 
 /// A config value that does not validate.
@@ -309,6 +319,22 @@ impl Config {
                 ));
             }
             None
+        };
+        let http_flag = flags.http_listen.is_some();
+        let http_text = flags
+            .http_listen
+            .or(raw.http_listen.clone())
+            .unwrap_or_else(|| DEFAULT_HTTP_LISTEN.to_owned());
+        let http_listen = if http_text.trim() == "off" {
+            None
+        } else {
+            Some(http_text.parse().map_err(|e| {
+                error(
+                    http_flag,
+                    "http_listen",
+                    format!("invalid address {http_text:?} ({e}); write it as IP:PORT or \"off\""),
+                )
+            })?)
         };
         let token = match &raw.token_file {
             Some(p) => nightjar_common::token::BearerToken::from_file("token_file", &base.join(p))
@@ -472,6 +498,7 @@ impl Config {
             collector,
             tls,
             token,
+            http_listen,
             interval,
             host,
             state_dir: flags

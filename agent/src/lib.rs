@@ -15,6 +15,7 @@ pub mod sample;
 pub mod sampler;
 pub mod spool;
 pub mod state;
+pub mod status;
 pub mod systemd_units;
 pub mod telemetry;
 pub mod transport;

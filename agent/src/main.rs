@@ -14,6 +14,7 @@ use nightjar_agent::queue::BatchQueue;
 use nightjar_agent::sampler::{self, HostSampler, Selection};
 use nightjar_agent::spool::Spool;
 use nightjar_agent::state::AgentState;
+use nightjar_agent::status::AgentStatus;
 use nightjar_agent::systemd_units::SystemdUnits;
 use nightjar_agent::telemetry::AgentCounters;
 use nightjar_agent::transport;
@@ -43,6 +44,9 @@ struct Args {
     /// Directory for the agent id and sequence state [default: ./nightjar-agent-state].
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// HTTP status address (/healthz, /metrics), or "off" [default: 127.0.0.1:9465].
+    #[arg(long, value_name = "ADDR")]
+    http_listen: Option<String>,
     /// Log line format.
     #[arg(long, value_enum, default_value_t)]
     log_format: logging::LogFormat,
@@ -72,6 +76,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             interval: args.interval,
             host: args.host,
             state_dir: args.state_dir,
+            http_listen: args.http_listen,
         },
         sampler::host_name,
     )?;
@@ -111,6 +116,25 @@ fn run(args: Args) -> anyhow::Result<()> {
         "agent starting"
     );
 
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    // Bound before sampling starts: a taken port is a start-up error.
+    let status_listener = match config.http_listen {
+        Some(addr) => {
+            let listener = runtime
+                .block_on(nightjar_common::status_http::bind("http_listen", addr))
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let bound = listener
+                .local_addr()
+                .context("reading the HTTP status address")?;
+            tracing::info!(http_listen = %bound, "HTTP status port (/healthz, /metrics) ready");
+            Some(listener)
+        }
+        None => None,
+    };
+
     let (stop_tx, stop_rx) = std::sync::mpsc::channel();
     let sampling = SamplingLoop {
         sampler,
@@ -127,11 +151,15 @@ fn run(args: Args) -> anyhow::Result<()> {
         .spawn(move || sampling.run(stop_rx))
         .context("starting the sampling thread")?;
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     runtime.block_on(async {
+        if let Some(listener) = status_listener {
+            let source = Arc::new(AgentStatus {
+                counters: counters.clone(),
+                queue: queue.clone(),
+                interval: config.interval,
+            });
+            tokio::spawn(nightjar_common::status_http::serve(listener, source));
+        }
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
         let transport = tokio::spawn(transport::run(
             endpoint,
@@ -151,7 +179,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         if unacked > 0 {
             tracing::warn!(
                 unacked_batches = unacked,
-                "stopping with unacked batches; they are lost (no disk spool yet)"
+                "stopping with unacked batches; they stay in the spool and are sent after the next start"
             );
         }
         let _ = shutdown_tx.send(true);

@@ -109,6 +109,9 @@ impl SamplingLoop {
             let outcome = self.queue.push(batch);
             // Logged after the push: a logged batch is in the spool.
             tracing::debug!(seq, timestamp_ms = tick, n_samples, "batch queued");
+            self.counters
+                .last_sample_ms
+                .store(tick as i64, Ordering::Relaxed);
             if !announced {
                 announced = true;
                 let interval = nightjar_common::duration::format(self.interval);

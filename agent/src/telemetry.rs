@@ -35,6 +35,9 @@ pub struct AgentCounters {
     /// The highest seq any ack reported as stored (not a self-metric: the
     /// sampling loop checks that it allocates above it).
     pub collector_high_water: AtomicU64,
+    /// When the last batch was spooled (ms since the epoch; 0 = none yet),
+    /// for the HTTP health check.
+    pub last_sample_ms: std::sync::atomic::AtomicI64,
     last_drop_log: Mutex<Option<Instant>>,
     last_reject_log: Mutex<Option<Instant>>,
     last_corrupt_log: Mutex<Option<Instant>>,

@@ -13,6 +13,8 @@ use crate::storage::rocks::Retention;
 
 /// Default gRPC listen address (ingest and query on one port).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+/// Default HTTP status address (`/healthz`, `/metrics`).
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:7071";
 /// Default data directory.
 pub const DEFAULT_DATA_DIR: &str = "./nightjar-data";
 
@@ -54,6 +56,9 @@ pub struct RawConfig {
     pub listen: Option<String>,
     /// Directory holding the RocksDB data. Default `./nightjar-data`.
     pub data_dir: Option<PathBuf>,
+    /// HTTP status address (`/healthz`, `/metrics`), `IP:PORT` or "off".
+    /// Default `127.0.0.1:7071`.
+    pub http_listen: Option<String>,
     /// The collector's name: the `host` label of its own metrics. Default:
     /// `<host name>-collector`. Keep it different from every agent's host
     /// name, or the collector's own batches mask that host going silent.
@@ -146,6 +151,8 @@ pub struct Overrides {
     pub listen: Option<String>,
     /// `--data-dir`.
     pub data_dir: Option<PathBuf>,
+    /// `--http-listen`.
+    pub http_listen: Option<String>,
 }
 
 /// The validated configuration.
@@ -155,6 +162,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where the data lives.
     pub data_dir: PathBuf,
+    /// The HTTP status port, if on.
+    pub http_listen: Option<SocketAddr>,
     /// The `host` label of the collector's own metrics.
     pub name: String,
     /// How often the collector stores its own metrics.
@@ -217,6 +226,22 @@ impl Config {
             reason: format!("invalid address {listen_text:?} ({e}); write it as IP:PORT"),
         })?;
 
+        let http_from_flag = overrides.http_listen.is_some();
+        let http_text = overrides
+            .http_listen
+            .or(raw.http_listen)
+            .unwrap_or_else(|| DEFAULT_HTTP_LISTEN.to_owned());
+        let http_listen = if http_text.trim() == "off" {
+            None
+        } else {
+            Some(http_text.parse().map_err(|e| ConfigError {
+                source_name: origin(http_from_flag),
+                key: "http_listen",
+                reason: format!(
+                    "invalid address {http_text:?} ({e}); write it as IP:PORT or \"off\""
+                ),
+            })?)
+        };
         let data_dir = overrides
             .data_dir
             .or(raw.data_dir)
@@ -392,6 +417,7 @@ impl Config {
             .map_err(|reason| file_error("auth", reason))?
             .map(std::sync::Arc::new);
         Ok(Config {
+            http_listen,
             tls,
             tokens,
             listen,
@@ -419,10 +445,12 @@ mod tests {
             Overrides {
                 listen: Some("127.0.0.1:9001".into()),
                 data_dir: None,
+                http_listen: Some("off".into()),
             },
         )
         .unwrap();
         assert_eq!(cfg.listen.port(), 9001);
+        assert_eq!(cfg.http_listen, None);
         assert_eq!(cfg.data_dir, PathBuf::from("/d"));
         let defaults = Config::build(None, Overrides::default()).unwrap();
         assert_eq!(defaults.listen.to_string(), DEFAULT_LISTEN);

@@ -16,6 +16,7 @@ pub mod query;
 pub mod selector;
 pub mod self_metrics;
 pub mod server;
+pub mod status;
 pub mod storage;
 pub mod telemetry;
 pub mod validate;

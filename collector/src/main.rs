@@ -27,6 +27,9 @@ struct Args {
     /// Data directory [default: ./nightjar-data].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// HTTP status address (/healthz, /metrics), or "off" [default: 127.0.0.1:7071].
+    #[arg(long, value_name = "ADDR")]
+    http_listen: Option<String>,
     /// Log line format.
     #[arg(long, value_enum, default_value_t)]
     log_format: logging::LogFormat,
@@ -54,6 +57,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         Overrides {
             listen: args.listen,
             data_dir: args.data_dir,
+            http_listen: args.http_listen,
         },
     )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

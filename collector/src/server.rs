@@ -15,6 +15,7 @@ use crate::auth::{AuthLog, Authenticate, Role};
 use crate::config::Config;
 use crate::ingest::IngestApi;
 use crate::query::QueryApi;
+use crate::status::CollectorStatus;
 use crate::storage::rocks::{MAX_OPEN, RocksStorage, system_clock};
 use crate::telemetry::IngestCounters;
 use nightjar_proto::v1::alert_service_server::AlertServiceServer;
@@ -57,11 +58,34 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(rules = alerter.rules().len(), "alert rules loaded");
     tokio::spawn(alerter.clone().run_dispatcher());
     let watchdog = nightjar_common::systemd::watchdog_timeout();
-    tokio::spawn(sweep_periodically(alerter.clone(), watchdog.is_some()));
+    let last_sweep_ms = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    tokio::spawn(sweep_periodically(
+        alerter.clone(),
+        watchdog.is_some(),
+        last_sweep_ms.clone(),
+    ));
     tokio::spawn(reload_on_sighup(alerter.clone()));
 
     let counters = Arc::new(IngestCounters::default());
     let auth_log = Arc::new(AuthLog::default());
+    if let Some(addr) = config.http_listen {
+        let listener = nightjar_common::status_http::bind("http_listen", addr)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let bound = listener
+            .local_addr()
+            .context("reading the HTTP status address")?;
+        tracing::info!(http_listen = %bound, "HTTP status port (/healthz, /metrics) ready");
+        let source = Arc::new(CollectorStatus {
+            name: config.name.clone(),
+            storage: storage.clone(),
+            counters: counters.clone(),
+            alerter: alerter.clone(),
+            auth_log: auth_log.clone(),
+            last_sweep_ms: last_sweep_ms.clone(),
+        });
+        tokio::spawn(nightjar_common::status_http::serve(listener, source));
+    }
     tokio::spawn(crate::self_metrics::run(
         config.name.clone(),
         config.self_metrics_interval,
@@ -92,7 +116,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .tls_config(tls.config())
             .context("configuring TLS for the listener")?;
     }
+    // grpc.health.v1: open to all (load balancers carry no token), "" and
+    // the three services report SERVING while the collector runs.
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for service in [
+        "",
+        "nightjar.v1.IngestService",
+        "nightjar.v1.QueryService",
+        "nightjar.v1.AlertService",
+    ] {
+        health
+            .set_service_status(service, tonic_health::ServingStatus::Serving)
+            .await;
+    }
     builder
+        .add_service(health_service)
         .add_service(InterceptedService::new(ingest, authenticate(Role::Agent)))
         .add_service(InterceptedService::new(query, authenticate(Role::Read)))
         .add_service(InterceptedService::new(
@@ -145,7 +183,11 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// With `watchdog`, pings systemd after every completed sweep: a sweep that
 /// hangs (storage or alert engine stuck) stops the pings and systemd
 /// restarts the collector.
-async fn sweep_periodically(alerter: Arc<Alerter>, watchdog: bool) {
+async fn sweep_periodically(
+    alerter: Arc<Alerter>,
+    watchdog: bool,
+    last_sweep_ms: Arc<std::sync::atomic::AtomicI64>,
+) {
     let mut ticker = tokio::time::interval(SWEEP_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_prune = tokio::time::Instant::now();
@@ -164,6 +206,9 @@ async fn sweep_periodically(alerter: Arc<Alerter>, watchdog: bool) {
             }
         })
         .await;
+        if swept.is_ok() {
+            last_sweep_ms.store(now_ms(), std::sync::atomic::Ordering::Relaxed);
+        }
         match swept {
             Ok(()) if watchdog => nightjar_common::systemd::watchdog(),
             Ok(()) => {}

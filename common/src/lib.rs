@@ -6,6 +6,7 @@ pub mod config_file;
 pub mod duration;
 pub mod logging;
 pub mod names;
+pub mod status_http;
 pub mod systemd;
 pub mod tls;
 pub mod token;

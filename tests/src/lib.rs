@@ -174,6 +174,8 @@ impl Collector {
                 .arg(addr.to_string())
                 .arg("--data-dir")
                 .arg(data_dir)
+                // An ephemeral status port: parallel tests must not collide.
+                .args(["--http-listen", "127.0.0.1:0"])
                 .args(extra)
                 .envs(env.iter().copied()),
         );
@@ -252,6 +254,7 @@ pub fn start_agent_env(
             ])
             .arg("--state-dir")
             .arg(state_dir)
+            .args(["--http-listen", "127.0.0.1:0"])
             .args(["--log-format", "json"])
             .args(extra),
     )

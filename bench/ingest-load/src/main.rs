@@ -113,6 +113,7 @@ async fn end_to_end(args: &Args, work: &std::path::Path) -> anyhow::Result<EndTo
     let mut collector = KillOnDrop(
         Command::new(&collector_bin)
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--http-listen", "off"])
             .arg("--data-dir")
             .arg(&data)
             .env(
