@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use nightjar_agent::config::{Config, Overrides, RawConfig};
 use nightjar_agent::convert::BatchHeader;
-use nightjar_agent::pipeline::SamplingLoop;
+use nightjar_agent::pipeline::{Reload, SamplingLoop};
 use nightjar_agent::queue::BatchQueue;
 use nightjar_agent::sampler::{self, HostSampler, Selection};
 use nightjar_agent::spool::Spool;
@@ -64,22 +64,93 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
+/// Reads the config file (if any) and merges the flags.
+fn load_config(args: &Args) -> anyhow::Result<Config> {
     let file = match &args.config {
         Some(path) => Some((path.as_path(), config_file::load::<RawConfig>(path)?)),
         None => None,
     };
-    let config = Config::build(
+    Ok(Config::build(
         file,
         Overrides {
-            collector: args.collector,
-            interval: args.interval,
-            host: args.host,
-            state_dir: args.state_dir,
-            http_listen: args.http_listen,
+            collector: args.collector.clone(),
+            interval: args.interval.clone(),
+            host: args.host.clone(),
+            state_dir: args.state_dir.clone(),
+            http_listen: args.http_listen.clone(),
         },
         sampler::host_name,
-    )?;
+    )?)
+}
+
+/// On SIGHUP: re-reads the config; labels, disks, interfaces and watched
+/// processes go to the sampling loop, other changed keys are logged as
+/// needing a restart. A bad file changes nothing.
+async fn reload_on_sighup(
+    args: Args,
+    mut current: Config,
+    reloads: std::sync::mpsc::Sender<Reload>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot watch SIGHUP; restart to apply config changes");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let next = match load_config(&args) {
+            Ok(c) => c,
+            Err(error) => {
+                tracing::error!(error = %format!("{error:#}"), "SIGHUP: config not reloaded; the running settings stay");
+                continue;
+            }
+        };
+        let restart_needed: Vec<&str> = [
+            ("collector", current.collector != next.collector),
+            ("interval", current.interval != next.interval),
+            ("host", current.host != next.host),
+            ("state_dir", current.state_dir != next.state_dir),
+            (
+                "spool_max_bytes",
+                current.spool_max_bytes != next.spool_max_bytes,
+            ),
+            (
+                "spool_fsync",
+                format!("{:?}", current.spool_fsync) != format!("{:?}", next.spool_fsync),
+            ),
+            ("systemd_units", current.systemd_units != next.systemd_units),
+            ("http_listen", current.http_listen != next.http_listen),
+            (
+                "tls",
+                format!("{:?}", current.tls) != format!("{:?}", next.tls),
+            ),
+            ("token_file", current.token != next.token),
+        ]
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect();
+        if !restart_needed.is_empty() {
+            tracing::warn!(keys = %restart_needed.join(", "), "SIGHUP: these changes take effect after a restart");
+        }
+        let reload = Reload {
+            labels: next.labels.clone(),
+            selection: Selection {
+                disks: next.disks.clone(),
+                network: next.network.clone(),
+                watch: next.watch.clone(),
+            },
+        };
+        if reloads.send(reload).is_err() {
+            return;
+        }
+        tracing::info!(
+            "SIGHUP: config reloaded; labels, disks, interfaces and watched processes apply from the next sample"
+        );
+        current = next;
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let config = load_config(&args)?;
     let state = AgentState::open(&config.state_dir)?;
     let sampler = HostSampler::new(Selection {
         disks: config.disks.clone(),
@@ -136,6 +207,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     };
 
     let (stop_tx, stop_rx) = std::sync::mpsc::channel();
+    let (reload_tx, reload_rx) = std::sync::mpsc::channel();
     let sampling = SamplingLoop {
         sampler,
         state,
@@ -145,6 +217,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         counters: counters.clone(),
         systemd: SystemdUnits::start(config.systemd_units.clone(), config.interval),
         watchdog: watchdog(config.interval),
+        reloads: reload_rx,
     };
     let sampling_thread = std::thread::Builder::new()
         .name("sampler".into())
@@ -160,6 +233,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             });
             tokio::spawn(nightjar_common::status_http::serve(listener, source));
         }
+        tokio::spawn(reload_on_sighup(args, config.clone(), reload_tx));
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
         let transport = tokio::spawn(transport::run(
             endpoint,

@@ -38,6 +38,16 @@ pub struct SamplingLoop {
     /// systemd's watchdog timeout (`WatchdogSec=`), if any: the loop pings
     /// at least twice per timeout while it waits, and after every sample.
     pub watchdog: Option<Duration>,
+    /// Reloaded settings (SIGHUP), applied before the next sample.
+    pub reloads: Receiver<Reload>,
+}
+
+/// What a SIGHUP can change without a restart.
+pub struct Reload {
+    /// Static labels.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Disks, interfaces and watched processes.
+    pub selection: crate::sampler::Selection,
 }
 
 fn wall_ms() -> u64 {
@@ -77,6 +87,11 @@ impl SamplingLoop {
                 if self.watchdog.is_some() {
                     nightjar_common::systemd::watchdog();
                 }
+            }
+            while let Ok(reload) = self.reloads.try_recv() {
+                self.header.labels = reload.labels;
+                self.sampler.set_selection(reload.selection);
+                tracing::info!("reloaded labels, disks, interfaces and watched processes");
             }
             let started = Instant::now();
             let mut samples = self.sampler.sample();

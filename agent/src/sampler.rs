@@ -81,6 +81,14 @@ impl HostSampler {
         })
     }
 
+    /// Replaces the disk, interface and process selection (SIGHUP). Rate
+    /// baselines are kept; watched processes start over (their restart
+    /// counts begin again).
+    pub fn set_selection(&mut self, filters: Selection) {
+        self.watcher = ProcessWatcher::new(filters.watch.clone());
+        self.filters = filters;
+    }
+
     fn proc(&self, rel: &str) -> Option<String> {
         read(&self.proc_root.join(rel))
     }

@@ -7,8 +7,19 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 
 /// Adds the bearer token, if any, to every request.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct BearerToken(Option<MetadataValue<Ascii>>);
+
+/// Never prints the token itself.
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "BearerToken(<redacted>)"
+        } else {
+            "BearerToken(none)"
+        })
+    }
+}
 
 impl BearerToken {
     /// No token.
