@@ -129,17 +129,37 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .set_service_status(service, tonic_health::ServingStatus::Serving)
             .await;
     }
-    builder
+    let builder = builder
         .add_service(health_service)
         .add_service(InterceptedService::new(ingest, authenticate(Role::Agent)))
         .add_service(InterceptedService::new(query, authenticate(Role::Read)))
         .add_service(InterceptedService::new(
             AlertServiceServer::new(AlertApi::new(alerter)),
             authenticate(Role::Read),
-        ))
-        .serve_with_incoming_shutdown(incoming(listener), shutdown_signal())
-        .await
-        .context("serving gRPC")?;
+        ));
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = builder.serve_with_incoming_shutdown(incoming(listener), async {
+        shutdown_signal().await;
+        let _ = stopping_tx.send(());
+    });
+    // Graceful shutdown waits for clients to close their connections; one
+    // that never does (idle, or gone without a FIN) must not keep the
+    // collector from stopping. Nothing acked is at stake: acks follow
+    // durable writes, and an unacked batch is resent by its agent.
+    let drain_limit = async {
+        if stopping_rx.await.is_ok() {
+            tokio::time::sleep(DRAIN_LIMIT).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = serving => served.context("serving gRPC")?,
+        () = drain_limit => tracing::warn!(
+            limit = ?DRAIN_LIMIT,
+            "connections still open after the drain limit; stopping anyway"
+        ),
+    }
     // In-flight batches are stored and acked by now; write the open chunks
     // so the next start has no ingest log to replay.
     let flushed = tokio::task::spawn_blocking(move || storage.flush_heads(Duration::ZERO)).await;
@@ -172,6 +192,9 @@ async fn flush_heads_periodically(storage: Arc<RocksStorage>) {
         }
     }
 }
+
+/// How long SIGTERM waits for clients to close their connections.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
 /// How often the alert sweep runs (`for` timers, absence, host_down,
 /// repeats, escalation).
