@@ -215,6 +215,32 @@ fn scan(buf: &[u8]) -> ScanReport {
     report
 }
 
+/// The fuzz target's entry (`fuzz/fuzz_targets/spool_scan.rs`): scans
+/// arbitrary bytes as a segment and checks what recovery relies on: no
+/// panic, records in order and inside the buffer, and any payload written
+/// by `encode_record` read back whole, even with the bytes appended after it.
+#[doc(hidden)]
+pub fn fuzz_scan(buf: &[u8]) {
+    let report = scan(buf);
+    let mut last: Option<u64> = None;
+    for r in &report.records {
+        assert!(last.is_none_or(|l| r.offset > l), "records out of order");
+        assert!(r.offset < buf.len() as u64, "record outside the buffer");
+        last = Some(r.offset);
+    }
+    assert!(report.torn_at.is_none_or(|t| t <= buf.len() as u64));
+    if buf.len() as u64 <= u64::from(MAX_RECORD_BYTES) {
+        let mut segment = encode_record(42, buf);
+        segment.extend_from_slice(buf);
+        let again = scan(&segment);
+        let first = again.records.first().expect("an encoded record is found");
+        assert_eq!(
+            (first.seq, first.offset, first.len),
+            (42, 0, buf.len() as u32)
+        );
+    }
+}
+
 /// Checks the record starting at `pos`: `Ok((seq, payload len, end))`, or
 /// `Err(None)` for a record cut short by the end of `buf`, or
 /// `Err(Some(reason))` for a damaged one.
@@ -725,6 +751,16 @@ mod tests {
         let (s, c) = open(dir.path(), 1 << 20);
         assert_eq!(unacked(&s), vec![4]);
         assert_eq!(corrupt_count(&c), 0);
+    }
+
+    #[test]
+    fn fuzz_entry_holds_on_the_corpus_shapes() {
+        super::fuzz_scan(b"");
+        super::fuzz_scan(&[0xff; 100]);
+        let mut two = encode_record(1, b"abc");
+        two.extend(encode_record(2, b"defg"));
+        two.truncate(two.len() - 2);
+        super::fuzz_scan(&two);
     }
 
     #[test]

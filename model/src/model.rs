@@ -66,9 +66,8 @@ impl fmt::Display for SeriesKey {
 }
 
 impl SeriesKey {
-    /// A series key from a metric and label pairs (test helper; panics on
-    /// duplicate names).
-    #[cfg(test)]
+    /// A series key from a metric and label pairs, for tests and tools
+    /// (panics on duplicate names; wire input goes through `convert`).
     pub fn of(metric: &str, labels: &[(&str, &str)]) -> SeriesKey {
         SeriesKey {
             metric: metric.into(),

@@ -1,0 +1,11 @@
+//! The collector's data model and the code that judges what arrives on the
+//! wire: `convert` (protobuf → domain, per-sample validation), `validate`
+//! (names, rejection reasons), `limits`, `selector`. Pure and free of
+//! storage, so the fuzz targets build without RocksDB. The collector
+//! re-exports these modules under the same names.
+
+pub mod convert;
+pub mod limits;
+pub mod model;
+pub mod selector;
+pub mod validate;
