@@ -87,15 +87,11 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
 /// processes go to the sampling loop, other changed keys are logged as
 /// needing a restart. A bad file changes nothing.
 async fn reload_on_sighup(
+    mut hup: tokio::signal::unix::Signal,
     args: Args,
     mut current: Config,
     reloads: std::sync::mpsc::Sender<Reload>,
 ) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot watch SIGHUP; restart to apply config changes");
-        return;
-    };
     while hup.recv().await.is_some() {
         let next = match load_config(&args) {
             Ok(c) => c,
@@ -191,6 +187,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    // Watch SIGHUP from the start: unwatched, it would end the process.
+    let hangup = {
+        let _context = runtime.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    };
     // Bound before sampling starts: a taken port is a start-up error.
     let status_listener = match config.http_listen {
         Some(addr) => {
@@ -233,7 +234,12 @@ fn run(args: Args) -> anyhow::Result<()> {
             });
             tokio::spawn(nightjar_common::status_http::serve(listener, source));
         }
-        tokio::spawn(reload_on_sighup(args, config.clone(), reload_tx));
+        match hangup {
+            Ok(hup) => {
+                tokio::spawn(reload_on_sighup(hup, args, config.clone(), reload_tx));
+            }
+            Err(error) => tracing::warn!(%error, "cannot watch SIGHUP; restart to apply config changes"),
+        }
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
         let transport = tokio::spawn(transport::run(
             endpoint,

@@ -47,21 +47,27 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
+/// Reads the config file (if any) and merges the flags.
+fn load_config(args: &Args) -> anyhow::Result<Config> {
     let file = match &args.config {
         Some(path) => Some((path.as_path(), config_file::load::<RawConfig>(path)?)),
         None => None,
     };
-    let config = Config::build(
+    Ok(Config::build(
         file,
         Overrides {
-            listen: args.listen,
-            data_dir: args.data_dir,
-            http_listen: args.http_listen,
+            listen: args.listen.clone(),
+            data_dir: args.data_dir.clone(),
+            http_listen: args.http_listen.clone(),
         },
-    )?;
+    )?)
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let config = load_config(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(nightjar_collector::server::run(config))
+    let reload: nightjar_collector::server::Reload = Box::new(move || load_config(&args));
+    runtime.block_on(nightjar_collector::server::run(config, Some(reload)))
 }

@@ -25,7 +25,15 @@ use tonic::service::interceptor::InterceptedService;
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Runs the collector until a shutdown signal arrives.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// Re-reads the configuration (file and flags), for SIGHUP.
+pub type Reload = Box<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
+
+/// Runs the collector until a shutdown signal arrives. With `reload`,
+/// SIGHUP re-reads the config: rules, hooks, routes and maintenance windows
+/// apply at once; other changed keys are logged as needing a restart.
+pub async fn run(config: Config, reload: Option<Reload>) -> anyhow::Result<()> {
+    // Watch SIGHUP before anything else: unwatched, it would end the process.
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
     let data_dir = config.data_dir.clone();
     let retention = config.retention;
     let storage = tokio::task::spawn_blocking(move || {
@@ -64,7 +72,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         watchdog.is_some(),
         last_sweep_ms.clone(),
     ));
-    tokio::spawn(reload_on_sighup(alerter.clone()));
+    match hangup {
+        Ok(hangup) => {
+            tokio::spawn(reload_on_sighup(
+                hangup,
+                alerter.clone(),
+                reload,
+                config.clone(),
+            ));
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch SIGHUP; reload rules with `nightjar rules reload`")
+        }
+    }
 
     let counters = Arc::new(IngestCounters::default());
     let auth_log = Arc::new(AuthLog::default());
@@ -240,13 +260,68 @@ async fn sweep_periodically(
     }
 }
 
-/// Reloads the alert rules on SIGHUP; a broken file keeps the old rules.
-async fn reload_on_sighup(alerter: Arc<Alerter>) {
-    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        tracing::warn!("cannot watch SIGHUP; reload rules with `nightjar rules reload`");
-        return;
-    };
+/// The config keys whose change needs a restart, of those that differ.
+fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
+    let differs =
+        |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+    [
+        ("listen", old.listen != new.listen),
+        ("data_dir", old.data_dir != new.data_dir),
+        ("name", old.name != new.name),
+        ("http_listen", old.http_listen != new.http_listen),
+        (
+            "self_metrics_interval",
+            old.self_metrics_interval != new.self_metrics_interval,
+        ),
+        ("limits", differs(&old.limits, &new.limits)),
+        ("retention", differs(&old.retention, &new.retention)),
+        ("tls", differs(&old.tls, &new.tls)),
+        (
+            "auth",
+            old.tokens.as_ref().map(|t| t.len()) != new.tokens.as_ref().map(|t| t.len()),
+        ),
+        (
+            "alerting.host_down_after",
+            old.alerting.host_down_after != new.alerting.host_down_after,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(key, changed)| changed.then_some(key))
+    .collect()
+}
+
+/// On SIGHUP: re-reads the config (hooks, routes, maintenance windows and
+/// the rule files apply at once; other changes are named as needing a
+/// restart) and reloads the rules. A broken config or rule file keeps what
+/// runs.
+async fn reload_on_sighup(
+    mut hup: tokio::signal::unix::Signal,
+    alerter: Arc<Alerter>,
+    reload: Option<Reload>,
+    mut current: Config,
+) {
     while hup.recv().await.is_some() {
+        if let Some(reload) = &reload {
+            match reload() {
+                Ok(next) => {
+                    let keys = restart_needed(&current, &next);
+                    if !keys.is_empty() {
+                        tracing::warn!(keys = %keys.join(", "), "SIGHUP: these changes take effect after a restart");
+                    }
+                    alerter.set_config(next.alerting.clone());
+                    alerter.set_rule_source(next.rules.clone());
+                    tracing::info!(
+                        hooks = next.alerting.hooks.len(),
+                        "SIGHUP: hooks, routes and maintenance windows reloaded"
+                    );
+                    current = next;
+                }
+                Err(error) => tracing::error!(
+                    error = %format!("{error:#}"),
+                    "SIGHUP: config not reloaded; the running settings stay"
+                ),
+            }
+        }
         let a = alerter.clone();
         match tokio::task::spawn_blocking(move || a.reload_rules(now_ms())).await {
             Ok(Ok(n)) => tracing::info!(rules = n, "SIGHUP: alert rules reloaded"),

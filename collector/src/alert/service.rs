@@ -82,7 +82,7 @@ pub struct Alerter {
     store: AlertStore,
     config: RwLock<Arc<Alerting>>,
     silences: RwLock<Vec<Silence>>,
-    source: RuleSource,
+    source: RwLock<RuleSource>,
     wake: Notify,
     watchers: broadcast::Sender<WatchEvent>,
     /// Delivery counters.
@@ -129,7 +129,7 @@ impl Alerter {
             store,
             config: RwLock::new(Arc::new(config)),
             silences: RwLock::new(silences),
-            source,
+            source: RwLock::new(source),
             wake: Notify::new(),
             watchers,
             counters: AlertCounters::default(),
@@ -633,7 +633,7 @@ impl Alerter {
     /// Reloads the rules from their source, keeping the state of unchanged
     /// rules. On error nothing changes.
     pub fn reload_rules(&self, now: i64) -> Result<usize, RuleError> {
-        let rules = self.source.load()?;
+        let rules = self.source.read().expect("rule source lock").load()?;
         let count = rules.len();
         let mut engine = self.engine.lock().expect("engine lock");
         let (events, dropped) = engine.replace_rules(rules, now);
@@ -781,6 +781,11 @@ impl Alerter {
         if let Err(error) = self.store.write(&changes) {
             tracing::error!(%error, "cannot record a delivery; it may be sent again");
         }
+    }
+
+    /// Where rules are loaded from on the next reload (SIGHUP).
+    pub fn set_rule_source(&self, source: RuleSource) {
+        *self.source.write().expect("rule source lock") = source;
     }
 
     /// Replaces hooks, routes and maintenance windows (SIGHUP).
