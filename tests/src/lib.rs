@@ -128,6 +128,16 @@ impl Proc {
         self.child.id()
     }
 
+    /// Sends a signal by name (`TERM`, `HUP`, ...) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill(1) runs");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
     /// Whether the process has exited.
     pub fn has_exited(&mut self) -> bool {
         self.child.try_wait().expect("waiting").is_some()
@@ -211,6 +221,15 @@ impl Collector {
                 .arg(self.url())
                 .args(args),
         )
+    }
+
+    /// The row of `host` in `nightjar status --json`, if listed.
+    pub fn status_row(&self, host: &str) -> Option<serde_json::Value> {
+        self.cli_json(&["status"])
+            .as_array()?
+            .iter()
+            .find(|r| r["host"] == host)
+            .cloned()
     }
 
     /// Runs `nightjar --collector <url> ARGS --json` and parses stdout;

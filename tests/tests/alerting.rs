@@ -265,13 +265,7 @@ fn killing_an_agent_fires_host_down_and_status_turns_red() {
     assert_eq!(alert["labels"]["host"], host.as_str());
     assert_eq!(alert["severity"], "critical");
     assert_eq!(alert["summary"], format!("{host} sends no data"));
-    let status = s.collector.cli_json(&["status"]);
-    let row = status
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["host"] == host.as_str())
-        .unwrap();
+    let row = s.collector.status_row(&host).unwrap();
     assert_eq!(row["health"], "red", "{row}");
 }
 
@@ -551,13 +545,7 @@ fn watch_streams_alert_changes_and_status_turns_amber() {
     assert_eq!(event["kind"], "fired", "{event}");
     assert_eq!(event["alert"]["severity"], "warning");
     assert_eq!(event["alert"]["labels"]["host"], host.as_str());
-    let status = s.collector.cli_json(&["status"]);
-    let row = status
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["host"] == host.as_str())
-        .unwrap();
+    let row = s.collector.status_row(&host).unwrap();
     assert_eq!(row["health"], "amber", "{row}");
     assert_eq!(row["reasons"][0], format!("cpu_hot: CPU on {host} at 85%"));
 }
@@ -692,11 +680,7 @@ fn reload_keeps_unchanged_rules_and_applies_changed_thresholds() {
     );
     assert_eq!(events(&settled(&s, "/ops")), ["firing warning"]);
     // SIGHUP reloads too.
-    let status = std::process::Command::new("kill")
-        .args(["-HUP", &s.collector.proc.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    s.collector.proc.signal("HUP");
     poll("the SIGHUP reload", || {
         s.collector
             .proc

@@ -2,17 +2,7 @@
 //! collector reloads its rules (see alerting.rs for rule state kept across
 //! reloads).
 
-use std::process::Command;
-
 use nightjar_e2e::*;
-
-fn sighup(pid: u32) {
-    let status = Command::new("kill")
-        .args(["-HUP", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
 
 #[test]
 fn sighup_applies_changed_agent_labels_and_names_what_needs_a_restart() {
@@ -40,7 +30,7 @@ fn sighup_applies_changed_agent_labels_and_names_what_needs_a_restart() {
         "spool_max_bytes = 2097152\n\n[labels]\nenv = \"prod\"\n",
     )
     .unwrap();
-    sighup(agent.pid());
+    agent.signal("HUP");
     poll("samples labelled prod", || has_env("prod").then_some(()));
     let lines = agent.stderr_lines();
     assert!(
@@ -51,7 +41,7 @@ fn sighup_applies_changed_agent_labels_and_names_what_needs_a_restart() {
     );
     // A broken file keeps the running settings.
     std::fs::write(&config, "[labels]\nenv = 1\n").unwrap();
-    sighup(agent.pid());
+    agent.signal("HUP");
     poll("the refusal", || {
         agent
             .stderr_lines()
@@ -86,7 +76,7 @@ fn sighup_applies_changed_collector_hooks_and_names_what_needs_a_restart() {
     );
     // The hook moves; a key that needs a restart changes too.
     std::fs::write(&file, config("/new", "5s")).unwrap();
-    sighup(collector.proc.pid());
+    collector.proc.signal("HUP");
     let log = poll("the reload", || {
         collector
             .proc

@@ -2,18 +2,8 @@
 //! there after a restart; the agent exits cleanly and what it had not
 //! delivered is sent after its next start.
 
-use std::process::Command;
-
 use nightjar_e2e::feeder::{Feeder, now_ms};
 use nightjar_e2e::*;
-
-fn sigterm(pid: u32) {
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
 
 #[test]
 fn sigterm_keeps_every_acked_batch_of_the_collector() {
@@ -27,7 +17,7 @@ fn sigterm_keeps_every_acked_batch_of_the_collector() {
         // Each send returns only after its ack.
         feed.send_at("drain_metric", &[], start + i * 1000, i as f64);
     }
-    sigterm(collector.proc.pid());
+    collector.proc.signal("TERM");
     poll("the collector to exit", || {
         collector.proc.has_exited().then_some(())
     });
@@ -60,7 +50,7 @@ fn sigterm_stops_the_agent_cleanly_and_its_unsent_batches_follow_the_next_start(
         let (queued, acked) = agent_progress(&agent.stderr_lines());
         (queued.keys().filter(|seq| **seq > acked).count() >= 2).then_some(())
     });
-    sigterm(agent.pid());
+    agent.signal("TERM");
     poll("the agent to exit", || agent.has_exited().then_some(()));
     let lines = agent.stderr_lines();
     assert!(

@@ -3,7 +3,6 @@
 //! they work, and say STOPPING=1 on SIGTERM.
 
 use std::os::unix::net::UnixDatagram;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nightjar_e2e::*;
@@ -47,14 +46,6 @@ impl NotifySocket {
     }
 }
 
-fn sigterm(pid: u32) {
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 #[test]
 fn collector_notifies_ready_watchdog_and_stopping() {
     let notify = NotifySocket::new();
@@ -73,7 +64,7 @@ fn collector_notifies_ready_watchdog_and_stopping() {
     // Pings come from the alert sweep, once a second.
     notify.expect("WATCHDOG=1");
     notify.expect("WATCHDOG=1");
-    sigterm(collector.proc.pid());
+    collector.proc.signal("TERM");
     notify.expect("STOPPING=1");
 }
 
@@ -103,6 +94,6 @@ fn agent_notifies_ready_after_its_first_sample_and_pings_the_watchdog() {
             .then_some(())
     });
     notify.expect("WATCHDOG=1");
-    sigterm(agent.pid());
+    agent.signal("TERM");
     notify.expect("STOPPING=1");
 }
