@@ -425,12 +425,16 @@ impl Engine {
         rule: &Arc<Rule>,
         series: &SeriesKey,
     ) -> &'a mut Tracked {
-        let alert = new_alert(rule, series);
-        tracked.entry(alert.id.clone()).or_insert_with(|| Tracked {
-            alert,
-            window: Window::default(),
-            rule: rule.clone(),
-        })
+        // Per matching sample: only the id is computed; the alert (labels,
+        // strings) is built once, when the pair is first seen.
+        let series_text = series.to_string();
+        tracked
+            .entry(alert_id(&rule.name, &series_text))
+            .or_insert_with(|| Tracked {
+                alert: new_alert(rule, series),
+                window: Window::default(),
+                rule: rule.clone(),
+            })
     }
 
     /// Whether any rule could look at a sample of `metric`.
