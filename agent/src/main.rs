@@ -266,6 +266,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         let _ = transport.await;
     });
     let _ = sampling_thread.join();
+    // Sampling and sending have stopped: fsync the spool and write its ack
+    // index, so the next start resends nothing already acked.
+    queue.flush();
     tracing::info!("agent stopped");
     Ok(())
 }
