@@ -17,12 +17,11 @@ pub mod engine;
 pub mod hooks;
 pub mod notify;
 pub mod route;
-pub mod rules;
 pub mod service;
 pub mod silence;
-pub mod state;
 pub mod store;
 pub mod window;
 
-/// The built-in rule that fires when a host stops sending.
-pub const HOST_DOWN_RULE: &str = "host_down";
+// Rule files and the state machine are pure and read operator input: they
+// live in nightjar-model (fuzzed without storage), under the same paths.
+pub use nightjar_model::alert::{HOST_DOWN_RULE, rules, state};
