@@ -325,17 +325,8 @@ impl Config {
             .http_listen
             .or(raw.http_listen.clone())
             .unwrap_or_else(|| DEFAULT_HTTP_LISTEN.to_owned());
-        let http_listen = if http_text.trim() == "off" {
-            None
-        } else {
-            Some(http_text.parse().map_err(|e| {
-                error(
-                    http_flag,
-                    "http_listen",
-                    format!("invalid address {http_text:?} ({e}); write it as IP:PORT or \"off\""),
-                )
-            })?)
-        };
+        let http_listen = nightjar_common::status_http::parse_listen(&http_text)
+            .map_err(|reason| error(http_flag, "http_listen", reason))?;
         let token = match &raw.token_file {
             Some(p) => nightjar_common::token::BearerToken::from_file("token_file", &base.join(p))
                 .map_err(|e| {

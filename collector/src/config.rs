@@ -231,17 +231,14 @@ impl Config {
             .http_listen
             .or(raw.http_listen)
             .unwrap_or_else(|| DEFAULT_HTTP_LISTEN.to_owned());
-        let http_listen = if http_text.trim() == "off" {
-            None
-        } else {
-            Some(http_text.parse().map_err(|e| ConfigError {
-                source_name: origin(http_from_flag),
-                key: "http_listen",
-                reason: format!(
-                    "invalid address {http_text:?} ({e}); write it as IP:PORT or \"off\""
-                ),
-            })?)
-        };
+        let http_listen =
+            nightjar_common::status_http::parse_listen(&http_text).map_err(|reason| {
+                ConfigError {
+                    source_name: origin(http_from_flag),
+                    key: "http_listen",
+                    reason,
+                }
+            })?;
         let data_dir = overrides
             .data_dir
             .or(raw.data_dir)
@@ -254,15 +251,26 @@ impl Config {
                 reason: "must not be empty".to_owned(),
             });
         }
-        let self_metrics_interval = match raw.self_metrics_interval {
-            None => DEFAULT_SELF_METRICS_INTERVAL,
-            Some(text) => at_least("self_metrics_interval", &text, Duration::from_secs(1), "1s")
-                .map_err(|reason| ConfigError {
-                    source_name: origin(false),
-                    key: "self_metrics_interval",
-                    reason,
-                })?,
+        // An optional file duration of at least `min` (`min_text` in the error).
+        let duration = |key: &'static str,
+                        text: &Option<String>,
+                        default: Duration,
+                        min: Duration,
+                        min_text: &str| match text {
+            None => Ok(default),
+            Some(text) => at_least(key, text, min, min_text).map_err(|reason| ConfigError {
+                source_name: origin(false),
+                key,
+                reason,
+            }),
         };
+        let self_metrics_interval = duration(
+            "self_metrics_interval",
+            &raw.self_metrics_interval,
+            DEFAULT_SELF_METRICS_INTERVAL,
+            Duration::from_secs(1),
+            "1s",
+        )?;
         let d = Limits::default();
         let positive = |key: &'static str, value: Option<i64>, default: u64| match value {
             None => Ok(default),
@@ -305,49 +313,30 @@ impl Config {
                 l.max_label_value_bytes,
                 d.max_label_value_bytes as u64,
             )? as usize,
-            max_sample_future: match &l.max_sample_future {
-                None => d.max_sample_future,
-                Some(text) => at_least(
-                    "limits.max_sample_future",
-                    text,
-                    Duration::from_secs(1),
-                    "1s",
-                )
-                .map_err(|reason| ConfigError {
-                    source_name: origin(false),
-                    key: "limits.max_sample_future",
-                    reason,
-                })?,
-            },
-            max_sample_age: match &l.max_sample_age {
-                None => d.max_sample_age,
-                Some(text) => at_least(
-                    "limits.max_sample_age",
-                    text,
-                    Duration::from_secs(3600),
-                    "1h",
-                )
-                .map_err(|reason| ConfigError {
-                    source_name: origin(false),
-                    key: "limits.max_sample_age",
-                    reason,
-                })?,
-            },
+            max_sample_future: duration(
+                "limits.max_sample_future",
+                &l.max_sample_future,
+                d.max_sample_future,
+                Duration::from_secs(1),
+                "1s",
+            )?,
+            max_sample_age: duration(
+                "limits.max_sample_age",
+                &l.max_sample_age,
+                d.max_sample_age,
+                Duration::from_secs(3600),
+                "1h",
+            )?,
         };
         let defaults = Retention::default();
-        let tier = |key: &'static str, text: &Option<String>, default: Duration| match text {
-            None => Ok(default),
-            Some(text) => at_least(
+        let tier = |key: &'static str, text: &Option<String>, default: Duration| {
+            duration(
                 key,
                 text,
+                default,
                 Duration::from_secs(3600),
                 "1h (write it like 15d)",
             )
-            .map_err(|reason| ConfigError {
-                source_name: origin(false),
-                key,
-                reason,
-            }),
         };
         let retention = Retention {
             raw: tier("retention.raw", &raw.retention.raw, defaults.raw)?,

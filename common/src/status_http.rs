@@ -107,6 +107,18 @@ async fn metrics(State(source): State<Arc<dyn StatusSource>>) -> impl IntoRespon
     }
 }
 
+/// Parses an `http_listen` value: `IP:PORT`, or "off" for no status port.
+/// The error says what was written and how to write it.
+pub fn parse_listen(text: &str) -> Result<Option<SocketAddr>, String> {
+    if text.trim() == "off" {
+        return Ok(None);
+    }
+    text.trim()
+        .parse()
+        .map(Some)
+        .map_err(|e| format!("invalid address {text:?} ({e}); write it as IP:PORT or \"off\""))
+}
+
 /// Binds `addr`; the error names the key and the address.
 pub async fn bind(key: &str, addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
     tokio::net::TcpListener::bind(addr)
@@ -128,6 +140,20 @@ pub async fn serve(listener: tokio::net::TcpListener, source: Arc<dyn StatusSour
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listen_is_an_address_or_off() {
+        assert_eq!(parse_listen("off"), Ok(None));
+        assert_eq!(
+            parse_listen("127.0.0.1:9465"),
+            Ok(Some(([127, 0, 0, 1], 9465).into()))
+        );
+        assert!(
+            parse_listen("9465")
+                .unwrap_err()
+                .contains("write it as IP:PORT or \"off\"")
+        );
+    }
 
     #[test]
     fn renders_the_text_format() {
