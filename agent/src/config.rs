@@ -72,6 +72,12 @@ pub struct RawConfig {
     /// TLS to the collector (for `https://` URLs).
     #[serde(default)]
     pub tls: RawClientTls,
+    /// The statsd server.
+    #[serde(default)]
+    pub statsd: crate::statsd::RawStatsd,
+    /// Synthetic checks (`[[check]]` entries).
+    #[serde(default)]
+    pub check: Vec<crate::checks::RawCheck>,
 }
 
 /// `[tls]` of the agent, as written.
@@ -175,6 +181,8 @@ pub struct Overrides {
     pub state_dir: Option<PathBuf>,
     /// `--http-listen`.
     pub http_listen: Option<String>,
+    /// `--statsd` (both statsd addresses, or "off").
+    pub statsd: Option<String>,
 }
 
 /// The validated configuration.
@@ -208,6 +216,10 @@ pub struct Config {
     pub token: nightjar_common::token::BearerToken,
     /// The HTTP status port, if on.
     pub http_listen: Option<std::net::SocketAddr>,
+    /// The statsd server.
+    pub statsd: crate::statsd::StatsdConfig,
+    /// Synthetic checks.
+    pub checks: Vec<crate::checks::CheckSpec>,
 }
 
 /// A config value that does not validate.
@@ -485,7 +497,22 @@ impl Config {
             }
         }
 
+        let statsd_flag = flags.statsd.is_some();
+        let statsd =
+            crate::statsd::StatsdConfig::build(&raw.statsd, flags.statsd.as_deref(), interval)
+                .map_err(|(key, reason)| {
+                    error(
+                        statsd_flag,
+                        if statsd_flag { "statsd" } else { &key },
+                        reason,
+                    )
+                })?;
+        let checks = crate::checks::build(&raw.check, interval)
+            .map_err(|(key, reason)| error(false, &key, reason))?;
+
         Ok(Config {
+            statsd,
+            checks,
             collector,
             tls,
             token,
@@ -542,6 +569,59 @@ mod tests {
         assert_eq!(cfg.interval, Duration::from_secs(1));
         assert_eq!(cfg.host, "web-1");
         assert_eq!(cfg.labels.get("env").map(String::as_str), Some("prod"));
+    }
+
+    #[test]
+    fn statsd_defaults_flag_and_bad_values() {
+        let cfg = build("", Overrides::default()).unwrap();
+        let default: std::net::SocketAddr = "127.0.0.1:8125".parse().unwrap();
+        assert_eq!(cfg.statsd.udp, Some(default));
+        assert_eq!(cfg.statsd.tcp, Some(default));
+        assert_eq!(cfg.statsd.flush_every, 1);
+        let off = build(
+            "[statsd]\nudp = \"127.0.0.1:9000\"",
+            Overrides {
+                statsd: Some("off".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!((off.statsd.udp, off.statsd.tcp), (None, None));
+        let every = build(
+            "interval = \"10s\"\n[statsd]\nflush_interval = \"30s\"\ntcp = \"off\"",
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(every.statsd.flush_every, 3);
+        assert_eq!(every.statsd.tcp, None);
+        check_err(
+            "interval = \"10s\"\n[statsd]\nflush_interval = \"15s\"",
+            Overrides::default(),
+            "/etc/agent.toml: statsd.flush_interval: \"15s\" is not a multiple of the sampling interval (10s)",
+        );
+        check_err(
+            "[statsd]\nudp = \"localhost\"",
+            Overrides::default(),
+            "/etc/agent.toml: statsd.udp:",
+        );
+        check_err(
+            "",
+            Overrides {
+                statsd: Some("nowhere".into()),
+                ..Overrides::default()
+            },
+            "command line: statsd:",
+        );
+        check_err(
+            "[statsd]\nread_buffer_bytes = 1",
+            Overrides::default(),
+            "statsd.read_buffer_bytes: 1 is outside",
+        );
+        check_err(
+            "[[check]]\nname = \"x\"\ntcp = \"a\"",
+            Overrides::default(),
+            "/etc/agent.toml: check[0].tcp: \"a\" is not host:port",
+        );
     }
 
     #[test]

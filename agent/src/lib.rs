@@ -5,6 +5,7 @@
 //! `transport` → collector. See ARCHITECTURE.md at the repository root.
 
 pub mod backoff;
+pub mod checks;
 pub mod config;
 pub mod convert;
 pub mod pipeline;
@@ -15,6 +16,7 @@ pub mod sample;
 pub mod sampler;
 pub mod spool;
 pub mod state;
+pub mod statsd;
 pub mod status;
 pub mod systemd_units;
 pub mod telemetry;

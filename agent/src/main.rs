@@ -7,13 +7,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Parser;
+use nightjar_agent::checks::Checks;
 use nightjar_agent::config::{Config, Overrides, RawConfig};
 use nightjar_agent::convert::BatchHeader;
-use nightjar_agent::pipeline::{Reload, SamplingLoop};
+use nightjar_agent::pipeline::{AppSource, Reload, SamplingLoop};
 use nightjar_agent::queue::BatchQueue;
 use nightjar_agent::sampler::{self, HostSampler, Selection};
 use nightjar_agent::spool::Spool;
 use nightjar_agent::state::AgentState;
+use nightjar_agent::statsd::Statsd;
 use nightjar_agent::status::AgentStatus;
 use nightjar_agent::systemd_units::SystemdUnits;
 use nightjar_agent::telemetry::AgentCounters;
@@ -47,6 +49,9 @@ struct Args {
     /// HTTP status address (/healthz, /metrics), or "off" [default: 127.0.0.1:9465].
     #[arg(long, value_name = "ADDR")]
     http_listen: Option<String>,
+    /// statsd address for both UDP and TCP, or "off" [default: 127.0.0.1:8125].
+    #[arg(long, value_name = "ADDR")]
+    statsd: Option<String>,
     /// Log line format.
     #[arg(long, value_enum, default_value_t)]
     log_format: logging::LogFormat,
@@ -78,6 +83,7 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
             host: args.host.clone(),
             state_dir: args.state_dir.clone(),
             http_listen: args.http_listen.clone(),
+            statsd: args.statsd.clone(),
         },
         sampler::host_name,
     )?)
@@ -120,6 +126,8 @@ async fn reload_on_sighup(
                 format!("{:?}", current.tls) != format!("{:?}", next.tls),
             ),
             ("token_file", current.token != next.token),
+            ("statsd", current.statsd != next.statsd),
+            ("check", current.checks != next.checks),
         ]
         .into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))
@@ -207,6 +215,17 @@ fn run(args: Args) -> anyhow::Result<()> {
         None => None,
     };
 
+    // Bound before sampling starts too: a taken statsd port is a start-up error.
+    let statsd = Statsd::start(&config.statsd, config.interval, counters.clone())?;
+    let checks = Checks::new(config.checks.clone());
+    let mut app_sources: Vec<Arc<dyn AppSource>> = Vec::new();
+    if let Some(statsd) = &statsd {
+        app_sources.push(statsd.clone());
+    }
+    if !checks.is_empty() {
+        app_sources.push(checks.clone());
+    }
+
     let (stop_tx, stop_rx) = std::sync::mpsc::channel();
     let (reload_tx, reload_rx) = std::sync::mpsc::channel();
     let sampling = SamplingLoop {
@@ -219,6 +238,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         systemd: SystemdUnits::start(config.systemd_units.clone(), config.interval),
         watchdog: watchdog(config.interval),
         reloads: reload_rx,
+        app_sources,
     };
     let sampling_thread = std::thread::Builder::new()
         .name("sampler".into())
@@ -226,6 +246,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         .context("starting the sampling thread")?;
 
     runtime.block_on(async {
+        checks.spawn()?;
         if let Some(listener) = status_listener {
             let source = Arc::new(AgentStatus {
                 counters: counters.clone(),
@@ -264,7 +285,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         let _ = shutdown_tx.send(true);
         let _ = transport.await;
-    });
+        anyhow::Ok(())
+    })?;
+    if let Some(statsd) = &statsd {
+        statsd.stop();
+    }
     let _ = sampling_thread.join();
     // Sampling and sending have stopped: fsync the spool and write its ack
     // index, so the next start resends nothing already acked.

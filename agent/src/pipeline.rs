@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::convert::{BatchHeader, batch_to_wire};
 use crate::queue::BatchQueue;
+use crate::sample::AppSample;
 use crate::sampler::HostSampler;
 use crate::state::AgentState;
 use crate::systemd_units::SystemdUnits;
@@ -40,6 +41,16 @@ pub struct SamplingLoop {
     pub watchdog: Option<Duration>,
     /// Reloaded settings (SIGHUP), applied before the next sample.
     pub reloads: Receiver<Reload>,
+    /// Application metrics (statsd, synthetic checks), collected on every tick.
+    pub app_sources: Vec<Arc<dyn AppSource>>,
+}
+
+/// A source of application samples that runs beside the sampler (its own
+/// threads or tasks) and hands over what it has on every tick.
+pub trait AppSource: Send + Sync {
+    /// The samples for the tick that just happened; `interval` is the
+    /// sampling interval.
+    fn collect(&self, interval: Duration) -> Vec<AppSample>;
 }
 
 /// What a SIGHUP can change without a restart.
@@ -96,9 +107,14 @@ impl SamplingLoop {
             let started = Instant::now();
             let mut samples = self.sampler.sample();
             samples.extend(self.systemd.samples());
+            let app: Vec<AppSample> = self
+                .app_sources
+                .iter()
+                .flat_map(|source| source.collect(self.interval))
+                .collect();
             self.counters
                 .samples
-                .fetch_add(samples.len() as u64, Ordering::Relaxed);
+                .fetch_add((samples.len() + app.len()) as u64, Ordering::Relaxed);
             let (queued, queued_bytes) = self.queue.size();
             samples.extend(self.counters.samples(queued, queued_bytes, last_duration));
             last_duration = started.elapsed().as_secs_f64();
@@ -119,8 +135,8 @@ impl SamplingLoop {
                     continue;
                 }
             };
-            let n_samples = samples.len();
-            let batch = batch_to_wire(&self.header, seq, tick as i64, samples);
+            let n_samples = samples.len() + app.len();
+            let batch = batch_to_wire(&self.header, seq, tick as i64, samples, app);
             let outcome = self.queue.push(batch);
             // Logged after the push: a logged batch is in the spool.
             tracing::debug!(seq, timestamp_ms = tick, n_samples, "batch queued");

@@ -44,6 +44,27 @@ impl Sample {
     }
 }
 
+/// A sample of an application metric (statsd, synthetic checks): names
+/// and labels are only known at run time, and the value may be a histogram.
+#[derive(Clone, Debug)]
+pub struct AppSample {
+    /// Metric name (already a valid Prometheus name).
+    pub metric: String,
+    /// Labels besides `host` and the static ones.
+    pub labels: Vec<(String, String)>,
+    /// The value.
+    pub value: AppValue,
+}
+
+/// The value of an [`AppSample`].
+#[derive(Clone, Debug)]
+pub enum AppValue {
+    /// A plain number.
+    Gauge(f64),
+    /// The observations of one interval.
+    Histogram(nightjar_model::histogram::Histogram),
+}
+
 /// The value of the first sample named `metric` carrying all `labels`
 /// (test helper).
 #[cfg(test)]

@@ -32,6 +32,14 @@ pub struct AgentCounters {
     pub reconnects: AtomicU64,
     /// `agent_samples_rejected_total`: samples the collector refused.
     pub samples_rejected: AtomicU64,
+    /// `agent_statsd_packets_total`: statsd datagrams received.
+    pub statsd_packets: AtomicU64,
+    /// `agent_statsd_metrics_total`: statsd values aggregated.
+    pub statsd_metrics: AtomicU64,
+    /// `agent_statsd_malformed_total`: statsd lines skipped as malformed.
+    pub statsd_malformed: AtomicU64,
+    /// `agent_statsd_series`: statsd series held at the last flush.
+    pub statsd_series: AtomicU64,
     /// The highest seq any ack reported as stored (not a self-metric: the
     /// sampling loop checks that it allocates above it).
     pub collector_high_water: AtomicU64,
@@ -76,6 +84,10 @@ impl AgentCounters {
             ),
             Sample::new("agent_reconnects_total", c(&self.reconnects)),
             Sample::new("agent_samples_rejected_total", c(&self.samples_rejected)),
+            Sample::new("agent_statsd_packets_total", c(&self.statsd_packets)),
+            Sample::new("agent_statsd_metrics_total", c(&self.statsd_metrics)),
+            Sample::new("agent_statsd_malformed_total", c(&self.statsd_malformed)),
+            Sample::new("agent_statsd_series", c(&self.statsd_series)),
             Sample::new("agent_spool_batches", spool_batches as f64),
             Sample::new("agent_spool_bytes", spool_bytes as f64),
             Sample::new("agent_sample_duration_seconds", sample_seconds),

@@ -90,9 +90,15 @@ pub enum Command {
         /// Bucket width; 0 prints the raw stored points.
         #[arg(long, default_value = "10s", value_parser = parse_duration_or_zero)]
         step: Duration,
-        /// How the points of a bucket combine.
+        /// How the points of a bucket combine; the percentiles (and max,
+        /// min, count, avg = mean, sum) also read histogram series.
         #[arg(long, value_enum, default_value_t = Agg::Avg)]
         agg: Agg,
+        /// Combine series with equal values of these labels (comma-separated);
+        /// with no label, combine all selected series into one (histograms
+        /// merge, so a p99 is the p99 of every host's observations).
+        #[arg(long, value_name = "LABELS", num_args = 0..=1, value_delimiter = ',', default_missing_value = "")]
+        by: Option<Vec<String>>,
     },
     /// One row per host: green, amber or red by its worst firing alert,
     /// with CPU, memory and fullest disk.
@@ -205,6 +211,16 @@ pub enum Agg {
     Count,
     /// Newest point.
     Last,
+    /// Median of a histogram series.
+    P50,
+    /// 90th percentile of a histogram series.
+    P90,
+    /// 95th percentile of a histogram series.
+    P95,
+    /// 99th percentile of a histogram series.
+    P99,
+    /// 99.9th percentile of a histogram series.
+    P999,
 }
 
 impl From<Agg> for pb::Aggregation {
@@ -216,6 +232,11 @@ impl From<Agg> for pb::Aggregation {
             Agg::Sum => pb::Aggregation::Sum,
             Agg::Count => pb::Aggregation::Count,
             Agg::Last => pb::Aggregation::Last,
+            Agg::P50 => pb::Aggregation::P50,
+            Agg::P90 => pb::Aggregation::P90,
+            Agg::P95 => pb::Aggregation::P95,
+            Agg::P99 => pb::Aggregation::P99,
+            Agg::P999 => pb::Aggregation::P999,
         }
     }
 }
@@ -293,6 +314,17 @@ fn series_name(metric: &str, labels: &[pb::Label]) -> String {
     format!("{metric}{{{}}}", inner.join(","))
 }
 
+/// A value with three decimals, or six significant digits below 1 (a
+/// latency in seconds reads 0.000734, not 0.001).
+fn format_value(v: f64) -> String {
+    if v != 0.0 && v.abs() < 1.0 {
+        let digits = (5 - v.abs().log10().floor() as i32).clamp(3, 12) as usize;
+        format!("{v:.digits$}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
 fn format_time(ms: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
@@ -345,12 +377,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             since,
             step,
             agg,
+            by,
         } => {
             let mut matchers = labels;
             if let Some(h) = host {
                 matchers.push(eq("host", &h));
             }
-            query(&mut client, metric, matchers, since, step, agg, cli.json).await
+            let shape = RangeShape {
+                since,
+                step,
+                agg,
+                by,
+            };
+            query(&mut client, metric, matchers, shape, cli.json).await
         }
         Command::Status => status(&mut client, &mut alert_client, cli.json).await,
         Command::Alerts {
@@ -482,23 +521,38 @@ fn labels_sort_key(labels: &[pb::Label]) -> Vec<(&str, &str)> {
     pairs
 }
 
+/// The time range, step, aggregation and grouping of `query`.
+struct RangeShape {
+    since: Duration,
+    step: Duration,
+    agg: Agg,
+    by: Option<Vec<String>>,
+}
+
 async fn query(
     client: &mut QueryServiceClient<Conn>,
     metric: String,
     matchers: Vec<pb::LabelMatcher>,
-    since: Duration,
-    step: Duration,
-    agg: Agg,
+    shape: RangeShape,
     as_json: bool,
 ) -> anyhow::Result<String> {
+    let RangeShape {
+        since,
+        step,
+        agg,
+        by,
+    } = shape;
     let end = now_ms();
+    let group = by.map(|labels| pb::Grouping {
+        by: labels.into_iter().filter(|l| !l.is_empty()).collect(),
+    });
     let request = pb::QueryRangeRequest {
         selector: Some(pb::Selector { metric, matchers }),
         start_ms: end - since.as_millis() as i64,
         end_ms: end,
         step_ms: step.as_millis() as i64,
         aggregation: pb::Aggregation::from(agg) as i32,
-        group: None,
+        group,
     };
     let mut series = client.query_range(request).await?.into_inner().series;
     // The server answers in storage order; people read lists sorted.
@@ -529,7 +583,7 @@ async fn query(
             .map(|p| {
                 vec![
                     format!("  {}", format_time(p.timestamp_ms)),
-                    format!("{:.3}", p.value),
+                    format_value(p.value),
                 ]
             })
             .collect();

@@ -18,4 +18,4 @@ pub mod telemetry;
 
 // The data model and input validation live in their own crate (no
 // storage), so fuzzing and their tests build fast; same paths as before.
-pub use nightjar_model::{convert, limits, model, selector, validate};
+pub use nightjar_model::{convert, histogram, limits, model, selector, validate};

@@ -4,6 +4,7 @@
 //! aggregation see only domain types.
 
 pub mod aggregate;
+pub mod histogram;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,8 +14,10 @@ use tonic::{Request, Response, Status};
 
 use crate::convert::{labels_to_wire, selector_from_wire, series_to_wire};
 use crate::model::{Labels, Point, SeriesKey, SharedKey};
+use crate::selector::Selector;
 use crate::storage::{Storage, StorageError, Tier};
 use aggregate::Aggregation;
+use histogram::Figure;
 
 /// Most buckets one QueryRange may ask for per series (as Prometheus' 11,000).
 pub const MAX_BUCKETS: i64 = 11_000;
@@ -44,20 +47,111 @@ impl<S: Storage> QueryApi<S> {
                 Status::internal(e.to_string())
             })
     }
+
+    /// A QueryRange over plain series: raw points, or step buckets read
+    /// from raw points or the coarsest rollup tier that tiles the step.
+    async fn query_points(
+        &self,
+        selector: Selector,
+        start: i64,
+        end: i64,
+        step: i64,
+        agg: Aggregation,
+        by: Option<&[String]>,
+    ) -> Result<Vec<pb::Series>, Status> {
+        if step == 0 {
+            return Ok(self
+                .blocking(move |s| s.query_range(&selector, start, end))
+                .await?
+                .iter()
+                .map(|(key, points)| series_to_wire(key, points))
+                .collect());
+        }
+        let (start, end) = whole_buckets(start, end, step);
+        Ok(match Tier::for_step(step) {
+            Tier::Raw => {
+                let found = self
+                    .blocking(move |s| s.query_range(&selector, start, end))
+                    .await?;
+                bucket_groups(found, by, |members| {
+                    aggregate::bucket(members.iter().map(Vec::as_slice), step, agg)
+                })
+            }
+            tier => {
+                let found = self
+                    .blocking(move |s| s.query_summaries(&selector, tier, start, end))
+                    .await?;
+                bucket_groups(found, by, |members| {
+                    aggregate::rebucket(members.iter().map(Vec::as_slice), step, agg)
+                })
+            }
+        })
+    }
+
+    /// A QueryRange over histogram series: each histogram (step 0) or the
+    /// merge of each step bucket's histograms, read from the raw
+    /// histograms or the coarsest rollup tier that tiles the step.
+    async fn query_histograms(
+        &self,
+        selector: Selector,
+        start: i64,
+        end: i64,
+        step: i64,
+        figure: Figure,
+        by: Option<&[String]>,
+    ) -> Result<Vec<pb::Series>, Status> {
+        let (start, end) = if step == 0 {
+            (start, end)
+        } else {
+            whole_buckets(start, end, step)
+        };
+        let tier = Tier::for_step(step);
+        let found = self
+            .blocking(move |s| s.query_histograms(&selector, tier, start, end))
+            .await?;
+        Ok(bucket_groups(found, by, |members| {
+            histogram::bucket(members.iter().map(Vec::as_slice), step, figure)
+        }))
+    }
+}
+
+/// Widens `[start, end]` to the whole step buckets it touches.
+fn whole_buckets(start: i64, end: i64, step: i64) -> (i64, i64) {
+    let start = start.div_euclid(step).saturating_mul(step);
+    let end = end
+        .div_euclid(step)
+        .saturating_mul(step)
+        .saturating_add(step - 1);
+    (start, end)
 }
 
 fn invalid(e: impl std::fmt::Display) -> Status {
     Status::invalid_argument(e.to_string())
 }
 
-fn aggregation_from_wire(value: i32) -> Result<Aggregation, Status> {
+/// What a QueryRange asks for: a plain-series aggregation (which also
+/// answers histogram series, through [`Figure::for_aggregation`]) or a
+/// percentile, which only histogram series answer.
+#[derive(Clone, Copy)]
+enum Asked {
+    Points(Aggregation),
+    Percentile(f64),
+}
+
+fn aggregation_from_wire(value: i32) -> Result<Asked, Status> {
+    use Asked::{Percentile, Points};
     Ok(match pb::Aggregation::try_from(value) {
-        Ok(pb::Aggregation::Avg) => Aggregation::Avg,
-        Ok(pb::Aggregation::Min) => Aggregation::Min,
-        Ok(pb::Aggregation::Max) => Aggregation::Max,
-        Ok(pb::Aggregation::Sum) => Aggregation::Sum,
-        Ok(pb::Aggregation::Count) => Aggregation::Count,
-        Ok(pb::Aggregation::Last) => Aggregation::Last,
+        Ok(pb::Aggregation::Avg) => Points(Aggregation::Avg),
+        Ok(pb::Aggregation::Min) => Points(Aggregation::Min),
+        Ok(pb::Aggregation::Max) => Points(Aggregation::Max),
+        Ok(pb::Aggregation::Sum) => Points(Aggregation::Sum),
+        Ok(pb::Aggregation::Count) => Points(Aggregation::Count),
+        Ok(pb::Aggregation::Last) => Points(Aggregation::Last),
+        Ok(pb::Aggregation::P50) => Percentile(0.5),
+        Ok(pb::Aggregation::P90) => Percentile(0.9),
+        Ok(pb::Aggregation::P95) => Percentile(0.95),
+        Ok(pb::Aggregation::P99) => Percentile(0.99),
+        Ok(pb::Aggregation::P999) => Percentile(0.999),
         Err(_) => return Err(invalid(format!("aggregation: unknown value {value}"))),
     })
 }
@@ -157,7 +251,7 @@ impl<S: Storage> pb::query_service_server::QueryService for QueryApi<S> {
     ) -> Result<Response<pb::QueryRangeResponse>, Status> {
         let req = request.into_inner();
         let selector = selector_from_wire(req.selector).map_err(invalid)?;
-        let agg = aggregation_from_wire(req.aggregation)?;
+        let asked = aggregation_from_wire(req.aggregation)?;
         let (start, end, step) = (req.start_ms, req.end_ms, req.step_ms);
         if end < start {
             return Err(invalid(format!("end_ms {end} is before start_ms {start}")));
@@ -177,38 +271,33 @@ impl<S: Storage> pb::query_service_server::QueryService for QueryApi<S> {
             )));
         }
         let by = req.group.map(|g| g.by);
-        let series = if step == 0 {
-            self.blocking(move |s| s.query_range(&selector, start, end))
-                .await?
-                .iter()
-                .map(|(key, points)| series_to_wire(key, points))
-                .collect()
-        } else {
-            // Buckets are whole: widen the range to the step buckets it touches.
-            let start = start.div_euclid(step).saturating_mul(step);
-            let end = end
-                .div_euclid(step)
-                .saturating_mul(step)
-                .saturating_add(step - 1);
-            match Tier::for_step(step) {
-                Tier::Raw => {
-                    let found = self
-                        .blocking(move |s| s.query_range(&selector, start, end))
-                        .await?;
-                    bucket_groups(found, by.as_deref(), |members| {
-                        aggregate::bucket(members.iter().map(Vec::as_slice), step, agg)
-                    })
-                }
-                tier => {
-                    let found = self
-                        .blocking(move |s| s.query_summaries(&selector, tier, start, end))
-                        .await?;
-                    bucket_groups(found, by.as_deref(), |members| {
-                        aggregate::rebucket(members.iter().map(Vec::as_slice), step, agg)
-                    })
-                }
-            }
+        let (agg, figure) = match asked {
+            Asked::Points(agg) => (Some(agg), Figure::for_aggregation(agg)),
+            Asked::Percentile(q) => (None, Some(Figure::Quantile(q))),
         };
+        let mut series = match agg {
+            Some(agg) => {
+                self.query_points(selector.clone(), start, end, step, agg, by.as_deref())
+                    .await?
+            }
+            None => Vec::new(),
+        };
+        if let Some(figure) = figure {
+            // Histogram series answer too; a series (or group) that has
+            // plain points in the range keeps those.
+            let histograms = self
+                .query_histograms(selector, start, end, step, figure, by.as_deref())
+                .await?;
+            let answered: std::collections::HashSet<(String, Vec<pb::Label>)> = series
+                .iter()
+                .map(|s| (s.metric.clone(), s.labels.clone()))
+                .collect();
+            series.extend(
+                histograms
+                    .into_iter()
+                    .filter(|s| !answered.contains(&(s.metric.clone(), s.labels.clone()))),
+            );
+        }
         Ok(Response::new(pb::QueryRangeResponse { series }))
     }
 

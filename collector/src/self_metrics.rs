@@ -223,6 +223,7 @@ pub fn batch(
         seq,
         interval_ms: interval.as_millis() as u64,
         samples,
+        histograms: Vec::new(),
     }
 }
 

@@ -13,11 +13,15 @@ pub mod varint;
 
 pub use rollup::Tier;
 
+use crate::histogram::Histogram;
 use crate::model::{Batch, HostInfo, Point, SeriesKey, SharedKey, Summary};
 use crate::selector::Selector;
 
 /// A series with the summaries of its buckets (bucket start ms, summary).
 pub type SeriesSummaries = (SharedKey, Vec<(i64, Summary)>);
+
+/// A histogram series with its histograms (timestamp or bucket start ms).
+pub type SeriesHistograms = (SharedKey, Vec<(i64, Histogram)>);
 
 /// A failure of the storage layer (I/O, corruption). Messages name the data
 /// directory or key involved.
@@ -88,7 +92,7 @@ pub struct StorageStats {
     pub series: u64,
     /// Bytes of all files in the data directory.
     pub disk_bytes: u64,
-    /// Bytes of the table files of each tier: raw, 1m, 1h.
+    /// Bytes of the table files of each tier: raw, 1m, 1h (histograms included).
     pub tier_disk_bytes: [u64; 3],
     /// Bytes of the ingest log's table files.
     pub ingest_log_bytes: u64,
@@ -133,6 +137,19 @@ pub trait Storage: Send + Sync + 'static {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<SeriesSummaries>, StorageError>;
+
+    /// The histograms of each matching series: for [`Tier::Raw`] each
+    /// sample with `start_ms <= t <= end_ms`, for a rollup tier the merged
+    /// histogram of each bucket whose start lies in
+    /// `[bucket(start_ms), bucket(end_ms)]`; in time order. Series without
+    /// any are left out.
+    fn query_histograms(
+        &self,
+        selector: &Selector,
+        tier: Tier,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<SeriesHistograms>, StorageError>;
 
     /// The newest point of each matching series.
     fn latest(&self, selector: &Selector) -> Result<Vec<(SharedKey, Point)>, StorageError>;

@@ -3,8 +3,9 @@
 
 use nightjar_proto::v1 as pb;
 
+use crate::histogram::Histogram;
 use crate::limits::Limits;
-use crate::model::{Batch, Labels, Point, Sample, SeriesKey};
+use crate::model::{Batch, HistogramSample, Labels, Point, Sample, SeriesKey};
 use crate::selector::{MatchOp, Matcher, MatcherError, Selector};
 use crate::validate::{Rejection, is_label_name, is_metric_name};
 
@@ -13,16 +14,36 @@ use crate::validate::{Rejection, is_label_name, is_metric_name};
 /// `now_ms` is the collector's clock, for the timestamp limits.
 pub fn batch_from_wire(batch: pb::Batch, limits: &Limits, now_ms: i64) -> (Batch, Vec<Rejection>) {
     let mut samples = Vec::with_capacity(batch.samples.len());
+    let mut histograms = Vec::new();
     let mut rejections = Vec::new();
     for sample in batch.samples {
         match sample_from_wire(sample, &batch.host)
             .and_then(|s| limits.check_shape(&s.series).map(|()| s))
             .and_then(|s| {
                 limits
-                    .check_time(&s.series.metric, s.point.timestamp_ms, now_ms)
+                    .check_time(&s.series.metric, s.timestamp_ms, now_ms)
                     .map(|()| s)
             }) {
-            Ok(s) => samples.push(s),
+            Ok(WireSample {
+                series,
+                timestamp_ms,
+                value: Value::Gauge(value),
+            }) => samples.push(Sample {
+                series,
+                point: Point {
+                    timestamp_ms,
+                    value,
+                },
+            }),
+            Ok(WireSample {
+                series,
+                timestamp_ms,
+                value: Value::Histogram(histogram),
+            }) => histograms.push(HistogramSample {
+                series,
+                timestamp_ms,
+                histogram,
+            }),
             Err(r) => rejections.push(r),
         }
     }
@@ -32,24 +53,46 @@ pub fn batch_from_wire(batch: pb::Batch, limits: &Limits, now_ms: i64) -> (Batch
         seq: batch.seq,
         interval_ms: batch.interval_ms,
         samples,
+        histograms,
     };
     (domain, rejections)
 }
 
+/// A validated wire sample of either kind.
+struct WireSample {
+    series: SeriesKey,
+    timestamp_ms: i64,
+    value: Value,
+}
+
+enum Value {
+    Gauge(f64),
+    Histogram(Histogram),
+}
+
 /// Validates one wire sample. A sample without a `host` label gets the
 /// batch's host; one with a different host is rejected.
-fn sample_from_wire(sample: pb::Sample, batch_host: &str) -> Result<Sample, Rejection> {
+fn sample_from_wire(sample: pb::Sample, batch_host: &str) -> Result<WireSample, Rejection> {
     let metric = sample.metric;
     if !is_metric_name(&metric) {
         return Err(Rejection::BadMetricName(metric));
     }
     let value = match sample.value {
-        Some(pb::sample::Value::Gauge(v)) => v,
-        _ => return Err(Rejection::UnsupportedValue(metric)),
+        Some(pb::sample::Value::Gauge(value)) if !value.is_finite() => {
+            return Err(Rejection::NonFiniteValue { metric, value });
+        }
+        Some(pb::sample::Value::Gauge(value)) => Value::Gauge(value),
+        Some(pb::sample::Value::Histogram(h)) => match Histogram::from_wire(&h.hdr_v2, h.unit) {
+            Ok(h) => Value::Histogram(h),
+            Err(e) => {
+                return Err(Rejection::BadHistogram {
+                    metric,
+                    reason: e.to_string(),
+                });
+            }
+        },
+        None => return Err(Rejection::UnsupportedValue(metric)),
     };
-    if !value.is_finite() {
-        return Err(Rejection::NonFiniteValue { metric, value });
-    }
     let mut pairs = Vec::with_capacity(sample.labels.len() + 1);
     let mut has_host = false;
     for label in sample.labels {
@@ -78,12 +121,10 @@ fn sample_from_wire(sample: pb::Sample, batch_host: &str) -> Result<Sample, Reje
         metric: metric.clone(),
         name,
     })?;
-    Ok(Sample {
+    Ok(WireSample {
         series: SeriesKey { metric, labels },
-        point: Point {
-            timestamp_ms: sample.timestamp_ms,
-            value,
-        },
+        timestamp_ms: sample.timestamp_ms,
+        value,
     })
 }
 
@@ -196,7 +237,20 @@ mod tests {
             Err("differs from the batch host"),
         );
         check(wire("x", &[], Some(f64::NAN)), Err("not finite"));
-        check(wire("x", &[], None), Err("no gauge value"));
+        check(wire("x", &[], None), Err("no value"));
+        let mut h = wire("lat", &[], None);
+        h.value = Some(pb::sample::Value::Histogram(pb::Histogram {
+            hdr_v2: vec![0x1c, 0x84, 0x93, 0x14, 0, 0, 0, 9],
+            unit: 1e-6,
+        }));
+        check(h.clone(), Err("metric lat: histogram: compressed length 9"));
+        let mut good = crate::histogram::Histogram::new(1e-6);
+        good.record(0.5, 1).unwrap();
+        h.value = Some(pb::sample::Value::Histogram(pb::Histogram {
+            hdr_v2: good.to_wire(),
+            unit: 1e-6,
+        }));
+        check(h, Ok(r#"lat{host="web-1"}"#));
     }
 
     #[test]

@@ -127,6 +127,19 @@ pub struct Batch {
     pub interval_ms: u64,
     /// The samples that passed validation.
     pub samples: Vec<Sample>,
+    /// The histogram samples that passed validation.
+    pub histograms: Vec<HistogramSample>,
+}
+
+/// One validated histogram sample of an incoming batch.
+#[derive(Clone, Debug)]
+pub struct HistogramSample {
+    /// The series it belongs to.
+    pub series: SeriesKey,
+    /// The end of the interval the histogram covers, epoch ms.
+    pub timestamp_ms: i64,
+    /// The observations.
+    pub histogram: crate::histogram::Histogram,
 }
 
 /// What a host has told the collector about itself.

@@ -44,9 +44,17 @@ pub enum Rejection {
         /// The value.
         value: f64,
     },
-    /// The sample has no value or a kind this collector does not store yet.
-    #[error("metric {0}: sample has no gauge value (histograms are not supported yet)")]
+    /// The sample has no value.
+    #[error("metric {0}: sample has no value (neither gauge nor histogram)")]
     UnsupportedValue(String),
+    /// The histogram value cannot be decoded or is out of bounds.
+    #[error("metric {metric}: {reason}")]
+    BadHistogram {
+        /// The sample's metric.
+        metric: String,
+        /// What is wrong, naming the field.
+        reason: String,
+    },
     /// The series already holds a point at or after the sample's timestamp
     /// (the first value stored for a timestamp wins).
     #[error(
@@ -78,7 +86,7 @@ pub enum Rejection {
 
 impl Rejection {
     /// Every reason, as used for the `reason` label.
-    pub const REASONS: [&'static str; 12] = [
+    pub const REASONS: [&'static str; 13] = [
         "bad_metric_name",
         "bad_label_name",
         "duplicate_label",
@@ -91,6 +99,7 @@ impl Rejection {
         "series_limit",
         "out_of_order",
         "timestamp_out_of_range",
+        "bad_histogram",
     ];
 
     /// This rejection's index into [`Rejection::REASONS`].
@@ -105,6 +114,7 @@ impl Rejection {
             Rejection::OverLimit { reason, .. } => 6 + usize::from(*reason).min(3),
             Rejection::OutOfOrder => 10,
             Rejection::TimestampOutOfRange { .. } => 11,
+            Rejection::BadHistogram { .. } => 12,
         }
     }
 }

@@ -275,6 +275,12 @@ pub fn start_agent_env(
             .arg(state_dir)
             .args(["--http-listen", "127.0.0.1:0"])
             .args(["--log-format", "json"])
+            // Tests run agents in parallel: statsd only where a test asks.
+            .args(if extra.contains(&"--statsd") {
+                &[][..]
+            } else {
+                &["--statsd", "off"][..]
+            })
             .args(extra),
     )
 }

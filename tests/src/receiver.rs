@@ -1,10 +1,13 @@
 //! A real HTTP receiver for webhooks on a loopback port (axum on its own
-//! runtime thread): records every request and answers with a status the
-//! test can change, to play a paging service that is up or down.
+//! runtime thread): records every request and answers with a status (and
+//! after a delay) the test can change, to play a paging service that is up
+//! or down, or a service a synthetic check probes (GET or POST, body
+//! [`BODY`]).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -30,10 +33,14 @@ impl Received {
     }
 }
 
+/// The body of every answer.
+pub const BODY: &str = "nightjar test receiver: ok";
+
 #[derive(Default)]
 struct Shared {
     received: Mutex<Vec<Received>>,
     status: AtomicU16,
+    delay_ms: AtomicU64,
 }
 
 /// The receiver; it stops when dropped.
@@ -49,7 +56,11 @@ async fn record(
     Path(path): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> (StatusCode, &'static str) {
+    let delay = shared.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     let status = shared.status.load(Ordering::SeqCst);
     shared.received.lock().unwrap().push(Received {
         path: format!("/{path}"),
@@ -57,7 +68,7 @@ async fn record(
         body: body.to_vec(),
         status,
     });
-    StatusCode::from_u16(status).unwrap()
+    (StatusCode::from_u16(status).unwrap(), BODY)
 }
 
 impl Receiver {
@@ -66,6 +77,7 @@ impl Receiver {
         let shared = Arc::new(Shared {
             received: Mutex::new(Vec::new()),
             status: AtomicU16::new(200),
+            delay_ms: AtomicU64::new(0),
         });
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -78,7 +90,7 @@ impl Receiver {
                 .unwrap();
             rt.block_on(async move {
                 let app = axum::Router::new()
-                    .route("/{*path}", axum::routing::post(record))
+                    .route("/{*path}", axum::routing::post(record).get(record))
                     .with_state(state);
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
@@ -108,6 +120,13 @@ impl Receiver {
     /// Answers every further request with `status`.
     pub fn set_status(&self, status: u16) {
         self.shared.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Answers every further request after `delay`.
+    pub fn set_delay(&self, delay: Duration) {
+        self.shared
+            .delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Everything received so far on `path` (all paths with "").

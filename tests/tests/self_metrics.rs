@@ -58,6 +58,7 @@ fn collector_metrics_are_queryable_under_its_name() {
     assert_eq!(
         reasons,
         [
+            "bad_histogram",
             "bad_label_name",
             "bad_metric_name",
             "duplicate_label",

@@ -106,6 +106,7 @@ pub fn run(
                             seq: 0,
                             interval_ms: SCRAPE_MS as u64,
                             samples: samples.clone(),
+                            histograms: Vec::new(),
                         })
                         .collect();
                     for scrape in 1..=scrapes {

@@ -73,6 +73,7 @@ pub fn run(
                 series: key.clone(),
                 point: p,
             }],
+            histograms: Vec::new(),
         };
         push(engine.observe(&batch, t, false), &mut out);
     }

@@ -607,6 +607,7 @@ mod tests {
                     }
                 })
                 .collect(),
+            histograms: Vec::new(),
         }
     }
 

@@ -13,6 +13,10 @@
 //!   A range read is one seek per series.
 //! - `rollup_1m`, `rollup_1h`: series id ++ bucket start (as above) → a
 //!   [`Summary`] of the bucket, built with a merge operator.
+//! - `hist_raw`: series id ++ timestamp → one histogram sample
+//!   ([`Histogram::encode`]: unit ++ HdrHistogram V2).
+//! - `hist_1m`, `hist_1h`: series id ++ bucket start → the merge of the
+//!   bucket's histograms, built with a merge operator.
 //! - `meta`: `a/<agent id>` → the agent's high-water seq (u64 BE);
 //!   `h/<host>` → last contact ms (i64 BE) ++ interval ms (u64 BE).
 //!
@@ -30,6 +34,10 @@
 //! are replayed into the heads, and the heads refuse points they already
 //! hold, so replaying is idempotent.
 //!
+//! Histogram samples skip the heads: their raw row and the merge operands
+//! of their rollup rows go straight into the batch's synced `WriteBatch`,
+//! so they are durable, and counted once per tier, exactly when the batch is.
+//!
 //! # Concurrency
 //!
 //! Agents ingest in parallel: replays are detected under each agent's own
@@ -44,7 +52,7 @@
 //! is older than their tier's retention, and periodic compaction (daily)
 //! makes sure every file is visited, so the data directory plateaus.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -62,8 +70,10 @@ use super::index::SeriesIndex;
 use super::ingest_log::{self, LogSample};
 use super::rollup::{self, Tier};
 use super::{
-    AppendOutcome, HostSummary, SeriesSummaries, Storage, StorageError, StorageStats, chunk,
+    AppendOutcome, HostSummary, SeriesHistograms, SeriesSummaries, Storage, StorageError,
+    StorageStats, chunk,
 };
+use crate::histogram::Histogram;
 use crate::model::{Batch, HostInfo, Labels, Point, SeriesKey, SharedKey, Summary};
 use crate::selector::Selector;
 
@@ -73,6 +83,9 @@ const CF_RAW: &str = "raw";
 const CF_1M: &str = "rollup_1m";
 const CF_1H: &str = "rollup_1h";
 const CF_META: &str = "meta";
+const CF_HIST_RAW: &str = "hist_raw";
+const CF_HIST_1M: &str = "hist_1m";
+const CF_HIST_1H: &str = "hist_1h";
 
 /// Column families of earlier layouts this version cannot read.
 const RETIRED_CFS: [&str; 1] = ["samples"];
@@ -153,6 +166,8 @@ pub struct RocksStorage {
     /// Set when a sealed chunk could not be written: the ingest log is then
     /// kept whole until a restart replays it.
     keep_log: AtomicBool,
+    /// Series that hold histograms, so histogram reads skip the others.
+    histogram_series: RwLock<HashSet<u64>>,
 }
 
 fn tier_cf(tier: Tier) -> &'static str {
@@ -163,9 +178,51 @@ fn tier_cf(tier: Tier) -> &'static str {
     }
 }
 
+fn hist_cf(tier: Tier) -> &'static str {
+    match tier {
+        Tier::Raw => CF_HIST_RAW,
+        Tier::Minute => CF_HIST_1M,
+        Tier::Hour => CF_HIST_1H,
+    }
+}
+
+/// What the rows of a time-keyed column family hold.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rows {
+    /// Raw chunks and rollup summaries.
+    Points,
+    /// Histograms.
+    Histograms,
+}
+
+/// Merges encoded histograms (RocksDB's merge operator for the histogram
+/// rollup tiers). An undecodable or differently-united operand is logged
+/// and left out rather than losing the rest of the bucket.
+fn merge_histograms(existing: Option<&[u8]>, operands: &rocksdb::MergeOperands) -> Vec<u8> {
+    let mut merged: Option<Histogram> = None;
+    for bytes in existing.into_iter().chain(operands) {
+        let h = match Histogram::decode(bytes) {
+            Ok(h) => h,
+            Err(error) => {
+                tracing::error!(%error, "skipping an undecodable histogram in a rollup merge");
+                continue;
+            }
+        };
+        match &mut merged {
+            None => merged = Some(h),
+            Some(m) => {
+                if let Err(error) = m.merge(&h) {
+                    tracing::error!(%error, "skipping a histogram in a rollup merge");
+                }
+            }
+        }
+    }
+    merged.map(|h| h.encode()).unwrap_or_default()
+}
+
 /// Options of a time-keyed column family: LZ4, ZSTD at the bottom, and a
 /// compaction filter dropping keys whose span ends before the tier's cutoff.
-fn timed_cf_options(tier: Tier, retention: Retention, clock: Clock) -> Options {
+fn timed_cf_options(tier: Tier, rows: Rows, retention: Retention, clock: Clock) -> Options {
     let mut opts = Options::default();
     opts.set_compression_type(DBCompressionType::Lz4);
     opts.set_bottommost_compression_type(DBCompressionType::Zstd);
@@ -174,7 +231,10 @@ fn timed_cf_options(tier: Tier, retention: Retention, clock: Clock) -> Options {
     // never straddles an hour), a rollup row's block. The span is over an
     // hour (raw) or a block after that span began.
     let span_ms = tier.block_ms();
-    let filter_name = format!("nightjar-retention-{}", tier.name());
+    let filter_name = match rows {
+        Rows::Points => format!("nightjar-retention-{}", tier.name()),
+        Rows::Histograms => format!("nightjar-retention-hist-{}", tier.name()),
+    };
     opts.set_compaction_filter(&filter_name, move |_level, key: &[u8], _value: &[u8]| {
         let cutoff = clock().saturating_sub(ttl_ms);
         match key_time(key) {
@@ -185,13 +245,20 @@ fn timed_cf_options(tier: Tier, retention: Retention, clock: Clock) -> Options {
         }
     });
     opts.set_periodic_compaction_seconds(24 * 3600);
-    if tier != Tier::Raw {
-        opts.set_merge_operator_associative(
+    match (tier, rows) {
+        (Tier::Raw, _) => {}
+        (_, Rows::Points) => opts.set_merge_operator_associative(
             &format!("nightjar-summary-{}", tier.name()),
             move |_key: &[u8], existing: Option<&[u8]>, operands: &rocksdb::MergeOperands| {
                 Some(rollup::merge(tier, existing, operands))
             },
-        );
+        ),
+        (_, Rows::Histograms) => opts.set_merge_operator_associative(
+            &format!("nightjar-histogram-{}", tier.name()),
+            |_key: &[u8], existing: Option<&[u8]>, operands: &rocksdb::MergeOperands| {
+                Some(merge_histograms(existing, operands))
+            },
+        ),
     }
     opts
 }
@@ -239,17 +306,26 @@ impl RocksStorage {
         let cfs = [
             ColumnFamilyDescriptor::new(CF_SERIES, Options::default()),
             ColumnFamilyDescriptor::new(CF_LOG, log_opts),
-            ColumnFamilyDescriptor::new(
-                CF_RAW,
-                timed_cf_options(Tier::Raw, retention, clock.clone()),
-            ),
-            ColumnFamilyDescriptor::new(
-                CF_1M,
-                timed_cf_options(Tier::Minute, retention, clock.clone()),
-            ),
-            ColumnFamilyDescriptor::new(CF_1H, timed_cf_options(Tier::Hour, retention, clock)),
             ColumnFamilyDescriptor::new(CF_META, Options::default()),
-        ];
+        ]
+        .into_iter()
+        .chain(
+            [Rows::Points, Rows::Histograms]
+                .into_iter()
+                .flat_map(|rows| {
+                    let clock = clock.clone();
+                    [Tier::Raw, Tier::Minute, Tier::Hour].map(move |tier| {
+                        let name = match rows {
+                            Rows::Points => tier_cf(tier),
+                            Rows::Histograms => hist_cf(tier),
+                        };
+                        ColumnFamilyDescriptor::new(
+                            name,
+                            timed_cf_options(tier, rows, retention, clock.clone()),
+                        )
+                    })
+                }),
+        );
         let db =
             DB::open_cf_descriptors(&db_opts, path, cfs).map_err(|e| open_err(e.to_string()))?;
 
@@ -264,8 +340,10 @@ impl RocksStorage {
             heads: Heads::default(),
             log: Mutex::default(),
             keep_log: AtomicBool::new(false),
+            histogram_series: RwLock::default(),
         };
         storage.load()?;
+        storage.load_histogram_series()?;
         storage.replay_log()?;
         Ok(storage)
     }
@@ -296,6 +374,25 @@ impl RocksStorage {
                 hosts.insert(info.host.clone(), info);
             }
         }
+        Ok(())
+    }
+
+    /// Finds the series with histograms: one seek per such series over the
+    /// 1-hour histogram tier (the longest kept; every histogram adds to it).
+    fn load_histogram_series(&self) -> Result<(), StorageError> {
+        let mut found = HashSet::new();
+        let mut iter = self.db.raw_iterator_cf(self.cf(CF_HIST_1H));
+        iter.seek_to_first();
+        while let Some(id) = iter.key().and_then(read_u64) {
+            found.insert(id);
+            match id.checked_add(1) {
+                Some(next) => iter.seek(next.to_be_bytes()),
+                None => break,
+            }
+        }
+        iter.status()
+            .map_err(|e| self.io("load histogram series", e))?;
+        *self.histogram_series.write().expect("poisoned") = found;
         Ok(())
     }
 
@@ -352,7 +449,7 @@ impl RocksStorage {
     /// Compacts every time-keyed column family now (retention applies at
     /// compaction; this is for tests and maintenance).
     pub fn compact(&self) {
-        for name in [CF_RAW, CF_1M, CF_1H] {
+        for name in [CF_RAW, CF_1M, CF_1H, CF_HIST_RAW, CF_HIST_1M, CF_HIST_1H] {
             self.db
                 .compact_range_cf(self.cf(name), None::<&[u8]>, None::<&[u8]>);
         }
@@ -524,6 +621,49 @@ impl RocksStorage {
         refused
     }
 
+    /// Adds the batch's histogram samples to `wb`: the raw row and a merge
+    /// operand per rollup tier. Returns how many were refused because their
+    /// series already holds a histogram at that timestamp (a second copy
+    /// would be counted twice in the rollups).
+    fn add_histograms(&self, wb: &mut WriteBatch, batch: &Batch) -> Result<u32, StorageError> {
+        if batch.histograms.is_empty() {
+            return Ok(0);
+        }
+        let ids = self.series_ids(batch.histograms.iter().map(|h| &h.series))?;
+        let raw = self.cf(CF_HIST_RAW);
+        let mut seen = BTreeSet::new();
+        let mut new_series = Vec::new();
+        let mut refused = 0;
+        for (id, h) in ids.into_iter().zip(&batch.histograms) {
+            let key = time_key(id, h.timestamp_ms);
+            let stored = self
+                .db
+                .get_pinned_cf(raw, key)
+                .map_err(|e| self.io("read histogram", e))?;
+            if stored.is_some() || !seen.insert(key) {
+                refused += 1;
+                continue;
+            }
+            let encoded = h.histogram.encode();
+            wb.put_cf(raw, key, &encoded);
+            new_series.push(id);
+            for tier in Tier::ROLLUPS {
+                wb.merge_cf(
+                    self.cf(hist_cf(tier)),
+                    time_key(id, tier.bucket(h.timestamp_ms)),
+                    &encoded,
+                );
+            }
+        }
+        // Marked before the write: a read may then look for a histogram not
+        // yet there, never miss one that is.
+        self.histogram_series
+            .write()
+            .expect("poisoned")
+            .extend(new_series);
+        Ok(refused)
+    }
+
     /// Writes sealed chunks and their rollup operands in one batch.
     fn write_sealed(&self, sealed: &[(u64, SealedChunk)]) -> Result<(), StorageError> {
         if sealed.is_empty() {
@@ -640,6 +780,7 @@ impl Storage for RocksStorage {
             log_seq.to_be_bytes(),
             ingest_log::encode(&samples),
         );
+        let histograms_refused = self.add_histograms(&mut wb, batch)?;
         let meta_cf = self.cf(CF_META);
         wb.put_cf(meta_cf, agent_key(&batch.agent_id), batch.seq.to_be_bytes());
         let host = HostInfo {
@@ -661,7 +802,7 @@ impl Storage for RocksStorage {
             .expect("poisoned")
             .in_flight
             .remove(&log_seq);
-        let out_of_order = refused?;
+        let out_of_order = refused? + histograms_refused;
         *high_water = batch.seq;
         self.hosts
             .write()
@@ -758,6 +899,54 @@ impl Storage for RocksStorage {
         Ok(out)
     }
 
+    fn query_histograms(
+        &self,
+        selector: &Selector,
+        tier: Tier,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<SeriesHistograms>, StorageError> {
+        let mut out = Vec::new();
+        if end_ms < start_ms {
+            return Ok(out);
+        }
+        let (first, last) = match tier {
+            Tier::Raw => (start_ms, end_ms),
+            _ => (tier.bucket(start_ms), tier.bucket(end_ms)),
+        };
+        let cf = self.cf(hist_cf(tier));
+        let matching: Vec<(u64, SharedKey)> = {
+            let with_histograms = self.histogram_series.read().expect("poisoned");
+            if with_histograms.is_empty() {
+                return Ok(out);
+            }
+            self.matching(selector)
+                .into_iter()
+                .filter(|(id, _)| with_histograms.contains(id))
+                .collect()
+        };
+        for (id, key) in matching {
+            let mut opts = ReadOptions::default();
+            opts.set_iterate_lower_bound(time_key(id, first).to_vec());
+            opts.set_iterate_upper_bound(upper_key(id, last));
+            let mut found = Vec::new();
+            for item in self.db.iterator_cf_opt(cf, opts, IteratorMode::Start) {
+                let (k, v) = item.map_err(|e| self.io("read histograms", e))?;
+                let Some(ts) = key_time(&k) else { continue };
+                match Histogram::decode(&v) {
+                    Ok(h) => found.push((ts, h)),
+                    Err(error) => {
+                        tracing::error!(%error, series = id, ts, "skipping an undecodable stored histogram")
+                    }
+                }
+            }
+            if !found.is_empty() {
+                out.push((key, found));
+            }
+        }
+        Ok(out)
+    }
+
     fn latest(&self, selector: &Selector) -> Result<Vec<(SharedKey, Point)>, StorageError> {
         // One lock per shard, not per series: Latest over thousands of
         // series is a dashboard's first query.
@@ -821,7 +1010,8 @@ impl Storage for RocksStorage {
         StorageStats {
             series: self.index.read().expect("poisoned").len() as u64,
             disk_bytes: dir_bytes(&self.path),
-            tier_disk_bytes: [CF_RAW, CF_1M, CF_1H].map(|cf| self.cf_bytes(cf)),
+            tier_disk_bytes: [Tier::Raw, Tier::Minute, Tier::Hour]
+                .map(|tier| self.cf_bytes(tier_cf(tier)) + self.cf_bytes(hist_cf(tier))),
             ingest_log_bytes: self.cf_bytes(CF_LOG),
             compactions_running: self.db_property("rocksdb.num-running-compactions"),
             compaction_pending: self.db_property("rocksdb.compaction-pending"),
@@ -957,6 +1147,7 @@ mod tests {
                     },
                 })
                 .collect(),
+            histograms: Vec::new(),
         }
     }
 
@@ -968,6 +1159,117 @@ mod tests {
                 op: MatchOp::Equal(host.into()),
             }],
         }
+    }
+
+    /// A batch of histogram samples: (metric, timestamp, observations).
+    fn histogram_batch(agent: &str, host: &str, seq: u64, rows: &[(&str, i64, &[f64])]) -> Batch {
+        let mut b = batch(agent, host, seq, &[]);
+        b.histograms = rows
+            .iter()
+            .map(|(m, t, values)| {
+                let mut h = Histogram::new(1e-3);
+                for v in values.iter() {
+                    h.record(*v, 1).unwrap();
+                }
+                crate::model::HistogramSample {
+                    series: key(m, host),
+                    timestamp_ms: *t,
+                    histogram: h,
+                }
+            })
+            .collect();
+        b
+    }
+
+    fn counts(found: &[SeriesHistograms]) -> Vec<(String, Vec<(i64, u64)>)> {
+        found
+            .iter()
+            .map(|(k, hs)| {
+                (
+                    k.labels.get("host").unwrap().to_owned(),
+                    hs.iter().map(|(t, h)| (*t, h.count())).collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn histograms_are_stored_once_in_every_tier_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let any = Selector {
+            metric: Some("lat".into()),
+            matchers: vec![],
+        };
+        {
+            let s = RocksStorage::open(dir.path()).unwrap();
+            s.append(
+                &histogram_batch("ag", "a", 1, &[("lat", 10_000, &[1.0, 2.0])]),
+                1,
+            )
+            .unwrap();
+            s.append(
+                &histogram_batch("ag", "a", 2, &[("lat", 20_000, &[3.0])]),
+                1,
+            )
+            .unwrap();
+            // A replayed batch changes nothing; a second histogram at a
+            // stored timestamp is refused as out of order.
+            let replay = s
+                .append(
+                    &histogram_batch("ag", "a", 2, &[("lat", 20_000, &[3.0])]),
+                    1,
+                )
+                .unwrap();
+            assert_eq!(replay, AppendOutcome::Replay { acked_through: 2 });
+            let again = s
+                .append(
+                    &histogram_batch("ag", "a", 3, &[("lat", 20_000, &[9.0])]),
+                    1,
+                )
+                .unwrap();
+            assert_eq!(
+                again,
+                AppendOutcome::Stored {
+                    acked_through: 3,
+                    out_of_order: 1
+                }
+            );
+            s.append(
+                &histogram_batch("bg", "b", 1, &[("lat", 70_000, &[5.0])]),
+                1,
+            )
+            .unwrap();
+            // Plain series are not read for histograms.
+            s.append(&batch("ag", "a", 4, &[("cpu", 1_000, 1.0)]), 1)
+                .unwrap();
+        }
+        let s = RocksStorage::open(dir.path()).unwrap();
+        let raw = s.query_histograms(&any, Tier::Raw, 0, 100_000).unwrap();
+        assert_eq!(
+            counts(&raw),
+            [
+                ("a".to_owned(), vec![(10_000, 2), (20_000, 1)]),
+                ("b".to_owned(), vec![(70_000, 1)])
+            ]
+        );
+        let minute = s.query_histograms(&any, Tier::Minute, 0, 100_000).unwrap();
+        assert_eq!(
+            counts(&minute),
+            [
+                ("a".to_owned(), vec![(0, 3)]),
+                ("b".to_owned(), vec![(60_000, 1)])
+            ]
+        );
+        let hour = s.query_histograms(&any, Tier::Hour, 0, 100_000).unwrap();
+        assert_eq!(hour[0].1[0].1.count(), 3);
+        assert!((hour[0].1[0].1.max() - 3.0).abs() < 0.03);
+        let bounded = s.query_histograms(&any, Tier::Raw, 15_000, 20_000).unwrap();
+        assert_eq!(counts(&bounded), [("a".to_owned(), vec![(20_000, 1)])]);
+        assert!(
+            s.query_histograms(&host_selector("a"), Tier::Raw, 0, 1)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -1,0 +1,259 @@
+//! The statsd listeners: one thread reading UDP datagrams, one accepting
+//! TCP connections (a thread each, newline-delimited lines). Both feed the
+//! shared [`Aggregator`], locking it once per datagram or per read, not per
+//! line. A malformed line is counted, logged (at most every 10 s) and
+//! skipped; nothing a client sends can stop a listener.
+
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::aggregate::Aggregator;
+use super::parse;
+use crate::telemetry::AgentCounters;
+
+/// Largest statsd datagram (the UDP maximum).
+const MAX_DATAGRAM: usize = 65_535;
+/// Longest TCP line; a longer one is counted malformed and skipped.
+const MAX_TCP_LINE: usize = 64 * 1024;
+/// Most TCP connections served at once; more are closed on accept.
+const MAX_TCP_CONNECTIONS: usize = 256;
+/// How often a listener checks whether to stop.
+const POLL: Duration = Duration::from_millis(200);
+/// How often a malformed line may be logged.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// What the listeners share.
+pub struct Shared {
+    /// The series.
+    pub aggregator: Mutex<Aggregator>,
+    /// Self-metrics.
+    pub counters: Arc<AgentCounters>,
+    /// Set to stop the listeners.
+    pub stop: AtomicBool,
+    last_malformed_log: Mutex<Option<Instant>>,
+}
+
+impl Shared {
+    /// Shared state around `aggregator`.
+    pub fn new(aggregator: Aggregator, counters: Arc<AgentCounters>) -> Shared {
+        Shared {
+            aggregator: Mutex::new(aggregator),
+            counters,
+            stop: AtomicBool::new(false),
+            last_malformed_log: Mutex::new(None),
+        }
+    }
+
+    /// Parses and aggregates every line of `data` (newline-separated).
+    pub fn ingest(&self, data: &[u8], from: &str) {
+        let mut metrics = 0;
+        let mut malformed = 0;
+        let mut first_bad: Option<(&[u8], &'static str)> = None;
+        {
+            let mut aggregator = self.aggregator.lock().expect("poisoned");
+            for line in data.split(|&b| b == b'\n') {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                if line.is_empty() {
+                    continue;
+                }
+                let outcome = parse::parse_line(line)
+                    .map_err(|m| m.reason())
+                    .and_then(|l| aggregator.add(&l).map_err(|r| r.0));
+                match outcome {
+                    Ok(n) => metrics += n,
+                    Err(reason) => {
+                        malformed += 1;
+                        first_bad.get_or_insert((line, reason));
+                    }
+                }
+            }
+        }
+        self.counters
+            .statsd_metrics
+            .fetch_add(metrics, Ordering::Relaxed);
+        if let Some((line, reason)) = first_bad {
+            self.malformed(malformed, line, reason, from);
+        }
+    }
+
+    /// Counts `count` malformed lines and logs one of them (rate-limited).
+    pub fn malformed(&self, count: u64, line: &[u8], reason: &str, from: &str) {
+        let total = self
+            .counters
+            .statsd_malformed
+            .fetch_add(count, Ordering::Relaxed)
+            + count;
+        if self.log_due() {
+            let shown = &line[..line.len().min(200)];
+            tracing::warn!(
+                from,
+                line = %String::from_utf8_lossy(shown),
+                reason,
+                malformed_total = total,
+                "statsd: skipped a malformed line (logged at most every 10 s)"
+            );
+        }
+    }
+
+    fn log_due(&self) -> bool {
+        let mut last = self.last_malformed_log.lock().expect("poisoned");
+        let due = last.is_none_or(|t| t.elapsed() >= LOG_EVERY);
+        if due {
+            *last = Some(Instant::now());
+        }
+        due
+    }
+}
+
+/// Binds the UDP socket, asking the kernel for `read_buffer_bytes` of
+/// receive buffer (it caps this at `net.core.rmem_max`).
+pub fn bind_udp(addr: SocketAddr, read_buffer_bytes: usize) -> std::io::Result<UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if let Err(error) = socket.set_recv_buffer_size(read_buffer_bytes) {
+        tracing::warn!(%error, "statsd: cannot set the UDP receive buffer size");
+    }
+    socket.bind(&addr.into())?;
+    let socket: UdpSocket = socket.into();
+    socket.set_read_timeout(Some(POLL))?;
+    Ok(socket)
+}
+
+/// Reads datagrams until `shared.stop` is set.
+pub fn serve_udp(socket: UdpSocket, shared: Arc<Shared>) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    while !shared.stop.load(Ordering::Relaxed) {
+        match socket.recv_from(&mut buf) {
+            Ok((n, _peer)) => {
+                shared
+                    .counters
+                    .statsd_packets
+                    .fetch_add(1, Ordering::Relaxed);
+                shared.ingest(&buf[..n], "udp");
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(error) => {
+                tracing::warn!(%error, "statsd: UDP receive failed");
+                std::thread::sleep(POLL);
+            }
+        }
+    }
+}
+
+/// Binds the TCP listener.
+pub fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let listener = TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Accepts connections until `shared.stop` is set; each is read on its
+/// own thread.
+pub fn serve_tcp(listener: TcpListener, shared: Arc<Shared>) {
+    let open = Arc::new(AtomicUsize::new(0));
+    while !shared.stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                if open.load(Ordering::Relaxed) >= MAX_TCP_CONNECTIONS {
+                    tracing::warn!(%peer, "statsd: too many TCP connections; closing a new one");
+                    continue;
+                }
+                open.fetch_add(1, Ordering::Relaxed);
+                let (shared, open) = (shared.clone(), open.clone());
+                let spawned =
+                    std::thread::Builder::new()
+                        .name("statsd-tcp".into())
+                        .spawn(move || {
+                            read_tcp(stream, &shared);
+                            open.fetch_sub(1, Ordering::Relaxed);
+                        });
+                if let Err(error) = spawned {
+                    tracing::warn!(%error, "statsd: cannot start a TCP reader thread");
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(POLL / 4),
+            Err(error) => {
+                tracing::warn!(%error, "statsd: TCP accept failed");
+                std::thread::sleep(POLL);
+            }
+        }
+    }
+}
+
+/// Reads newline-delimited lines from one connection until it closes.
+fn read_tcp(stream: TcpStream, shared: &Shared) {
+    if stream.set_nonblocking(false).is_err() || stream.set_read_timeout(Some(POLL)).is_err() {
+        return;
+    }
+    let mut reader = BufReader::with_capacity(64 * 1024, stream);
+    let mut line = Vec::with_capacity(1024);
+    loop {
+        if shared.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        // Reads up to the newline; a timeout keeps what was read so far.
+        match (&mut reader)
+            .take((MAX_TCP_LINE + 1 - line.len().min(MAX_TCP_LINE)) as u64)
+            .read_until(b'\n', &mut line)
+        {
+            Ok(0) => {
+                if !line.is_empty() {
+                    shared.ingest(&line, "tcp");
+                }
+                return;
+            }
+            Ok(_) if line.ends_with(b"\n") || line.len() > MAX_TCP_LINE => {
+                if line.len() > MAX_TCP_LINE && !line.ends_with(b"\n") {
+                    // Too long: count it as malformed and skip to its end.
+                    shared.malformed(1, &line, "line longer than 64 KiB", "tcp");
+                    line.clear();
+                    let _ = skip_line(&mut reader);
+                } else {
+                    shared.ingest(&line, "tcp");
+                    line.clear();
+                }
+            }
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Discards input up to and including the next newline.
+fn skip_line(reader: &mut BufReader<TcpStream>) -> std::io::Result<()> {
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                reader.consume(i + 1);
+                return Ok(());
+            }
+            None => {
+                let n = buf.len();
+                reader.consume(n);
+            }
+        }
+    }
+}
