@@ -1,10 +1,16 @@
 //! Per-flush aggregation of statsd lines into series.
 //!
-//! A line finds its series through its raw key (name, type, tags as sent),
-//! so the hot path copies a few bytes and does one hash lookup; names and
-//! tags are sanitized once, when a series is first seen. Two raw keys that
-//! sanitize to the same series (tags in another order, `a.b` and `a_b`)
-//! share one entry.
+//! A line finds its series through two 64-bit hashes of its raw key (name,
+//! type, tags as sent): one keys a map of plain integers, the other is kept
+//! in the entry to tell colliding keys apart, so the hot path touches no
+//! key bytes on the heap. Names and tags are sanitized once, when a series
+//! is first seen; two raw keys that sanitize to the same series (tags in
+//! another order, `a.b` and `a_b`) share one entry. Timer and histogram
+//! values are appended to a short buffer and folded into the HdrHistogram
+//! in bulk, and a flush only moves figures out under the lock; it builds
+//! the samples after letting go of it. All of this is about cache misses:
+//! with thousands of series, each random memory touch costs more than the
+//! parsing.
 //!
 //! What each kind reports at a flush (timestamp = the flush tick):
 //! - counter `x`: `x_total`, the sum since the series appeared (sample
@@ -19,7 +25,8 @@
 //! saw values.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::BuildHasher as _;
+use std::hash::{BuildHasher as _, BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 use nightjar_model::histogram::Histogram;
 
@@ -31,20 +38,42 @@ pub const TIMER_UNIT: f64 = 1e-6;
 /// Histogram (`h`, `d`) values are kept to a thousandth.
 pub const HISTOGRAM_UNIT: f64 = 1e-3;
 
+/// Values a timer or histogram buffers before folding them into its
+/// HdrHistogram: appending to a short vector touches one cache line, where
+/// recording touches a random slot of a 10–20 KiB counts array.
+const FOLD_AT: usize = 512;
+
 type Labels = Vec<(String, String)>;
 
+/// A series' reported name and labels, shared with the flush output.
+struct SeriesName {
+    metric: String,
+    labels: Labels,
+}
+
+/// Values not yet folded: (value in units, count).
+type Pending = Vec<(u64, u64)>;
+
 enum State {
-    Counter { total: f64, interval: f64 },
+    Counter {
+        total: f64,
+        interval: f64,
+    },
     Gauge(f64),
     Set(HashSet<u64, foldhash::fast::FixedState>),
-    Histogram(Histogram),
+    Histogram {
+        unit: f64,
+        pending: Pending,
+        folded: Option<Histogram>,
+    },
 }
 
 struct Entry {
-    /// The reported name (for counters, the `_total` one).
-    metric: String,
-    labels: Labels,
+    name: Arc<SeriesName>,
     state: State,
+    /// A second hash of the raw key: together with the map's hash it tells
+    /// two raw keys apart without keeping or comparing their bytes.
+    check: u64,
     /// The flush number of the last update.
     touched: u64,
 }
@@ -53,17 +82,51 @@ struct Entry {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Refused(pub &'static str);
 
+/// A hasher for keys that already are hashes.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, _bytes: &[u8]) {
+        unreachable!("only u64 keys are hashed")
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 /// The series of one agent, between flushes.
 pub struct Aggregator {
-    by_raw_key: HashMap<Box<[u8]>, usize, foldhash::fast::RandomState>,
+    /// Hash of the raw key (name, type, tags as sent) → entry.
+    by_raw_key: HashMap<u64, usize, BuildHasherDefault<Prehashed>>,
+    /// Raw keys whose hash another raw key already has (practically never).
+    collided: HashMap<Box<[u8]>, usize>,
     by_series: HashMap<(Kind, String, Labels), usize>,
     entries: Vec<Option<Entry>>,
     free: Vec<usize>,
     scratch: Vec<u8>,
+    key_hasher: foldhash::quality::FixedState,
+    check_hasher: foldhash::quality::FixedState,
     set_hasher: foldhash::fast::FixedState,
     flushes: u64,
     /// Flushes a series may stay idle before it is forgotten.
     expire_flushes: u64,
+}
+
+/// What one flush took out of the aggregator, turned into samples outside
+/// its lock ([`Flushed::into_samples`]).
+pub struct Flushed {
+    values: Vec<(Arc<SeriesName>, Value)>,
+}
+
+enum Value {
+    Counter { total: f64, interval: f64 },
+    Gauge(f64),
+    Set(usize),
+    Histogram(Histogram),
 }
 
 impl Aggregator {
@@ -71,10 +134,13 @@ impl Aggregator {
     pub fn new(expire_flushes: u64) -> Aggregator {
         Aggregator {
             by_raw_key: HashMap::default(),
+            collided: HashMap::new(),
             by_series: HashMap::new(),
             entries: Vec::new(),
             free: Vec::new(),
             scratch: Vec::with_capacity(256),
+            key_hasher: foldhash::quality::FixedState::with_seed(0x6e69_6768_746a_6172),
+            check_hasher: foldhash::quality::FixedState::with_seed(0x7374_6174_7364_0001),
             set_hasher: foldhash::fast::FixedState::default(),
             flushes: 0,
             expire_flushes: expire_flushes.max(1),
@@ -92,9 +158,15 @@ impl Aggregator {
         self.scratch.extend_from_slice(line.name);
         self.scratch.extend_from_slice(&[0, line.kind.code()]);
         self.scratch.extend_from_slice(line.tags);
-        let index = match self.by_raw_key.get(self.scratch.as_slice()) {
-            Some(&i) => i,
-            None => self.create(line),
+        let key = self.key_hasher.hash_one(self.scratch.as_slice());
+        let check = self.check_hasher.hash_one(self.scratch.as_slice());
+        let index = match self.by_raw_key.get(&key) {
+            Some(&i) if self.entries[i].as_ref().is_some_and(|e| e.check == check) => i,
+            Some(_) => match self.collided.get(self.scratch.as_slice()) {
+                Some(&i) => i,
+                None => self.create(line, key, check, true),
+            },
+            None => self.create(line, key, check, false),
         };
         let touched = self.flushes;
         let set_hasher = self.set_hasher;
@@ -102,19 +174,19 @@ impl Aggregator {
         entry.touched = touched;
         let weight = 1.0 / line.rate;
         let mut taken = 0;
+        let bad_value = Refused("value is not a finite number");
         match &mut entry.state {
             State::Counter { total, interval } => {
-                for v in parse::numbers(line.values) {
+                for raw in values(line.values) {
+                    let v = parse::parse_f64(raw).ok_or(bad_value)?;
                     *total += v * weight;
                     *interval += v * weight;
                     taken += 1;
                 }
             }
             State::Gauge(value) => {
-                for raw in line.values.split(|&b| b == b':') {
-                    let Some(v) = parse::parse_f64(raw) else {
-                        continue;
-                    };
+                for raw in values(line.values) {
+                    let v = parse::parse_f64(raw).ok_or(bad_value)?;
                     if matches!(raw.first(), Some(b'+' | b'-')) {
                         *value += v;
                     } else {
@@ -124,27 +196,39 @@ impl Aggregator {
                 }
             }
             State::Set(seen) => {
-                for raw in line.values.split(|&b| b == b':') {
+                for raw in values(line.values) {
                     seen.insert(set_hasher.hash_one(raw));
                     taken += 1;
                 }
             }
-            State::Histogram(h) => {
-                let scale = if line.kind == Kind::Timer { 1e-3 } else { 1.0 };
+            State::Histogram {
+                unit,
+                pending,
+                folded,
+            } => {
+                let scale = if line.kind == Kind::Timer { 1e-3 } else { 1.0 } / *unit;
                 let count = weight.round().max(1.0) as u64;
-                for v in parse::numbers(line.values) {
-                    h.record(v * scale, count).map_err(|_| {
-                        Refused("negative or too large value for a timer or histogram")
-                    })?;
+                for raw in values(line.values) {
+                    let v = parse::parse_f64(raw).ok_or(bad_value)?;
+                    let units = (v * scale).round();
+                    if !(0.0..=nightjar_model::histogram::MAX_VALUE as f64).contains(&units) {
+                        return Err(Refused(
+                            "negative or too large value for a timer or histogram",
+                        ));
+                    }
+                    pending.push((units as u64, count));
                     taken += 1;
+                }
+                if pending.len() >= FOLD_AT {
+                    fold(*unit, pending, folded);
                 }
             }
         }
         Ok(taken)
     }
 
-    /// Finds or makes the entry of a line not seen in this raw form yet.
-    fn create(&mut self, line: &Line<'_>) -> usize {
+    /// Finds or makes the entry of a raw key not seen yet.
+    fn create(&mut self, line: &Line<'_>, key: u64, check: u64, collided: bool) -> usize {
         let base = parse::sanitize(line.name, true);
         let metric = match line.kind {
             Kind::Counter if base.ends_with("_total") => base,
@@ -154,11 +238,16 @@ impl Aggregator {
             _ => base,
         };
         let labels = parse::tags(line.tags);
-        let key = (line.kind, metric, labels);
-        let index = match self.by_series.get(&key) {
+        let series = (line.kind, metric, labels);
+        let index = match self.by_series.get(&series) {
             Some(&i) => i,
             None => {
-                let (kind, metric, labels) = key.clone();
+                let (kind, metric, labels) = series.clone();
+                let histogram = |unit| State::Histogram {
+                    unit,
+                    pending: Vec::new(),
+                    folded: None,
+                };
                 let state = match kind {
                     Kind::Counter => State::Counter {
                         total: 0.0,
@@ -166,13 +255,13 @@ impl Aggregator {
                     },
                     Kind::Gauge => State::Gauge(0.0),
                     Kind::Set => State::Set(HashSet::with_hasher(self.set_hasher)),
-                    Kind::Timer => State::Histogram(Histogram::new(TIMER_UNIT)),
-                    Kind::Histogram => State::Histogram(Histogram::new(HISTOGRAM_UNIT)),
+                    Kind::Timer => histogram(TIMER_UNIT),
+                    Kind::Histogram => histogram(HISTOGRAM_UNIT),
                 };
                 let entry = Some(Entry {
-                    metric,
-                    labels,
+                    name: Arc::new(SeriesName { metric, labels }),
                     state,
+                    check,
                     touched: self.flushes,
                 });
                 let i = match self.free.pop() {
@@ -185,19 +274,32 @@ impl Aggregator {
                         self.entries.len() - 1
                     }
                 };
-                self.by_series.insert(key, i);
+                self.by_series.insert(series, i);
                 i
             }
         };
-        self.by_raw_key
-            .insert(self.scratch.clone().into_boxed_slice(), index);
+        if collided {
+            self.collided
+                .insert(self.scratch.clone().into_boxed_slice(), index);
+        } else {
+            self.by_raw_key.insert(key, index);
+            if let Some(entry) = &mut self.entries[index] {
+                // A second raw spelling of a series: remember its check too.
+                if entry.check != check {
+                    self.collided
+                        .insert(self.scratch.clone().into_boxed_slice(), index);
+                }
+            }
+        }
         index
     }
 
-    /// Reports every series for the flush that just ended (`seconds` long),
-    /// resets per-flush state and forgets idle series.
-    pub fn flush(&mut self, seconds: f64) -> Vec<AppSample> {
-        let mut out = Vec::with_capacity(self.by_series.len() + 8);
+    /// Takes every series' figures for the flush that just ended, resets
+    /// per-flush state and forgets idle series. Cheap: histograms are
+    /// moved out, not built; call [`Flushed::into_samples`] after letting
+    /// go of the lock.
+    pub fn flush(&mut self) -> Flushed {
+        let mut values = Vec::with_capacity(self.by_series.len());
         let mut expired = Vec::new();
         for (i, slot) in self.entries.iter_mut().enumerate() {
             let Some(entry) = slot else { continue };
@@ -206,44 +308,86 @@ impl Aggregator {
                 *slot = None;
                 continue;
             }
-            let sample = |metric: String, value: AppValue| AppSample {
-                metric,
-                labels: entry.labels.clone(),
-                value,
-            };
-            match &mut entry.state {
-                State::Counter { total, interval } => {
-                    let base = entry.metric.trim_end_matches("_total");
-                    out.push(sample(
-                        format!("{base}_per_second"),
-                        AppValue::Gauge(*interval / seconds),
-                    ));
-                    out.push(sample(entry.metric.clone(), AppValue::Gauge(*total)));
-                    *interval = 0.0;
-                }
-                State::Gauge(v) => out.push(sample(entry.metric.clone(), AppValue::Gauge(*v))),
+            let value = match &mut entry.state {
+                State::Counter { total, interval } => Value::Counter {
+                    total: *total,
+                    interval: std::mem::take(interval),
+                },
+                State::Gauge(v) => Value::Gauge(*v),
                 State::Set(seen) => {
-                    out.push(sample(
-                        entry.metric.clone(),
-                        AppValue::Gauge(seen.len() as f64),
-                    ));
+                    let n = seen.len();
                     seen.clear();
+                    Value::Set(n)
                 }
-                State::Histogram(h) => {
-                    if !h.is_empty() {
-                        out.push(sample(entry.metric.clone(), AppValue::Histogram(h.clone())));
-                        h.reset();
+                State::Histogram {
+                    unit,
+                    pending,
+                    folded,
+                } => {
+                    if pending.is_empty() && folded.is_none() {
+                        continue;
                     }
+                    fold(*unit, pending, folded);
+                    Value::Histogram(folded.take().expect("folded above"))
                 }
-            }
+            };
+            values.push((entry.name.clone(), value));
         }
         if !expired.is_empty() {
             let gone: HashSet<usize> = expired.iter().copied().collect();
             self.by_raw_key.retain(|_, i| !gone.contains(i));
+            self.collided.retain(|_, i| !gone.contains(i));
             self.by_series.retain(|_, i| !gone.contains(i));
             self.free.extend(expired);
         }
         self.flushes += 1;
+        Flushed { values }
+    }
+}
+
+/// The `:`-separated values of a line.
+fn values(raw: &[u8]) -> impl Iterator<Item = &[u8]> {
+    raw.split(|&b| b == b':')
+}
+
+/// Records the pending values into the histogram (made on first use).
+fn fold(unit: f64, pending: &mut Pending, folded: &mut Option<Histogram>) {
+    let h = folded.get_or_insert_with(|| Histogram::new(unit));
+    for &(units, count) in pending.iter() {
+        // In range: checked when the value was taken.
+        let _ = h.record(units as f64 * unit, count);
+    }
+    pending.clear();
+}
+
+impl Flushed {
+    /// The samples of the flush, for a flush `seconds` long.
+    pub fn into_samples(self, seconds: f64) -> Vec<AppSample> {
+        let mut out = Vec::with_capacity(self.values.len() + self.values.len() / 2);
+        for (name, value) in self.values {
+            let sample = |metric: String, value: AppValue| AppSample {
+                metric,
+                labels: name.labels.clone(),
+                value,
+            };
+            match value {
+                Value::Counter { total, interval } => {
+                    let base = name.metric.trim_end_matches("_total");
+                    out.push(sample(
+                        format!("{base}_per_second"),
+                        AppValue::Gauge(interval / seconds),
+                    ));
+                    out.push(sample(name.metric.clone(), AppValue::Gauge(total)));
+                }
+                Value::Gauge(v) => out.push(sample(name.metric.clone(), AppValue::Gauge(v))),
+                Value::Set(n) => {
+                    out.push(sample(name.metric.clone(), AppValue::Gauge(n as f64)));
+                }
+                Value::Histogram(h) => {
+                    out.push(sample(name.metric.clone(), AppValue::Histogram(h)));
+                }
+            }
+        }
         out
     }
 }
@@ -272,14 +416,14 @@ mod tests {
     fn counters_report_totals_and_rates_with_sample_rates_applied() {
         let mut agg = Aggregator::new(10);
         feed(&mut agg, &["req:1|c", "req:2|c|@0.5", "req:1:1|c"]);
-        let out = agg.flush(10.0);
+        let out = agg.flush().into_samples(10.0);
         assert_eq!(gauge(&out, "req_total"), Some(7.0));
         assert_eq!(gauge(&out, "req_per_second"), Some(0.7));
         feed(&mut agg, &["req:3|c"]);
-        let out = agg.flush(10.0);
+        let out = agg.flush().into_samples(10.0);
         assert_eq!(gauge(&out, "req_total"), Some(10.0));
         assert_eq!(gauge(&out, "req_per_second"), Some(0.3));
-        let out = agg.flush(10.0);
+        let out = agg.flush().into_samples(10.0);
         assert_eq!(gauge(&out, "req_per_second"), Some(0.0));
     }
 
@@ -297,10 +441,10 @@ mod tests {
                 "users:a|s",
             ],
         );
-        let out = agg.flush(1.0);
+        let out = agg.flush().into_samples(1.0);
         assert_eq!(gauge(&out, "temp"), Some(12.0));
         assert_eq!(gauge(&out, "users"), Some(2.0));
-        let out = agg.flush(1.0);
+        let out = agg.flush().into_samples(1.0);
         assert_eq!(gauge(&out, "temp"), Some(12.0), "gauges keep their value");
         assert_eq!(gauge(&out, "users"), Some(0.0), "sets count per flush");
     }
@@ -312,7 +456,7 @@ mod tests {
             &mut agg,
             &["lat:100|ms", "lat:200:300|ms", "lat:50|ms|@0.25"],
         );
-        let out = agg.flush(1.0);
+        let out = agg.flush().into_samples(1.0);
         let h = match &out
             .iter()
             .find(|s| s.metric == "lat_seconds")
@@ -326,7 +470,12 @@ mod tests {
         assert!((h.max() - 0.3).abs() < 0.003);
         assert!((h.min() - 0.05).abs() < 0.0005);
         // Nothing recorded: no histogram sample.
-        assert!(agg.flush(1.0).iter().all(|s| s.metric != "lat_seconds"));
+        assert!(
+            agg.flush()
+                .into_samples(1.0)
+                .iter()
+                .all(|s| s.metric != "lat_seconds")
+        );
     }
 
     #[test]
@@ -342,7 +491,7 @@ mod tests {
             ],
         );
         assert_eq!(agg.series(), 2);
-        let out = agg.flush(1.0);
+        let out = agg.flush().into_samples(1.0);
         let tagged = out
             .iter()
             .find(|s| s.metric == "a_b_total" && !s.labels.is_empty())
@@ -361,13 +510,15 @@ mod tests {
     fn idle_series_expire_and_negative_timers_are_refused() {
         let mut agg = Aggregator::new(2);
         feed(&mut agg, &["g:1|g"]);
-        assert_eq!(agg.flush(1.0).len(), 1);
-        assert_eq!(agg.flush(1.0).len(), 1);
-        assert_eq!(agg.flush(1.0).len(), 0);
+        assert_eq!(agg.flush().into_samples(1.0).len(), 1);
+        assert_eq!(agg.flush().into_samples(1.0).len(), 1);
+        assert_eq!(agg.flush().into_samples(1.0).len(), 0);
         assert_eq!(agg.series(), 0);
         feed(&mut agg, &["g:5|g"]);
-        assert_eq!(gauge(&agg.flush(1.0), "g"), Some(5.0));
-        let line = parse::parse_line(b"t:-1|ms").unwrap();
-        assert!(agg.add(&line).is_err());
+        assert_eq!(gauge(&agg.flush().into_samples(1.0), "g"), Some(5.0));
+        for bad in ["t:-1|ms", "c:abc|c", "g:nan|g", "h:1e300|h"] {
+            let line = parse::parse_line(bad.as_bytes()).unwrap();
+            assert!(agg.add(&line).is_err(), "{bad}");
+        }
     }
 }

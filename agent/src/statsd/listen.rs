@@ -108,19 +108,27 @@ impl Shared {
     }
 }
 
-/// Binds the UDP socket, asking the kernel for `read_buffer_bytes` of
-/// receive buffer (it caps this at `net.core.rmem_max`).
+/// Binds the UDP socket with a receive buffer of `read_buffer_bytes`: as
+/// root (or with CAP_NET_ADMIN) exactly that, otherwise at most the
+/// kernel's `net.core.rmem_max`. The buffer is what absorbs a burst while
+/// the listener thread is descheduled. Logs the size it got.
 pub fn bind_udp(addr: SocketAddr, read_buffer_bytes: usize) -> std::io::Result<UdpSocket> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::DGRAM,
-        Some(socket2::Protocol::UDP),
-    )?;
-    if let Err(error) = socket.set_recv_buffer_size(read_buffer_bytes) {
+    use rustix::net::sockopt;
+    let socket = UdpSocket::bind(addr)?;
+    if sockopt::set_socket_recv_buffer_size_force(&socket, read_buffer_bytes).is_err()
+        && let Err(error) = sockopt::set_socket_recv_buffer_size(&socket, read_buffer_bytes)
+    {
         tracing::warn!(%error, "statsd: cannot set the UDP receive buffer size");
     }
-    socket.bind(&addr.into())?;
-    let socket: UdpSocket = socket.into();
+    let got = sockopt::socket_recv_buffer_size(&socket).unwrap_or(0);
+    // Linux reports double the size asked for (half is bookkeeping).
+    if got / 2 < read_buffer_bytes {
+        tracing::warn!(
+            asked = read_buffer_bytes,
+            got = got / 2,
+            "statsd: UDP receive buffer capped by net.core.rmem_max; raise it (or run with CAP_NET_ADMIN) to absorb bursts"
+        );
+    }
     socket.set_read_timeout(Some(POLL))?;
     Ok(socket)
 }

@@ -197,12 +197,15 @@ impl crate::pipeline::AppSource for Statsd {
             return Vec::new();
         }
         let seconds = interval.as_secs_f64() * self.flush_every as f64;
-        let mut aggregator = self.shared.aggregator.lock().expect("poisoned");
-        let samples = aggregator.flush(seconds);
+        // Held only to move the figures out: the listeners wait on it.
+        let (flushed, series) = {
+            let mut aggregator = self.shared.aggregator.lock().expect("poisoned");
+            (aggregator.flush(), aggregator.series())
+        };
         self.shared
             .counters
             .statsd_series
-            .store(aggregator.series() as u64, Ordering::Relaxed);
-        samples
+            .store(series as u64, Ordering::Relaxed);
+        flushed.into_samples(seconds)
     }
 }

@@ -63,7 +63,7 @@ pub enum Malformed {
     NoType,
     /// The type is none of c, g, s, ms, h, d.
     UnknownType,
-    /// A value is not a number (or not finite).
+    /// No value.
     BadValue,
     /// `@rate` is not a number in (0, 1].
     BadRate,
@@ -76,7 +76,7 @@ impl Malformed {
             Malformed::NoName => "no name (expected name:value|type)",
             Malformed::NoType => "no |type section",
             Malformed::UnknownType => "unknown type (expected c, g, s, ms, h or d)",
-            Malformed::BadValue => "value is not a finite number",
+            Malformed::BadValue => "no value",
             Malformed::BadRate => "sample rate is not a number in (0, 1]",
         }
     }
@@ -113,14 +113,9 @@ pub fn parse_line(line: &[u8]) -> Result<Line<'_>, Malformed> {
             _ => {}
         }
     }
+    // Numbers are parsed (once) by the aggregator, which refuses bad ones.
     if values.is_empty() {
         return Err(Malformed::BadValue);
-    }
-    // Sets take any string; every other kind needs numbers.
-    if kind != Kind::Set {
-        for v in values.split(|&b| b == b':') {
-            parse_f64(v).ok_or(Malformed::BadValue)?;
-        }
     }
     Ok(Line {
         name,
@@ -129,11 +124,6 @@ pub fn parse_line(line: &[u8]) -> Result<Line<'_>, Malformed> {
         rate,
         tags,
     })
-}
-
-/// The values of a line as numbers (already checked by [`parse_line`]).
-pub fn numbers(values: &[u8]) -> impl Iterator<Item = f64> + '_ {
-    values.split(|&b| b == b':').filter_map(parse_f64)
 }
 
 /// A finite number, or None.
@@ -196,12 +186,9 @@ mod tests {
         assert_eq!(l.kind, Kind::Counter);
         assert_eq!(l.rate, 0.5);
         assert_eq!(l.tags, b"env:prod,dc:x");
-        assert_eq!(numbers(l.values).collect::<Vec<_>>(), [3.0]);
+        assert_eq!(l.values, b"3");
         assert_eq!(parse_line(b"t:1.5:2:3|ms").unwrap().kind, Kind::Timer);
-        assert_eq!(
-            numbers(parse_line(b"t:1.5:2:3|ms").unwrap().values).count(),
-            3
-        );
+        assert_eq!(parse_line(b"t:1.5:2:3|ms").unwrap().values, b"1.5:2:3");
         assert_eq!(parse_line(b"g:-4|g").unwrap().kind, Kind::Gauge);
         assert_eq!(parse_line(b"u:alice|s").unwrap().values, b"alice");
         assert_eq!(parse_line(b"h:7|h").unwrap().kind, Kind::Histogram);
@@ -217,9 +204,7 @@ mod tests {
         assert_eq!(parse_line(b":1|c"), Err(Malformed::NoName));
         assert_eq!(parse_line(b"x:1"), Err(Malformed::NoType));
         assert_eq!(parse_line(b"x:1|q"), Err(Malformed::UnknownType));
-        assert_eq!(parse_line(b"x:abc|c"), Err(Malformed::BadValue));
         assert_eq!(parse_line(b"x:|c"), Err(Malformed::BadValue));
-        assert_eq!(parse_line(b"x:nan|g"), Err(Malformed::BadValue));
         assert_eq!(parse_line(b"x:1|c|@0"), Err(Malformed::BadRate));
         assert_eq!(parse_line(b"x:1|c|@2"), Err(Malformed::BadRate));
         assert_eq!(parse_line(b"x:1|c|@z"), Err(Malformed::BadRate));

@@ -42,6 +42,28 @@ struct Args {
     /// Measure the agent only.
     #[arg(long)]
     no_peer: bool,
+    /// Also time the agent's parser and aggregator alone, in this process
+    /// (no sockets): the ceiling the listener works under.
+    #[arg(long)]
+    in_process: bool,
+}
+
+/// Lines per second the agent's parse + aggregate path takes on one core.
+fn in_process(stream: &Stream, seconds: f64) -> f64 {
+    use nightjar_agent::statsd::aggregate::Aggregator;
+    use nightjar_agent::statsd::listen::Shared;
+    let counters = std::sync::Arc::new(nightjar_agent::telemetry::AgentCounters::default());
+    let shared = Shared::new(Aggregator::new(30), counters.clone());
+    let started = Instant::now();
+    let mut lines = 0u64;
+    let mut i = 0;
+    while started.elapsed().as_secs_f64() < seconds {
+        let (packet, n) = &stream.packets[i % stream.packets.len()];
+        shared.ingest(packet, "bench");
+        lines += n;
+        i += 1;
+    }
+    lines as f64 / started.elapsed().as_secs_f64()
 }
 
 /// Datagrams with how many metrics each holds.
@@ -382,6 +404,12 @@ fn main() -> anyhow::Result<()> {
         stream.packets.len(),
         args.series
     );
+    if args.in_process {
+        eprintln!(
+            "in process (parse + aggregate, one thread): {:.0} metrics/s",
+            in_process(&stream, 3.0)
+        );
+    }
     let budget = if args.no_peer {
         args.duration as f64
     } else {
