@@ -123,10 +123,17 @@ pub struct Flushed {
 }
 
 enum Value {
-    Counter { total: f64, interval: f64 },
+    Counter {
+        total: f64,
+        interval: f64,
+    },
     Gauge(f64),
     Set(usize),
-    Histogram(Histogram),
+    Histogram {
+        unit: f64,
+        pending: Pending,
+        folded: Option<Histogram>,
+    },
 }
 
 impl Aggregator {
@@ -327,8 +334,12 @@ impl Aggregator {
                     if pending.is_empty() && folded.is_none() {
                         continue;
                     }
-                    fold(*unit, pending, folded);
-                    Value::Histogram(folded.take().expect("folded above"))
+                    // Folded after the lock is let go (`into_samples`).
+                    Value::Histogram {
+                        unit: *unit,
+                        pending: std::mem::take(pending),
+                        folded: folded.take(),
+                    }
                 }
             };
             values.push((entry.name.clone(), value));
@@ -383,8 +394,15 @@ impl Flushed {
                 Value::Set(n) => {
                     out.push(sample(name.metric.clone(), AppValue::Gauge(n as f64)));
                 }
-                Value::Histogram(h) => {
-                    out.push(sample(name.metric.clone(), AppValue::Histogram(h)));
+                Value::Histogram {
+                    unit,
+                    mut pending,
+                    mut folded,
+                } => {
+                    fold(unit, &mut pending, &mut folded);
+                    if let Some(h) = folded {
+                        out.push(sample(name.metric.clone(), AppValue::Histogram(h)));
+                    }
                 }
             }
         }

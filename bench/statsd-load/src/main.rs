@@ -42,6 +42,11 @@ struct Args {
     /// Measure the agent only.
     #[arg(long)]
     no_peer: bool,
+    /// The agent's `[statsd] read_buffer_bytes` (default: the agent's
+    /// default, 8 MiB; Etsy statsd gets the kernel's default buffer, e.g.
+    /// 212992, which this can match for a like-for-like run).
+    #[arg(long)]
+    agent_read_buffer: Option<u64>,
     /// Also time the agent's parser and aggregator alone, in this process
     /// (no sockets): the ceiling the listener works under.
     #[arg(long)]
@@ -235,10 +240,15 @@ fn wait_for(what: &str, mut ok: impl FnMut() -> bool) -> anyhow::Result<()> {
     bail!("{what} did not come up within 30 s")
 }
 
-fn start_agent(binary: &PathBuf) -> anyhow::Result<Agent> {
+fn start_agent(binary: &PathBuf, read_buffer: Option<u64>) -> anyhow::Result<Agent> {
     let dir = tempfile::tempdir()?;
     let (port, status) = (free_port()?, free_port()?);
+    let config = dir.path().join("agent.toml");
+    let buffer = read_buffer.map_or(String::new(), |b| format!("read_buffer_bytes = {b}\n"));
+    std::fs::write(&config, format!("[statsd]\n{buffer}"))?;
     let child = Command::new(binary)
+        .arg("--config")
+        .arg(&config)
         .args(["--collector", "http://127.0.0.1:9", "--interval", "10s"])
         .args(["--host", "bench-statsd"])
         .arg("--state-dir")
@@ -416,7 +426,7 @@ fn main() -> anyhow::Result<()> {
         args.duration as f64 / 2.0
     };
 
-    let agent = start_agent(&args.agent)?;
+    let agent = start_agent(&args.agent, args.agent_read_buffer)?;
     eprintln!("nightjar-agent:");
     let ours = max_rate(&stream, &agent, budget)?;
     drop(agent);
