@@ -613,6 +613,11 @@ mod tests {
             "command line: statsd:",
         );
         check_err(
+            "[statsd]\nmax_series = 0",
+            Overrides::default(),
+            "/etc/agent.toml: statsd.max_series: 0 is below the minimum of 1",
+        );
+        check_err(
             "[statsd]\nread_buffer_bytes = 1",
             Overrides::default(),
             "statsd.read_buffer_bytes: 1 is outside",

@@ -199,7 +199,8 @@ fn token_command(action: TokenCommand) -> anyhow::Result<String> {
 /// Aggregations accepted by `query --agg`.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Agg {
-    /// Mean.
+    /// Mean (of the points; of the observations for a histogram series).
+    #[value(alias = "mean")]
     Avg,
     /// Minimum.
     Min,

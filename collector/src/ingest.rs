@@ -155,15 +155,13 @@ async fn serve_stream<S: Storage>(
         }
         let (mut batch, mut rejections) = batch_from_wire(wire, &limits, now_ms());
         let (host_series, total_series) = storage.series_counts(&batch.host);
-        let (admitted, refused) = limits.admit(
-            std::mem::take(&mut batch.samples),
+        rejections.extend(limits.admit_batch(
+            &mut batch,
             |key| storage.series_exists(key),
             host_series,
             total_series,
-        );
-        batch.samples = admitted;
-        rejections.extend(refused);
-        let n_samples = batch.samples.len() as u64;
+        ));
+        let n_samples = (batch.samples.len() + batch.histograms.len()) as u64;
         let (host, seq) = (batch.host.clone(), batch.seq);
         let store = storage.clone();
         let alerter = alerter.clone();

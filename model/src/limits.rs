@@ -3,9 +3,9 @@
 //! A sample over a limit is rejected alone, with a reason naming the limit;
 //! existing series keep flowing.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
-use crate::model::{Sample, SeriesKey};
+use crate::model::{Batch, Sample, SeriesKey};
 use crate::validate::Rejection;
 
 /// The limits, as configured under `[limits]`.
@@ -127,48 +127,100 @@ impl Limits {
         host_series: u64,
         total_series: u64,
     ) -> (Vec<Sample>, Vec<Rejection>) {
+        let mut batch = Batch {
+            agent_id: String::new(),
+            host: String::new(),
+            seq: 0,
+            interval_ms: 0,
+            samples,
+            histograms: Vec::new(),
+        };
+        let rejected = self.admit_batch(&mut batch, exists, host_series, total_series);
+        (batch.samples, rejected)
+    }
+
+    /// [`Limits::admit`] for a whole batch: its plain and its histogram
+    /// samples count against the same limits. Refused samples are removed
+    /// from `batch` and returned as rejections.
+    pub fn admit_batch(
+        &self,
+        batch: &mut Batch,
+        exists: impl Fn(&SeriesKey) -> bool,
+        host_series: u64,
+        total_series: u64,
+    ) -> Vec<Rejection> {
         // Even if every sample were a new series, none would cross a limit:
         // skip the per-sample index lookups (the common, hot case).
-        let n = samples.len() as u64;
+        let n = (batch.samples.len() + batch.histograms.len()) as u64;
         if host_series + n <= self.max_series_per_host && total_series + n <= self.max_series_total
         {
-            return (samples, Vec::new());
+            return Vec::new();
         }
-        let mut kept = Vec::with_capacity(samples.len());
-        let mut rejected = Vec::new();
-        let mut new_series: HashMap<SeriesKey, ()> = HashMap::new();
-        for sample in samples {
-            if exists(&sample.series) || new_series.contains_key(&sample.series) {
-                kept.push(sample);
+        let mut admission = Admission {
+            limits: self,
+            host_series,
+            total_series,
+            new_series: HashSet::new(),
+            rejected: Vec::new(),
+        };
+        let samples = std::mem::take(&mut batch.samples);
+        batch.samples = admission.filter(samples, |s| &s.series, &exists);
+        let histograms = std::mem::take(&mut batch.histograms);
+        batch.histograms = admission.filter(histograms, |h| &h.series, &exists);
+        admission.rejected
+    }
+}
+
+/// The series-limit check over one batch: the new series admitted so far.
+struct Admission<'a> {
+    limits: &'a Limits,
+    host_series: u64,
+    total_series: u64,
+    new_series: HashSet<SeriesKey>,
+    rejected: Vec<Rejection>,
+}
+
+impl Admission<'_> {
+    fn filter<T>(
+        &mut self,
+        items: Vec<T>,
+        key: impl Fn(&T) -> &SeriesKey,
+        exists: &impl Fn(&SeriesKey) -> bool,
+    ) -> Vec<T> {
+        let mut kept = Vec::with_capacity(items.len());
+        for item in items {
+            let series = key(&item);
+            if exists(series) || self.new_series.contains(series) {
+                kept.push(item);
                 continue;
             }
-            let n_new = new_series.len() as u64;
-            let over = if host_series + n_new >= self.max_series_per_host {
+            let n_new = self.new_series.len() as u64;
+            let over = if self.host_series + n_new >= self.limits.max_series_per_host {
                 Some(format!(
                     "host has {} series, the limit",
-                    self.max_series_per_host
+                    self.limits.max_series_per_host
                 ))
-            } else if total_series + n_new >= self.max_series_total {
+            } else if self.total_series + n_new >= self.limits.max_series_total {
                 Some(format!(
                     "collector has {} series, the limit",
-                    self.max_series_total
+                    self.limits.max_series_total
                 ))
             } else {
                 None
             };
             match over {
-                Some(what) => rejected.push(Rejection::OverLimit {
-                    metric: sample.series.metric.clone(),
+                Some(what) => self.rejected.push(Rejection::OverLimit {
+                    metric: series.metric.clone(),
                     what: format!("new series refused: {what}"),
                     reason: 3,
                 }),
                 None => {
-                    new_series.insert(sample.series.clone(), ());
-                    kept.push(sample);
+                    self.new_series.insert(series.clone());
+                    kept.push(item);
                 }
             }
         }
-        (kept, rejected)
+        kept
     }
 }
 
@@ -221,6 +273,40 @@ mod tests {
                 .unwrap_err()
                 .contains("label host")
         );
+    }
+
+    #[test]
+    fn histogram_samples_count_against_the_same_series_limits() {
+        let limits = Limits {
+            max_series_per_host: 3,
+            max_series_total: 100,
+            ..Limits::default()
+        };
+        let histogram = |metric: &str| crate::model::HistogramSample {
+            series: SeriesKey::of(metric, &[("host", "h")]),
+            timestamp_ms: 0,
+            histogram: crate::histogram::Histogram::new(1e-6),
+        };
+        let mut batch = Batch {
+            agent_id: "a".into(),
+            host: "h".into(),
+            seq: 1,
+            interval_ms: 1_000,
+            samples: vec![sample("plain")],
+            histograms: vec![histogram("lat"), histogram("lat"), histogram("size")],
+        };
+        // One series exists; room for two new ones: the plain sample and
+        // the first histogram series take them, the second is refused.
+        let rejected = limits.admit_batch(&mut batch, |_| false, 1, 1);
+        assert_eq!(batch.samples.len(), 1);
+        let kept: Vec<&str> = batch
+            .histograms
+            .iter()
+            .map(|h| h.series.metric.as_str())
+            .collect();
+        assert_eq!(kept, ["lat", "lat"]);
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0].reason_index(), 9);
     }
 
     #[test]

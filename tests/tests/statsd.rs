@@ -172,7 +172,7 @@ fn statsd_lines_over_udp_and_tcp_become_counts_rates_gauges_sets_and_percentiles
         let want = percentile(&seconds, q);
         assert!(close(got, want), "{agg}: got {got}, want {want}");
     }
-    let mean = figure(&collector, "api_latency_seconds", Some(&host), "avg", ALL)[0].1;
+    let mean = figure(&collector, "api_latency_seconds", Some(&host), "mean", ALL)[0].1;
     let want_mean = seconds.iter().sum::<f64>() / seconds.len() as f64;
     assert!(close(mean, want_mean), "mean: got {mean}, want {want_mean}");
     poll("both TCP timer values stored", || {

@@ -114,6 +114,8 @@ pub struct Aggregator {
     flushes: u64,
     /// Flushes a series may stay idle before it is forgotten.
     expire_flushes: u64,
+    /// Most series held; lines of further new series are refused.
+    max_series: usize,
 }
 
 /// What one flush took out of the aggregator, turned into samples outside
@@ -151,7 +153,16 @@ impl Aggregator {
             set_hasher: foldhash::fast::FixedState::default(),
             flushes: 0,
             expire_flushes: expire_flushes.max(1),
+            max_series: usize::MAX,
         }
+    }
+
+    /// Holds at most `max_series` series: a line that would add one more is
+    /// refused (an application sending unbounded names must not exhaust
+    /// the agent's memory).
+    pub fn with_max_series(mut self, max_series: usize) -> Aggregator {
+        self.max_series = max_series;
+        self
     }
 
     /// Series held now.
@@ -171,9 +182,9 @@ impl Aggregator {
             Some(&i) if self.entries[i].as_ref().is_some_and(|e| e.check == check) => i,
             Some(_) => match self.collided.get(self.scratch.as_slice()) {
                 Some(&i) => i,
-                None => self.create(line, key, check, true),
+                None => self.create(line, key, check, true)?,
             },
-            None => self.create(line, key, check, false),
+            None => self.create(line, key, check, false)?,
         };
         let touched = self.flushes;
         let set_hasher = self.set_hasher;
@@ -235,7 +246,13 @@ impl Aggregator {
     }
 
     /// Finds or makes the entry of a raw key not seen yet.
-    fn create(&mut self, line: &Line<'_>, key: u64, check: u64, collided: bool) -> usize {
+    fn create(
+        &mut self,
+        line: &Line<'_>,
+        key: u64,
+        check: u64,
+        collided: bool,
+    ) -> Result<usize, Refused> {
         let base = parse::sanitize(line.name, true);
         let metric = match line.kind {
             Kind::Counter if base.ends_with("_total") => base,
@@ -248,6 +265,9 @@ impl Aggregator {
         let series = (line.kind, metric, labels);
         let index = match self.by_series.get(&series) {
             Some(&i) => i,
+            None if self.by_series.len() >= self.max_series => {
+                return Err(Refused("new series over [statsd] max_series"));
+            }
             None => {
                 let (kind, metric, labels) = series.clone();
                 let histogram = |unit| State::Histogram {
@@ -298,7 +318,7 @@ impl Aggregator {
                 }
             }
         }
-        index
+        Ok(index)
     }
 
     /// Takes every series' figures for the flush that just ended, resets
@@ -522,6 +542,20 @@ mod tests {
                 ("y".to_owned(), "2".to_owned())
             ]
         );
+    }
+
+    #[test]
+    fn series_beyond_max_series_are_refused_existing_ones_flow() {
+        let mut agg = Aggregator::new(10).with_max_series(2);
+        feed(&mut agg, &["a:1|c", "b:1|g"]);
+        let line = parse::parse_line(b"c:1|c").unwrap();
+        assert_eq!(
+            agg.add(&line),
+            Err(Refused("new series over [statsd] max_series"))
+        );
+        feed(&mut agg, &["a:1|c", "b:2|g"]);
+        assert_eq!(agg.series(), 2);
+        assert_eq!(gauge(&agg.flush().into_samples(1.0), "a_total"), Some(2.0));
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8125";
 pub const DEFAULT_EXPIRE_AFTER: Duration = Duration::from_secs(300);
 /// Default UDP receive buffer asked of the kernel.
 pub const DEFAULT_READ_BUFFER_BYTES: u64 = 8 * 1024 * 1024;
+/// Default bound of the series held.
+pub const DEFAULT_MAX_SERIES: u64 = 100_000;
 
 /// `[statsd]` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -46,6 +48,9 @@ pub struct RawStatsd {
     /// UDP receive buffer asked of the kernel (capped at net.core.rmem_max).
     /// Default 8388608.
     pub read_buffer_bytes: Option<i64>,
+    /// Most series held; lines that would add more are refused (counted as
+    /// malformed). Default 100000.
+    pub max_series: Option<i64>,
 }
 
 /// The validated `[statsd]` settings.
@@ -61,6 +66,8 @@ pub struct StatsdConfig {
     pub expire_after: Duration,
     /// UDP receive buffer size asked for.
     pub read_buffer_bytes: usize,
+    /// Most series held.
+    pub max_series: usize,
 }
 
 impl StatsdConfig {
@@ -118,12 +125,23 @@ impl StatsdConfig {
                 ));
             }
         };
+        let max_series = match raw.max_series {
+            None => DEFAULT_MAX_SERIES as usize,
+            Some(n) if n >= 1 => n as usize,
+            Some(n) => {
+                return Err((
+                    "statsd.max_series".into(),
+                    format!("{n} is below the minimum of 1"),
+                ));
+            }
+        };
         Ok(StatsdConfig {
             udp,
             tcp,
             flush_every,
             expire_after,
             read_buffer_bytes,
+            max_series,
         })
     }
 }
@@ -153,7 +171,7 @@ impl Statsd {
             .as_millis()
             .div_ceil(flush.as_millis().max(1));
         let shared = Arc::new(Shared::new(
-            Aggregator::new(expire_flushes as u64),
+            Aggregator::new(expire_flushes as u64).with_max_series(config.max_series),
             counters,
         ));
         if let Some(addr) = config.udp {
