@@ -20,8 +20,9 @@ const MAX_DATAGRAM: usize = 65_535;
 const MAX_TCP_LINE: usize = 64 * 1024;
 /// Most TCP connections served at once; more are closed on accept.
 const MAX_TCP_CONNECTIONS: usize = 256;
-/// How often a listener checks whether to stop.
-const POLL: Duration = Duration::from_millis(200);
+/// How often a reader checks whether to stop (rarely: an idle agent should
+/// not wake up for it; at exit the threads end with the process anyway).
+const POLL: Duration = Duration::from_secs(1);
 /// How often a malformed line may be logged.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -162,13 +163,11 @@ pub fn serve_udp(socket: UdpSocket, shared: Arc<Shared>) {
 
 /// Binds the TCP listener.
 pub fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let listener = TcpListener::bind(addr)?;
-    listener.set_nonblocking(true)?;
-    Ok(listener)
+    TcpListener::bind(addr)
 }
 
-/// Accepts connections until `shared.stop` is set; each is read on its
-/// own thread.
+/// Accepts connections (blocking: no wake-ups while idle) until
+/// `shared.stop` is set; each is read on its own thread.
 pub fn serve_tcp(listener: TcpListener, shared: Arc<Shared>) {
     let open = Arc::new(AtomicUsize::new(0));
     while !shared.stop.load(Ordering::Relaxed) {
@@ -191,7 +190,6 @@ pub fn serve_tcp(listener: TcpListener, shared: Arc<Shared>) {
                     tracing::warn!(%error, "statsd: cannot start a TCP reader thread");
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(POLL / 4),
             Err(error) => {
                 tracing::warn!(%error, "statsd: TCP accept failed");
                 std::thread::sleep(POLL);
@@ -202,7 +200,7 @@ pub fn serve_tcp(listener: TcpListener, shared: Arc<Shared>) {
 
 /// Reads newline-delimited lines from one connection until it closes.
 fn read_tcp(stream: TcpStream, shared: &Shared) {
-    if stream.set_nonblocking(false).is_err() || stream.set_read_timeout(Some(POLL)).is_err() {
+    if stream.set_read_timeout(Some(POLL)).is_err() {
         return;
     }
     let mut reader = BufReader::with_capacity(64 * 1024, stream);
