@@ -217,7 +217,7 @@ fn run(args: Args) -> anyhow::Result<()> {
 
     // Bound before sampling starts too: a taken statsd port is a start-up error.
     let statsd = Statsd::start(&config.statsd, config.interval, counters.clone())?;
-    let checks = Checks::new(config.checks.clone());
+    let checks = Checks::new(config.checks.clone())?;
     let mut app_sources: Vec<Arc<dyn AppSource>> = Vec::new();
     if let Some(statsd) = &statsd {
         app_sources.push(statsd.clone());
@@ -246,7 +246,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         .context("starting the sampling thread")?;
 
     runtime.block_on(async {
-        checks.spawn()?;
+        checks.spawn();
         if let Some(listener) = status_listener {
             let source = Arc::new(AgentStatus {
                 counters: counters.clone(),
@@ -285,8 +285,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         let _ = shutdown_tx.send(true);
         let _ = transport.await;
-        anyhow::Ok(())
-    })?;
+    });
     if let Some(statsd) = &statsd {
         statsd.stop();
     }

@@ -352,7 +352,13 @@ pub fn latest_by_series(
     let v = collector.cli_json(&[
         "query", metric, "--host", host, "--since", "1h", "--step", "0",
     ]);
-    v.as_array()
+    last_points(&v)
+}
+
+/// Each series of a `query --json` answer: its labels and its newest value.
+pub fn last_points(answer: &serde_json::Value) -> Vec<(serde_json::Value, f64)> {
+    answer
+        .as_array()
         .into_iter()
         .flatten()
         .filter_map(|s| {

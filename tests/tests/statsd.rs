@@ -6,8 +6,8 @@ use std::io::Write as _;
 use std::net::{TcpStream, UdpSocket};
 
 use nightjar_e2e::{
-    Collector, agent_progress, free_port, latest_by_series, latest_value, log_events, poll,
-    start_agent, unique_host,
+    Collector, agent_progress, free_port, last_points, latest_by_series, latest_value, log_events,
+    poll, start_agent, unique_host,
 };
 
 /// Relative precision of the stored histograms (2 significant digits:
@@ -73,15 +73,7 @@ fn figure(
     } else {
         args.push("--by");
     }
-    let v = collector.cli_json(&args);
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| {
-            let value = s["points"].as_array()?.last()?[1].as_f64()?;
-            Some((s["labels"].clone(), value))
-        })
-        .collect()
+    last_points(&collector.cli_json(&args))
 }
 
 const ALL: &str = "1000d";

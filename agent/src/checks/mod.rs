@@ -205,12 +205,27 @@ struct CheckState {
 /// The running checks.
 pub struct Checks {
     checks: Vec<(CheckSpec, Mutex<CheckState>)>,
+    /// For HTTP checks; none without checks (it loads the system's CA
+    /// certificates).
+    client: Option<reqwest::Client>,
 }
 
 impl Checks {
     /// The checks, not yet running (see [`Checks::spawn`]).
-    pub fn new(specs: Vec<CheckSpec>) -> Arc<Checks> {
-        Arc::new(Checks {
+    pub fn new(specs: Vec<CheckSpec>) -> anyhow::Result<Arc<Checks>> {
+        use anyhow::Context as _;
+        let client = if specs.is_empty() {
+            None
+        } else {
+            Some(
+                reqwest::Client::builder()
+                    .user_agent(concat!("nightjar-agent/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .context("building the HTTP client for checks")?,
+            )
+        };
+        Ok(Arc::new(Checks {
+            client,
             checks: specs
                 .into_iter()
                 .map(|spec| {
@@ -224,7 +239,7 @@ impl Checks {
                     (spec, Mutex::new(state))
                 })
                 .collect(),
-        })
+        }))
     }
 
     /// Whether there are no checks.
@@ -233,21 +248,12 @@ impl Checks {
     }
 
     /// Starts one task per check on the current tokio runtime.
-    pub fn spawn(self: &Arc<Self>) -> anyhow::Result<()> {
-        use anyhow::Context as _;
-        if self.checks.is_empty() {
-            // No HTTP client either: it loads the system's CA certificates.
-            return Ok(());
-        }
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("nightjar-agent/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("building the HTTP client for checks")?;
+    pub fn spawn(self: &Arc<Self>) {
+        let Some(client) = &self.client else { return };
         for index in 0..self.checks.len() {
             let (checks, client) = (self.clone(), client.clone());
             tokio::spawn(async move { checks.run(index, client).await });
         }
-        Ok(())
     }
 
     async fn run(&self, index: usize, client: reqwest::Client) {
@@ -419,7 +425,8 @@ mod tests {
                 "#,
             )
             .unwrap(),
-        );
+        )
+        .unwrap();
         let client = reqwest::Client::new();
         for (spec, state) in &checks.checks {
             let outcome = spec.probe.run(&client, spec.timeout).await;

@@ -146,19 +146,20 @@ pub fn serve_udp(socket: UdpSocket, shared: Arc<Shared>) {
                     .fetch_add(1, Ordering::Relaxed);
                 shared.ingest(&buf[..n], "udp");
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if is_read_timeout(&e) => {}
             Err(error) => {
                 tracing::warn!(%error, "statsd: UDP receive failed");
                 std::thread::sleep(POLL);
             }
         }
     }
+}
+
+/// A read that timed out (the `POLL` read timeout) or was interrupted:
+/// nothing to do but check `stop` and read again.
+fn is_read_timeout(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{Interrupted, TimedOut, WouldBlock};
+    matches!(e.kind(), WouldBlock | TimedOut | Interrupted)
 }
 
 /// Binds the TCP listener.
@@ -232,13 +233,7 @@ fn read_tcp(stream: TcpStream, shared: &Shared) {
                 }
             }
             Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if is_read_timeout(&e) => {}
             Err(_) => return,
         }
     }
