@@ -94,7 +94,9 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(cmd: &mut Command) -> Proc {
+    /// Spawns `cmd` with stderr captured (for binaries started through a
+    /// wrapper, e.g. `setpriv`; the helpers below cover the plain cases).
+    pub fn spawn(cmd: &mut Command) -> Proc {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -1,13 +1,15 @@
 //! Synthetic checks end to end: a real agent probes a real local HTTP
 //! server that flips between 200, 500 and slow answers, an open TCP port
 //! and a closed one; check_up, check_sla_met, the failure counters and the
-//! duration histogram follow, read back through the query API.
+//! duration histogram follow, read back through the query API. A command
+//! check does not pass the agent's capabilities on.
 
+use std::process::Command;
 use std::time::Duration;
 
 use nightjar_e2e::receiver::Receiver;
 use nightjar_e2e::{
-    Collector, free_port, latest_by_series, log_events, poll, start_agent, unique_host,
+    Collector, Proc, bin, free_port, latest_by_series, log_events, poll, start_agent, unique_host,
 };
 
 /// The newest value of `metric` for the series with these labels.
@@ -160,4 +162,68 @@ interval = "1s"
             .any(|e| e["check"] == "web" && e["reason"] == "status"),
         "{failed:?}"
     );
+}
+
+/// The capability bitmask a process's `/proc/PID/status` line `name` shows.
+fn caps(status: &str, name: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or_else(|| panic!("no {name} in {status}"))
+}
+
+#[test]
+fn check_commands_do_not_inherit_the_agents_ambient_capabilities() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = Collector::start(free_port(), &dir.path().join("data"));
+    let out = dir.path().join("child-status");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[check]]
+name = "caps"
+command = ["sh", "-c", "cat /proc/self/status > {}"]
+interval = "1s"
+"#,
+            out.display()
+        ),
+    )
+    .unwrap();
+    // As the systemd unit starts it: with an ambient capability.
+    let agent = Proc::spawn(
+        Command::new("setpriv")
+            .args([
+                "--inh-caps",
+                "+dac_read_search",
+                "--ambient-caps",
+                "+dac_read_search",
+            ])
+            .arg(bin("nightjar-agent"))
+            .args(["--collector", &collector.url(), "--interval", "1s"])
+            .args(["--host", &unique_host("check-caps"), "--statsd", "off"])
+            .args(["--http-listen", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .arg("--state-dir")
+            .arg(dir.path().join("state")),
+    );
+    // Read once setpriv has exec'd the agent.
+    let agent_status = poll("the agent runs", || {
+        std::fs::read_to_string(format!("/proc/{}/status", agent.pid()))
+            .ok()
+            .filter(|s| s.contains("Name:\tnightjar-agent"))
+    });
+    assert_ne!(
+        caps(&agent_status, "CapAmb:"),
+        0,
+        "the agent runs with an ambient capability"
+    );
+    let child_status = poll("the check's command ran", || {
+        std::fs::read_to_string(&out)
+            .ok()
+            .filter(|s| s.contains("CapAmb:"))
+    });
+    assert_eq!(caps(&child_status, "CapAmb:"), 0, "{child_status}");
 }

@@ -174,7 +174,15 @@ async fn http(
 }
 
 async fn command(argv: &[String]) -> Result<(), Failure> {
-    let mut child = tokio::process::Command::new(&argv[0])
+    let mut command = tokio::process::Command::new(&argv[0]);
+    // The agent's unit gives it ambient capabilities (to read every
+    // process's /proc files); a check's command must not inherit them.
+    // SAFETY: the closure runs in the forked child before exec and only
+    // makes one prctl system call, which is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| Ok(rustix::thread::clear_ambient_capability_set()?));
+    }
+    let mut child = command
         .args(&argv[1..])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
