@@ -129,29 +129,24 @@ fn invalid(e: impl std::fmt::Display) -> Status {
     Status::invalid_argument(e.to_string())
 }
 
-/// What a QueryRange asks for: a plain-series aggregation (which also
-/// answers histogram series, through [`Figure::for_aggregation`]) or a
-/// percentile, which only histogram series answer.
-#[derive(Clone, Copy)]
-enum Asked {
-    Points(Aggregation),
-    Percentile(f64),
-}
-
-fn aggregation_from_wire(value: i32) -> Result<Asked, Status> {
-    use Asked::{Percentile, Points};
+/// What a QueryRange asks of plain series and of histogram series: a
+/// plain aggregation asks both (histograms through
+/// [`Figure::for_aggregation`]), a percentile only histograms.
+fn aggregation_from_wire(value: i32) -> Result<(Option<Aggregation>, Option<Figure>), Status> {
+    let plain = |agg| (Some(agg), Figure::for_aggregation(agg));
+    let percentile = |q| (None, Some(Figure::Quantile(q)));
     Ok(match pb::Aggregation::try_from(value) {
-        Ok(pb::Aggregation::Avg) => Points(Aggregation::Avg),
-        Ok(pb::Aggregation::Min) => Points(Aggregation::Min),
-        Ok(pb::Aggregation::Max) => Points(Aggregation::Max),
-        Ok(pb::Aggregation::Sum) => Points(Aggregation::Sum),
-        Ok(pb::Aggregation::Count) => Points(Aggregation::Count),
-        Ok(pb::Aggregation::Last) => Points(Aggregation::Last),
-        Ok(pb::Aggregation::P50) => Percentile(0.5),
-        Ok(pb::Aggregation::P90) => Percentile(0.9),
-        Ok(pb::Aggregation::P95) => Percentile(0.95),
-        Ok(pb::Aggregation::P99) => Percentile(0.99),
-        Ok(pb::Aggregation::P999) => Percentile(0.999),
+        Ok(pb::Aggregation::Avg) => plain(Aggregation::Avg),
+        Ok(pb::Aggregation::Min) => plain(Aggregation::Min),
+        Ok(pb::Aggregation::Max) => plain(Aggregation::Max),
+        Ok(pb::Aggregation::Sum) => plain(Aggregation::Sum),
+        Ok(pb::Aggregation::Count) => plain(Aggregation::Count),
+        Ok(pb::Aggregation::Last) => plain(Aggregation::Last),
+        Ok(pb::Aggregation::P50) => percentile(0.5),
+        Ok(pb::Aggregation::P90) => percentile(0.9),
+        Ok(pb::Aggregation::P95) => percentile(0.95),
+        Ok(pb::Aggregation::P99) => percentile(0.99),
+        Ok(pb::Aggregation::P999) => percentile(0.999),
         Err(_) => return Err(invalid(format!("aggregation: unknown value {value}"))),
     })
 }
@@ -251,7 +246,7 @@ impl<S: Storage> pb::query_service_server::QueryService for QueryApi<S> {
     ) -> Result<Response<pb::QueryRangeResponse>, Status> {
         let req = request.into_inner();
         let selector = selector_from_wire(req.selector).map_err(invalid)?;
-        let asked = aggregation_from_wire(req.aggregation)?;
+        let (agg, figure) = aggregation_from_wire(req.aggregation)?;
         let (start, end, step) = (req.start_ms, req.end_ms, req.step_ms);
         if end < start {
             return Err(invalid(format!("end_ms {end} is before start_ms {start}")));
@@ -271,10 +266,6 @@ impl<S: Storage> pb::query_service_server::QueryService for QueryApi<S> {
             )));
         }
         let by = req.group.map(|g| g.by);
-        let (agg, figure) = match asked {
-            Asked::Points(agg) => (Some(agg), Figure::for_aggregation(agg)),
-            Asked::Percentile(q) => (None, Some(Figure::Quantile(q))),
-        };
         let mut series = match agg {
             Some(agg) => {
                 self.query_points(selector.clone(), start, end, step, agg, by.as_deref())

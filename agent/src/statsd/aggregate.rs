@@ -2,7 +2,7 @@
 //!
 //! A line finds its series through two 64-bit hashes of its raw key (name,
 //! type, tags as sent): one keys a map of plain integers, the other is kept
-//! in the entry to tell colliding keys apart, so the hot path touches no
+//! beside the entry index to tell colliding keys apart, so the hot path touches no
 //! key bytes on the heap. Names and tags are sanitized once, when a series
 //! is first seen; two raw keys that sanitize to the same series (tags in
 //! another order, `a.b` and `a_b`) share one entry. Timer and histogram
@@ -71,11 +71,18 @@ enum State {
 struct Entry {
     name: Arc<SeriesName>,
     state: State,
+    /// The flush number of the last update.
+    touched: u64,
+}
+
+/// Where a raw key leads.
+#[derive(Clone, Copy)]
+struct RawKey {
+    /// The entry.
+    index: usize,
     /// A second hash of the raw key: together with the map's hash it tells
     /// two raw keys apart without keeping or comparing their bytes.
     check: u64,
-    /// The flush number of the last update.
-    touched: u64,
 }
 
 /// Why a parsed line's value was not taken.
@@ -101,7 +108,7 @@ impl Hasher for Prehashed {
 /// The series of one agent, between flushes.
 pub struct Aggregator {
     /// Hash of the raw key (name, type, tags as sent) → entry.
-    by_raw_key: HashMap<u64, usize, BuildHasherDefault<Prehashed>>,
+    by_raw_key: HashMap<u64, RawKey, BuildHasherDefault<Prehashed>>,
     /// Raw keys whose hash another raw key already has (practically never).
     collided: HashMap<Box<[u8]>, usize>,
     by_series: HashMap<(Kind, String, Labels), usize>,
@@ -179,7 +186,7 @@ impl Aggregator {
         let key = self.key_hasher.hash_one(self.scratch.as_slice());
         let check = self.check_hasher.hash_one(self.scratch.as_slice());
         let index = match self.by_raw_key.get(&key) {
-            Some(&i) if self.entries[i].as_ref().is_some_and(|e| e.check == check) => i,
+            Some(raw) if raw.check == check => raw.index,
             Some(_) => match self.collided.get(self.scratch.as_slice()) {
                 Some(&i) => i,
                 None => self.create(line, key, check, true)?,
@@ -288,7 +295,6 @@ impl Aggregator {
                 let entry = Some(Entry {
                     name: Arc::new(SeriesName { metric, labels }),
                     state,
-                    check,
                     touched: self.flushes,
                 });
                 let i = match self.free.pop() {
@@ -309,14 +315,7 @@ impl Aggregator {
             self.collided
                 .insert(self.scratch.clone().into_boxed_slice(), index);
         } else {
-            self.by_raw_key.insert(key, index);
-            if let Some(entry) = &mut self.entries[index] {
-                // A second raw spelling of a series: remember its check too.
-                if entry.check != check {
-                    self.collided
-                        .insert(self.scratch.clone().into_boxed_slice(), index);
-                }
-            }
+            self.by_raw_key.insert(key, RawKey { index, check });
         }
         Ok(index)
     }
@@ -366,7 +365,7 @@ impl Aggregator {
         }
         if !expired.is_empty() {
             let gone: HashSet<usize> = expired.iter().copied().collect();
-            self.by_raw_key.retain(|_, i| !gone.contains(i));
+            self.by_raw_key.retain(|_, raw| !gone.contains(&raw.index));
             self.collided.retain(|_, i| !gone.contains(i));
             self.by_series.retain(|_, i| !gone.contains(i));
             self.free.extend(expired);

@@ -61,8 +61,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rocksdb::compaction_filter::Decision as CompactionDecision;
 use rocksdb::statistics::{StatsLevel, Ticker};
 use rocksdb::{
-    ColumnFamilyDescriptor, DB, DBCompressionType, IteratorMode, Options, ReadOptions, WriteBatch,
-    WriteOptions,
+    BlockBasedOptions, ColumnFamilyDescriptor, DB, DBCompressionType, IteratorMode, Options,
+    ReadOptions, WriteBatch, WriteOptions,
 };
 
 use super::head::{Head, HeadMap, Heads, SHARDS, SealedChunk};
@@ -245,6 +245,14 @@ fn timed_cf_options(tier: Tier, rows: Rows, retention: Retention, clock: Clock) 
         }
     });
     opts.set_periodic_compaction_seconds(24 * 3600);
+    if (tier, rows) == (Tier::Raw, Rows::Histograms) {
+        // Every stored histogram is first looked up (is its timestamp
+        // taken?); nearly always it is not, which a Bloom filter answers
+        // without reading data blocks.
+        let mut table = BlockBasedOptions::default();
+        table.set_bloom_filter(10.0, false);
+        opts.set_block_based_table_factory(&table);
+    }
     match (tier, rows) {
         (Tier::Raw, _) => {}
         (_, Rows::Points) => opts.set_merge_operator_associative(
