@@ -9,7 +9,6 @@ pub mod checks;
 pub mod config;
 pub mod convert;
 pub mod pipeline;
-pub mod process_watch;
 pub mod procfs;
 pub mod queue;
 pub mod sample;

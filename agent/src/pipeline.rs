@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::convert::{BatchHeader, batch_to_wire};
 use crate::queue::BatchQueue;
-use crate::sample::AppSample;
+use crate::sample::{AppSample, AppSource};
 use crate::sampler::HostSampler;
 use crate::state::AgentState;
 use crate::systemd_units::SystemdUnits;
@@ -43,14 +43,6 @@ pub struct SamplingLoop {
     pub reloads: Receiver<Reload>,
     /// Application metrics (statsd, synthetic checks), collected on every tick.
     pub app_sources: Vec<Arc<dyn AppSource>>,
-}
-
-/// A source of application samples that runs beside the sampler (its own
-/// threads or tasks) and hands over what it has on every tick.
-pub trait AppSource: Send + Sync {
-    /// The samples for the tick that just happened; `interval` is the
-    /// sampling interval.
-    fn collect(&self, interval: Duration) -> Vec<AppSample>;
 }
 
 /// What a SIGHUP can change without a restart.

@@ -79,3 +79,11 @@ pub fn find(samples: &[Sample], metric: &str, labels: &[(&str, &str)]) -> Option
         })
         .map(|s| s.value)
 }
+
+/// A source of application samples that runs beside the sampler (its own
+/// threads or tasks) and hands over what it has on every tick.
+pub trait AppSource: Send + Sync {
+    /// The samples for the tick that just happened; `interval` is the
+    /// sampling interval.
+    fn collect(&self, interval: std::time::Duration) -> Vec<AppSample>;
+}

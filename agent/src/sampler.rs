@@ -9,8 +9,10 @@ pub mod host;
 pub mod kernel;
 pub mod load;
 pub mod memory;
+pub mod name_filter;
 pub mod network;
 pub mod pressure;
+pub mod process_watch;
 pub mod rates;
 pub mod tcp;
 pub mod vm;
@@ -20,10 +22,10 @@ use std::time::{Duration, Instant};
 
 use sysinfo::{DiskRefreshKind, Disks, System};
 
-use crate::config::NameFilter;
-use crate::process_watch::{ProcessWatcher, WatchSpec};
 use crate::procfs;
 use crate::sample::Sample;
+pub use name_filter::NameFilter;
+use process_watch::{ProcessWatcher, WatchSpec};
 
 /// sysinfo needs this much time between two CPU refreshes for a usable
 /// usage figure.

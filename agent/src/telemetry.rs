@@ -4,14 +4,11 @@
 //! it can repeat every interval.
 
 use std::path::Path;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+
+use nightjar_common::log_limit::RateLimitedLog;
 
 use crate::sample::Sample;
-
-/// How often a repeating warning may be logged.
-const LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// Counters shared by the sampling loop and the transport.
 #[derive(Default)]
@@ -46,18 +43,9 @@ pub struct AgentCounters {
     /// When the last batch was spooled (ms since the epoch; 0 = none yet),
     /// for the HTTP health check.
     pub last_sample_ms: std::sync::atomic::AtomicI64,
-    last_drop_log: Mutex<Option<Instant>>,
-    last_reject_log: Mutex<Option<Instant>>,
-    last_corrupt_log: Mutex<Option<Instant>>,
-}
-
-fn due(last: &Mutex<Option<Instant>>) -> bool {
-    let mut last = last.lock().expect("poisoned");
-    let due = last.is_none_or(|t| t.elapsed() >= LOG_EVERY);
-    if due {
-        *last = Some(Instant::now());
-    }
-    due
+    drop_log: RateLimitedLog<60>,
+    reject_log: RateLimitedLog<60>,
+    corrupt_log: RateLimitedLog<60>,
 }
 
 impl AgentCounters {
@@ -110,7 +98,7 @@ impl SpoolDropped {
             .spool_dropped_batches
             .fetch_add(self.batches, Ordering::Relaxed)
             + self.batches;
-        if due(&counters.last_drop_log) {
+        if counters.drop_log.due().is_some() {
             tracing::warn!(
                 dropped_batches = self.batches,
                 dropped_bytes = self.bytes,
@@ -135,7 +123,7 @@ impl SamplesRejected<'_> {
         counters
             .samples_rejected
             .fetch_add(self.count, Ordering::Relaxed);
-        if due(&counters.last_reject_log) {
+        if counters.reject_log.due().is_some() {
             tracing::warn!(
                 rejected = self.count,
                 reason = self.first_reason,
@@ -162,7 +150,7 @@ impl SpoolRecordCorrupt<'_> {
             .spool_corrupt_records
             .fetch_add(1, Ordering::Relaxed)
             + 1;
-        if due(&counters.last_corrupt_log) {
+        if counters.corrupt_log.due().is_some() {
             tracing::warn!(
                 path = %self.path.display(),
                 offset = self.offset,

@@ -14,9 +14,11 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+
+use nightjar_common::log_limit::RateLimitedLog;
+pub use nightjar_common::token::hash_token;
 
 use sha2::Digest as _;
 use tonic::{Request, Status};
@@ -53,14 +55,6 @@ pub struct Caller {
 pub struct TokenTable {
     by_hash: HashMap<[u8; 32], Caller>,
 }
-
-/// SHA-256 of a token, as the token file writes it.
-pub fn hash_token(token: &str) -> String {
-    let digest = sha2::Sha256::digest(token.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
-}
-
 fn parse_hash(text: &str) -> Option<[u8; 32]> {
     let hex = text.strip_prefix("sha256:")?;
     if hex.len() != 64 {
@@ -171,30 +165,22 @@ impl Refusal {
 }
 
 /// Refusal counters and a log limiter: refusals are logged with the peer
-/// address at most once per [`LOG_EVERY`], with the count of those not logged.
+/// address at most once every 10 s, with the count of those not logged.
 #[derive(Debug, Default)]
 pub struct AuthLog {
     counts: [AtomicU64; 5],
-    last_log: Mutex<Option<Instant>>,
-    unlogged: AtomicU64,
+    /// One refusal line per 10 s, with the count of those not logged.
+    log: RateLimitedLog<10>,
 }
-
-/// Least time between two refusal log lines.
-pub const LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl AuthLog {
     /// Counts and (rate-limited) logs a refusal.
     pub fn refuse(&self, why: Refusal, peer: &str, detail: &str) {
         let i = Refusal::ALL.iter().position(|r| *r == why).expect("listed");
         self.counts[i].fetch_add(1, Ordering::Relaxed);
-        let mut last = self.last_log.lock().expect("auth log lock");
-        if last.is_some_and(|t| t.elapsed() < LOG_EVERY) {
-            self.unlogged.fetch_add(1, Ordering::Relaxed);
-            return;
+        if let Some(unlogged) = self.log.due() {
+            tracing::warn!(%peer, reason = why.as_str(), detail, refusals_not_logged = unlogged, "refused a call");
         }
-        *last = Some(Instant::now());
-        let unlogged = self.unlogged.swap(0, Ordering::Relaxed);
-        tracing::warn!(%peer, reason = why.as_str(), detail, refusals_not_logged = unlogged, "refused a call");
     }
 
     /// Refusals so far, per reason (in [`Refusal::ALL`] order).
@@ -358,6 +344,11 @@ mod tests {
         }
         log.refuse(Refusal::Impersonation, "1.2.3.4:5", "y");
         assert_eq!(log.counts(), [0, 5, 0, 1, 0]);
-        assert_eq!(log.unlogged.load(Ordering::Relaxed), 5);
+        let later = std::time::Instant::now() + std::time::Duration::from_secs(11);
+        assert_eq!(
+            log.log.due_at(later),
+            Some(5),
+            "the next line tells of the 5 held back"
+        );
     }
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::limits::Limits;
-use crate::storage::rocks::Retention;
+use nightjar_model::limits::Limits;
+use nightjar_storage::Retention;
 
 /// Default gRPC listen address (ingest and query on one port).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
@@ -76,7 +76,7 @@ pub struct RawConfig {
     pub retention: RawRetention,
     /// Hooks, routes, maintenance windows, host_down.
     #[serde(default)]
-    pub alerting: crate::alert::config::RawAlerting,
+    pub alerting: nightjar_alerting::config::RawAlerting,
     /// Serve plaintext gRPC on a non-loopback address. Default false.
     pub allow_insecure: Option<bool>,
     /// TLS for the listener.
@@ -173,9 +173,9 @@ pub struct Config {
     /// How long data is kept.
     pub retention: Retention,
     /// Where the alert rules come from.
-    pub rules: crate::alert::service::RuleSource,
+    pub rules: nightjar_alerting::alerter::RuleSource,
     /// Hooks, routes, maintenance windows, host_down.
-    pub alerting: crate::alert::config::Alerting,
+    pub alerting: nightjar_alerting::config::Alerting,
     /// TLS for the listener, if configured.
     pub tls: Option<nightjar_common::tls::ServerTls>,
     /// Token table, if configured (None = no authentication).
@@ -344,13 +344,13 @@ impl Config {
             hour: tier("retention.1h", &raw.retention.hour, defaults.hour)?,
         };
         let rules = match raw.rules {
-            None => crate::alert::service::RuleSource::Defaults,
-            Some(paths) => crate::alert::service::RuleSource::Paths(
+            None => nightjar_alerting::alerter::RuleSource::Defaults,
+            Some(paths) => nightjar_alerting::alerter::RuleSource::Paths(
                 paths.into_iter().map(|p| config_dir.join(p)).collect(),
             ),
         };
         let alerting =
-            crate::alert::config::Alerting::from_raw(raw.alerting).map_err(|reason| {
+            nightjar_alerting::config::Alerting::from_raw(raw.alerting).map_err(|reason| {
                 ConfigError {
                     source_name: origin(false),
                     key: "alerting",

@@ -10,13 +10,13 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::alert::service::Alerter;
 use crate::auth::{AuthLog, Caller, Refusal, Role};
-use crate::convert::batch_from_wire;
-use crate::limits::Limits;
-use crate::storage::{AppendOutcome, Storage};
 use crate::telemetry::{IngestCounters, SamplesRejected};
-use crate::validate::Rejection;
+use nightjar_alerting::alerter::Alerter;
+use nightjar_model::convert::batch_from_wire;
+use nightjar_model::limits::Limits;
+use nightjar_model::validate::Rejection;
+use nightjar_storage::{AppendOutcome, Storage};
 
 /// Acks buffered per stream before the stream task waits for the agent to
 /// read them.
@@ -173,7 +173,7 @@ async fn serve_stream<S: Storage>(
             if let (Some(alerter), AppendOutcome::Stored { .. }) = (&alerter, outcome) {
                 alerter.observe(&batch, now);
             }
-            Ok::<_, crate::storage::StorageError>(outcome)
+            Ok::<_, nightjar_storage::StorageError>(outcome)
         })
         .await;
         let outcome = match appended {
@@ -247,5 +247,247 @@ impl<S: Storage> pb::ingest_service_server::IngestService for IngestApi<S> {
             tx,
         ));
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use nightjar_model::selector::Selector;
+    use nightjar_storage::Storage as _;
+
+    use super::now_ms;
+    use crate::auth::{Refusal, hash_token};
+    use crate::testing::{Options, TestCollector, send, wire_batch};
+    use nightjar_model::limits::Limits;
+
+    fn stored_values(collector: &TestCollector, metric: &str) -> Vec<f64> {
+        let selector = Selector {
+            metric: Some(metric.into()),
+            ..Selector::default()
+        };
+        collector
+            .storage
+            .query_range(&selector, 0, i64::MAX)
+            .unwrap()
+            .into_iter()
+            .flat_map(|(_, points)| points.into_iter().map(|p| p.value))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_replayed_batch_is_acked_without_being_stored_again() {
+        let c = TestCollector::start().await;
+        let t = now_ms();
+        let first = send(
+            &c,
+            None,
+            vec![wire_batch("a1", "web-1", 1, &[("load1", t, 1.0)])],
+        )
+        .await;
+        assert_eq!(first[0].as_ref().unwrap().acked_through, 1);
+        // The agent reconnects and resends seq 1 (with other bytes, as a
+        // buggy or restarted agent might), then sends seq 2.
+        let again = send(
+            &c,
+            None,
+            vec![
+                wire_batch("a1", "web-1", 1, &[("load1", t + 1_000, 9.0)]),
+                wire_batch("a1", "web-1", 2, &[("load1", t + 2_000, 2.0)]),
+            ],
+        )
+        .await;
+        let acks: Vec<u64> = again
+            .iter()
+            .map(|a| a.as_ref().unwrap().acked_through)
+            .collect();
+        assert_eq!(acks, vec![1, 2]);
+        assert_eq!(stored_values(&c, "load1"), vec![1.0, 2.0]);
+        assert_eq!(c.counters.batches_replayed.load(Relaxed), 1);
+        assert_eq!(c.counters.batches_stored.load(Relaxed), 2);
+        assert_eq!(c.counters.samples_stored.load(Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn series_over_the_host_limit_are_rejected_alone_and_counted() {
+        let c = TestCollector::with(Options {
+            limits: Limits {
+                max_series_per_host: 2,
+                ..Limits::default()
+            },
+            ..Options::default()
+        })
+        .await;
+        let t = now_ms();
+        let acks = send(
+            &c,
+            None,
+            vec![
+                wire_batch(
+                    "a1",
+                    "web-1",
+                    1,
+                    &[("m1", t, 1.0), ("m2", t, 2.0), ("m3", t, 3.0)],
+                ),
+                wire_batch("a1", "web-1", 2, &[("m1", t + 1_000, 4.0)]),
+            ],
+        )
+        .await;
+        let first = acks[0].as_ref().unwrap();
+        assert_eq!((first.acked_through, first.rejected_samples), (1, 1));
+        assert!(
+            first.first_rejection.contains("m3"),
+            "names the refused series: {}",
+            first.first_rejection
+        );
+        assert_eq!(
+            acks[1].as_ref().unwrap().rejected_samples,
+            0,
+            "existing series keep flowing"
+        );
+        assert_eq!(stored_values(&c, "m1"), vec![1.0, 4.0]);
+        assert!(stored_values(&c, "m3").is_empty());
+        assert_eq!(c.counters.samples_rejected.load(Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn an_agent_token_writes_only_its_own_host() {
+        let tokens = format!(
+            "agent web-1 {}\nread grafana {}\n",
+            hash_token("web-1-secret"),
+            hash_token("read-secret")
+        );
+        let c = TestCollector::with(Options {
+            tokens: Some(tokens),
+            ..Options::default()
+        })
+        .await;
+        let t = now_ms();
+        let own = send(
+            &c,
+            Some("web-1-secret"),
+            vec![wire_batch("a1", "web-1", 1, &[("up", t, 1.0)])],
+        )
+        .await;
+        assert_eq!(own[0].as_ref().unwrap().acked_through, 1);
+
+        let foreign = send(
+            &c,
+            Some("web-1-secret"),
+            vec![wire_batch("a2", "db-1", 1, &[("up", t, 0.0)])],
+        )
+        .await;
+        let status = foreign[0].as_ref().unwrap_err();
+        assert_eq!(status.code(), tonic::Code::PermissionDenied);
+        assert!(status.message().contains("db-1"), "{}", status.message());
+
+        let without = send(
+            &c,
+            None,
+            vec![wire_batch("a1", "web-1", 2, &[("up", t, 1.0)])],
+        )
+        .await;
+        assert_eq!(
+            without[0].as_ref().unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
+        let read_token = send(
+            &c,
+            Some("read-secret"),
+            vec![wire_batch("a1", "web-1", 2, &[("up", t, 1.0)])],
+        )
+        .await;
+        assert_eq!(
+            read_token[0].as_ref().unwrap_err().code(),
+            tonic::Code::PermissionDenied
+        );
+
+        assert_eq!(
+            c.storage.high_water("a2"),
+            0,
+            "nothing of the foreign batch is stored"
+        );
+        assert_eq!(c.storage.high_water("a1"), 1);
+        let counts = c.auth_log.counts();
+        let count = |r: Refusal| counts[Refusal::ALL.iter().position(|x| *x == r).unwrap()];
+        assert_eq!(count(Refusal::Impersonation), 1);
+        assert_eq!(count(Refusal::Missing), 1);
+        assert_eq!(count(Refusal::WrongRole), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_is_not_acked_and_the_resent_batch_is_stored() {
+        let c = TestCollector::start().await;
+        let t = now_ms();
+        c.storage.fail_appends(true);
+        let failed = send(
+            &c,
+            None,
+            vec![wire_batch("a1", "web-1", 1, &[("up", t, 1.0)])],
+        )
+        .await;
+        assert_eq!(failed.len(), 1, "no ack before the error");
+        assert_eq!(
+            failed[0].as_ref().unwrap_err().code(),
+            tonic::Code::Unavailable
+        );
+        c.storage.fail_appends(false);
+        let resent = send(
+            &c,
+            None,
+            vec![wire_batch("a1", "web-1", 1, &[("up", t, 1.0)])],
+        )
+        .await;
+        assert_eq!(resent[0].as_ref().unwrap().acked_through, 1);
+        assert_eq!(stored_values(&c, "up"), vec![1.0]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_without_agent_id_or_host_ends_the_stream() {
+        let c = TestCollector::start().await;
+        let mut batch = wire_batch("", "web-1", 1, &[("up", now_ms(), 1.0)]);
+        let answer = send(&c, None, vec![batch.clone()]).await;
+        let status = answer[0].as_ref().unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(
+            status.message().contains("agent_id"),
+            "{}",
+            status.message()
+        );
+        batch.agent_id = "a1".into();
+        batch.host.clear();
+        let answer = send(&c, None, vec![batch]).await;
+        assert_eq!(
+            answer[0].as_ref().unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stored_batch_is_evaluated_by_the_rules_before_its_ack() {
+        let c = TestCollector::with(Options {
+            rules: Some(
+                "[[rule]]\nname = \"hot\"\nmetric = \"temp\"\nwarning = 50\nsummary = \"hot\"\n",
+            ),
+            ..Options::default()
+        })
+        .await;
+        let acks = send(
+            &c,
+            None,
+            vec![wire_batch("a1", "web-1", 1, &[("temp", now_ms(), 70.0)])],
+        )
+        .await;
+        assert_eq!(acks[0].as_ref().unwrap().acked_through, 1);
+        // No waiting: the ack comes after the evaluation.
+        let firing: Vec<String> = c
+            .alerter
+            .active(now_ms())
+            .into_iter()
+            .filter(|(a, _)| a.state.level.is_some())
+            .map(|(a, _)| a.rule)
+            .collect();
+        assert_eq!(firing, vec!["hot".to_owned()]);
     }
 }

@@ -12,12 +12,12 @@ use std::sync::Arc;
 use nightjar_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use crate::convert::{labels_to_wire, selector_from_wire, series_to_wire};
-use crate::model::{Labels, Point, SeriesKey, SharedKey};
-use crate::selector::Selector;
-use crate::storage::{Storage, StorageError, Tier};
 use aggregate::Aggregation;
 use histogram::Figure;
+use nightjar_model::convert::{labels_to_wire, selector_from_wire, series_to_wire};
+use nightjar_model::model::{Labels, Point, SeriesKey, SharedKey};
+use nightjar_model::selector::Selector;
+use nightjar_storage::{Storage, StorageError, Tier};
 
 /// Most buckets one QueryRange may ask for per series (as Prometheus' 11,000).
 pub const MAX_BUCKETS: i64 = 11_000;
@@ -311,5 +311,215 @@ impl<S: Storage> pb::query_service_server::QueryService for QueryApi<S> {
             "latest answered"
         );
         Ok(Response::new(pb::LatestResponse { series }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nightjar_proto::v1 as pb;
+
+    use crate::auth::hash_token;
+    use crate::testing::{Options, TestCollector, now_ms, send, wire_batch};
+
+    /// Two hosts' `cpu` and one host's `mem`, every 20 s over 2 minutes
+    /// from a minute boundary, through the real ingest stream.
+    async fn loaded() -> (TestCollector, i64) {
+        let c = TestCollector::start().await;
+        let now = now_ms();
+        let t0 = now - now.rem_euclid(60_000) - 120_000;
+        for (agent, host, base) in [("a1", "web-1", 10.0), ("a2", "web-2", 30.0)] {
+            let batches = (0..6)
+                .map(|i| {
+                    let t = t0 + i * 20_000;
+                    let v = base + i as f64;
+                    let mut samples = vec![("cpu", t, v)];
+                    if host == "web-1" {
+                        samples.push(("mem", t, 50.0));
+                    }
+                    wire_batch(agent, host, i as u64 + 1, &samples)
+                })
+                .collect();
+            let acks = send(&c, None, batches).await;
+            assert!(acks.iter().all(|a| a.is_ok()), "{acks:?}");
+        }
+        (c, t0)
+    }
+
+    fn cpu() -> Option<pb::Selector> {
+        Some(pb::Selector {
+            metric: "cpu".into(),
+            matchers: Vec::new(),
+        })
+    }
+
+    fn values(series: &pb::Series) -> Vec<(i64, f64)> {
+        series
+            .points
+            .iter()
+            .map(|p| (p.timestamp_ms, p.value))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn raw_points_and_minute_averages_per_series_and_per_group() {
+        let (c, t0) = loaded().await;
+        let mut q = c.query();
+        let raw = q
+            .query_range(pb::QueryRangeRequest {
+                selector: cpu(),
+                start_ms: t0,
+                end_ms: t0 + 40_000,
+                step_ms: 0,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(raw.series.len(), 2);
+        assert_eq!(
+            values(&raw.series[0]),
+            vec![(t0, 10.0), (t0 + 20_000, 11.0), (t0 + 40_000, 12.0)],
+            "range bounds are inclusive"
+        );
+        let minutes = q
+            .query_range(pb::QueryRangeRequest {
+                selector: cpu(),
+                start_ms: t0,
+                end_ms: t0 + 119_999,
+                step_ms: 60_000,
+                aggregation: pb::Aggregation::Avg as i32,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            values(&minutes.series[1]),
+            vec![(t0, 31.0), (t0 + 60_000, 34.0)]
+        );
+        let total = q
+            .query_range(pb::QueryRangeRequest {
+                selector: cpu(),
+                start_ms: t0,
+                end_ms: t0 + 119_999,
+                step_ms: 60_000,
+                aggregation: pb::Aggregation::Sum as i32,
+                group: Some(pb::Grouping { by: Vec::new() }),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(total.series.len(), 1, "one group of all series");
+        // Minute 1: 10+11+12 + 30+31+32; minute 2: 13+14+15 + 33+34+35.
+        assert_eq!(
+            values(&total.series[0]),
+            vec![(t0, 126.0), (t0 + 60_000, 144.0)]
+        );
+    }
+
+    #[tokio::test]
+    async fn latest_hosts_and_series_answer_what_was_ingested() {
+        let (c, t0) = loaded().await;
+        let mut q = c.query();
+        let latest = q
+            .latest(pb::LatestRequest { selector: cpu() })
+            .await
+            .unwrap()
+            .into_inner();
+        let newest: Vec<(i64, f64)> = latest.series.iter().flat_map(values).collect();
+        assert_eq!(newest, vec![(t0 + 100_000, 15.0), (t0 + 100_000, 35.0)]);
+        let hosts = q
+            .list_hosts(pb::ListHostsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .hosts;
+        let summary: Vec<(String, u64)> = hosts
+            .into_iter()
+            .map(|h| (h.host, h.series_count))
+            .collect();
+        assert_eq!(summary, vec![("web-1".into(), 2), ("web-2".into(), 1)]);
+        let series = q
+            .list_series(pb::ListSeriesRequest {
+                selector: Some(pb::Selector {
+                    metric: String::new(),
+                    matchers: vec![pb::LabelMatcher {
+                        name: "host".into(),
+                        op: pb::MatchOp::Regex as i32,
+                        value: "web-1".into(),
+                    }],
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .series;
+        let metrics: Vec<&str> = series.iter().map(|s| s.metric.as_str()).collect();
+        assert_eq!(metrics, vec!["cpu", "mem"]);
+    }
+
+    #[tokio::test]
+    async fn bad_requests_are_refused_with_the_field_named() {
+        let (c, t0) = loaded().await;
+        let mut q = c.query();
+        let ask = |start_ms: i64, end_ms: i64, step_ms: i64| pb::QueryRangeRequest {
+            selector: cpu(),
+            start_ms,
+            end_ms,
+            step_ms,
+            ..Default::default()
+        };
+        for (request, field) in [
+            (ask(t0, t0 - 1, 0), "end_ms"),
+            (ask(t0, t0 + 1, -5), "step_ms"),
+            (ask(0, 100 * 86_400_000, 1_000), "step_ms"),
+        ] {
+            let status = q.query_range(request).await.unwrap_err();
+            assert_eq!(status.code(), tonic::Code::InvalidArgument);
+            assert!(status.message().contains(field), "{}", status.message());
+        }
+        let bad_regex = q
+            .list_series(pb::ListSeriesRequest {
+                selector: Some(pb::Selector {
+                    metric: "cpu".into(),
+                    matchers: vec![pb::LabelMatcher {
+                        name: "host".into(),
+                        op: pb::MatchOp::Regex as i32,
+                        value: "(".into(),
+                    }],
+                }),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(bad_regex.code(), tonic::Code::InvalidArgument);
+    }
+
+    #[tokio::test]
+    async fn queries_need_a_read_token_when_tokens_are_on() {
+        let c = TestCollector::with(Options {
+            tokens: Some(format!(
+                "agent web-1 {}\nread grafana {}\n",
+                hash_token("agent-secret"),
+                hash_token("read-secret")
+            )),
+            ..Options::default()
+        })
+        .await;
+        let mut q = c.query();
+        let anonymous = q.list_hosts(pb::ListHostsRequest {}).await.unwrap_err();
+        assert_eq!(anonymous.code(), tonic::Code::Unauthenticated);
+        let mut agent = tonic::Request::new(pb::ListHostsRequest {});
+        agent
+            .metadata_mut()
+            .insert("authorization", "Bearer agent-secret".parse().unwrap());
+        assert_eq!(
+            q.list_hosts(agent).await.unwrap_err().code(),
+            tonic::Code::PermissionDenied
+        );
+        let mut reader = tonic::Request::new(pb::ListHostsRequest {});
+        reader
+            .metadata_mut()
+            .insert("authorization", "Bearer read-secret".parse().unwrap());
+        assert!(q.list_hosts(reader).await.is_ok());
     }
 }

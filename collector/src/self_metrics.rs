@@ -12,13 +12,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::alert::service::Alerter;
-use crate::alert::state::Level;
 use crate::auth::{AuthLog, Refusal};
-use crate::model::{Batch, Labels, Point, Sample, SeriesKey};
-use crate::storage::Storage;
 use crate::telemetry::IngestCounters;
-use crate::validate::Rejection;
+use nightjar_alerting::alerter::Alerter;
+use nightjar_alerting::state::Level;
+use nightjar_model::model::{Batch, Labels, Point, Sample, SeriesKey};
+use nightjar_model::validate::Rejection;
+use nightjar_storage::Storage;
 
 /// The next self-metrics seq: the clock, but always above `last`.
 pub fn next_seq(now_ms: u64, last: u64) -> u64 {
@@ -29,7 +29,7 @@ pub fn next_seq(now_ms: u64, last: u64) -> u64 {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Figures {
     /// The storage's own figures.
-    pub storage: crate::storage::StorageStats,
+    pub storage: nightjar_storage::StorageStats,
     /// Hosts known.
     pub hosts: usize,
     /// Samples stored per second since the previous batch (none at first).
@@ -57,6 +57,8 @@ pub struct AlertFigures {
     pub failed: u64,
     /// Notifications refused for good by hooks since start.
     pub dropped: u64,
+    /// Notifications the outbox's full policy dropped since start.
+    pub outbox_full: u64,
 }
 
 impl AlertFigures {
@@ -75,6 +77,7 @@ impl AlertFigures {
         f.delivered = c.delivered.load(Ordering::Relaxed);
         f.failed = c.failed.load(Ordering::Relaxed);
         f.dropped = c.dropped.load(Ordering::Relaxed);
+        f.outbox_full = c.outbox_full.load(Ordering::Relaxed);
         f
     }
 }
@@ -158,7 +161,7 @@ pub fn batch(
         sample(
             "collector_write_stall_seconds_total",
             None,
-            storage_stats.write_stall_micros as f64 / 1e6,
+            storage_stats.write_delay_micros as f64 / 1e6,
         ),
     ];
     if let Some(rate) = samples_per_sec {
@@ -192,6 +195,7 @@ pub fn batch(
             ("delivered", a.delivered),
             ("failed", a.failed),
             ("dropped", a.dropped),
+            ("outbox_full", a.outbox_full),
         ] {
             samples.push(sample(
                 "collector_notifications_total",
@@ -307,7 +311,7 @@ mod tests {
         let counters = IngestCounters::default();
         counters.samples_stored.store(42, Ordering::Relaxed);
         counters.samples_rejected_by_reason[3].store(2, Ordering::Relaxed);
-        let stats = crate::storage::StorageStats {
+        let stats = nightjar_storage::StorageStats {
             series: 7,
             disk_bytes: 4096,
             tier_disk_bytes: [100, 20, 3],
@@ -331,6 +335,7 @@ mod tests {
                     delivered: 5,
                     failed: 6,
                     dropped: 7,
+                    outbox_full: 8,
                 }),
                 auth_refused: [0, 1, 0, 3, 0],
             },

@@ -9,16 +9,20 @@ use nightjar_proto::v1::ingest_service_server::IngestServiceServer;
 use nightjar_proto::v1::query_service_server::QueryServiceServer;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::alert::api::AlertApi;
-use crate::alert::service::{Alerter, now_ms};
-use crate::auth::{AuthLog, Authenticate, Role};
+use crate::alert_api::AlertApi;
+use crate::auth::{AuthLog, Authenticate, Role, TokenTable};
 use crate::config::Config;
 use crate::ingest::IngestApi;
 use crate::query::QueryApi;
 use crate::status::CollectorStatus;
-use crate::storage::rocks::{MAX_OPEN, RocksStorage, system_clock};
 use crate::telemetry::IngestCounters;
+use nightjar_alerting::alerter::{Alerter, now_ms};
+use nightjar_model::limits::Limits;
+use nightjar_model::model::SeriesKey;
 use nightjar_proto::v1::alert_service_server::AlertServiceServer;
+use nightjar_storage::Storage;
+use nightjar_storage::rocks::{MAX_OPEN, RocksAlertStore, RocksStorage, system_clock};
+use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 
 /// Largest gRPC message accepted (a batch of a large host is well below).
@@ -58,11 +62,14 @@ pub async fn run(config: Config, reload: Option<Reload>) -> anyhow::Result<()> {
 
     let alert_dir = config.data_dir.join("alerts");
     let (rules, alerting) = (config.rules.clone(), config.alerting.clone());
-    let alerter = tokio::task::spawn_blocking(move || Alerter::open(&alert_dir, rules, alerting))
-        .await
-        .context("opening the alert store")??;
+    let alerter = tokio::task::spawn_blocking(move || {
+        let store = RocksAlertStore::open(&alert_dir)?;
+        Alerter::open(Arc::new(store), rules, alerting)
+    })
+    .await
+    .context("opening the alert store")??;
     let alerter = Arc::new(alerter);
-    alerter.seed(&*storage, &config.name, now_ms());
+    seed_alerter(&alerter, &*storage, &config.name, now_ms());
     tracing::info!(rules = alerter.rules().len(), "alert rules loaded");
     tokio::spawn(alerter.clone().run_dispatcher());
     let watchdog = nightjar_common::systemd::watchdog_timeout();
@@ -114,22 +121,16 @@ pub async fn run(config: Config, reload: Option<Reload>) -> anyhow::Result<()> {
         Some(alerter.clone()),
         auth_log.clone(),
     ));
-    let mtls = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
-    let authenticate = |role| Authenticate {
-        table: config.tokens.clone(),
-        role,
-        log: auth_log.clone(),
-        // mTLS is for agents; people's CLIs bring a read token instead.
-        require_client_cert: mtls && role == Role::Agent,
+    let wiring = Wiring {
+        storage: storage.clone(),
+        alerter: alerter.clone(),
+        counters,
+        limits: config.limits.clone(),
+        auth_log: auth_log.clone(),
+        tokens: config.tokens.clone(),
+        mtls: config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
     };
-    let ingest = IngestServiceServer::new(
-        IngestApi::new(storage.clone(), counters, config.limits.clone())
-            .with_alerter(alerter.clone())
-            .with_auth_log(auth_log.clone()),
-    )
-    .max_decoding_message_size(MAX_MESSAGE_BYTES);
     tokio::spawn(flush_heads_periodically(storage.clone()));
-    let query = QueryServiceServer::new(QueryApi::new(storage.clone()));
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &config.tls {
         builder = builder
@@ -150,13 +151,8 @@ pub async fn run(config: Config, reload: Option<Reload>) -> anyhow::Result<()> {
             .await;
     }
     let builder = builder
-        .add_service(health_service)
-        .add_service(InterceptedService::new(ingest, authenticate(Role::Agent)))
-        .add_service(InterceptedService::new(query, authenticate(Role::Read)))
-        .add_service(InterceptedService::new(
-            AlertServiceServer::new(AlertApi::new(alerter)),
-            authenticate(Role::Read),
-        ));
+        .add_routes(wiring.routes())
+        .add_service(health_service);
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let serving = builder.serve_with_incoming_shutdown(incoming(listener), async {
         shutdown_signal().await;
@@ -192,6 +188,82 @@ pub async fn run(config: Config, reload: Option<Reload>) -> anyhow::Result<()> {
     }
     tracing::info!("collector stopped");
     Ok(())
+}
+
+/// What the collector's gRPC services are built from.
+pub struct Wiring<S> {
+    /// Series storage.
+    pub storage: Arc<S>,
+    /// The alerting system (ingest feeds it; the AlertService fronts it).
+    pub alerter: Arc<Alerter>,
+    /// Ingest counters (self-metrics, /metrics).
+    pub counters: Arc<IngestCounters>,
+    /// `[limits]`.
+    pub limits: Limits,
+    /// Where refusals are counted and logged.
+    pub auth_log: Arc<AuthLog>,
+    /// Bearer tokens, if `[auth]` is configured.
+    pub tokens: Option<Arc<TokenTable>>,
+    /// Whether agents must present a client certificate.
+    pub mtls: bool,
+}
+
+impl<S: Storage> Wiring<S> {
+    /// Ingest, query and alerts, each behind its authentication: what the
+    /// collector serves on its port (besides health), and what in-process
+    /// tests serve over an in-memory connection.
+    pub fn routes(&self) -> Routes {
+        let authenticate = |role| Authenticate {
+            table: self.tokens.clone(),
+            role,
+            log: self.auth_log.clone(),
+            // mTLS is for agents; people's CLIs bring a read token instead.
+            require_client_cert: self.mtls && role == Role::Agent,
+        };
+        let ingest = IngestServiceServer::new(
+            IngestApi::new(
+                self.storage.clone(),
+                self.counters.clone(),
+                self.limits.clone(),
+            )
+            .with_alerter(self.alerter.clone())
+            .with_auth_log(self.auth_log.clone()),
+        )
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let query = QueryServiceServer::new(QueryApi::new(self.storage.clone()));
+        let alerts = AlertServiceServer::new(AlertApi::new(self.alerter.clone()));
+        Routes::new(InterceptedService::new(ingest, authenticate(Role::Agent)))
+            .add_service(InterceptedService::new(query, authenticate(Role::Read)))
+            .add_service(InterceptedService::new(alerts, authenticate(Role::Read)))
+    }
+}
+
+/// Makes the hosts and the absence-watched series in `storage` known to
+/// the alerter, so that one that never reports again still fires.
+/// `own_host` (the collector's name) is left out.
+pub fn seed_alerter<S: Storage>(alerter: &Alerter, storage: &S, own_host: &str, now: i64) {
+    for host in storage.hosts() {
+        if host.info.host != own_host {
+            alerter.seed_host(
+                &host.info.host,
+                host.info.last_seen_ms,
+                host.info.interval_ms,
+                now,
+            );
+        }
+    }
+    for selector in alerter.absence_selectors() {
+        match storage.latest(&selector) {
+            Ok(latest) => {
+                let keys: Vec<_> = latest
+                    .into_iter()
+                    .map(|(key, _)| SeriesKey::clone(&key))
+                    .collect();
+                alerter.seed_series(&keys, now);
+            }
+            Err(error) => tracing::warn!(%error, "cannot read series for absence rules"),
+        }
+    }
 }
 
 /// How often open chunks are checked for age and the ingest log truncated.

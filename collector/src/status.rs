@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use nightjar_common::status_http::{MetricLine, StatusSource};
 
-use crate::alert::service::{Alerter, now_ms};
 use crate::auth::AuthLog;
 use crate::self_metrics::{AlertFigures, Figures, batch};
-use crate::storage::Storage;
 use crate::telemetry::IngestCounters;
+use nightjar_alerting::alerter::{Alerter, now_ms};
+use nightjar_storage::Storage;
 
 /// A sweep older than this makes the collector unhealthy.
 pub const SWEEP_STALE_MS: i64 = 10_000;

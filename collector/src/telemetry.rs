@@ -5,14 +5,11 @@
 //! per sample are rate-limited. `self_metrics` stores these counters as
 //! series of the collector's own host.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
-use crate::validate::Rejection;
+use nightjar_common::log_limit::RateLimitedLog;
 
-/// How often a repeating warning may be logged.
-const LOG_EVERY: Duration = Duration::from_secs(10);
+use nightjar_model::validate::Rejection;
 
 /// Counters of the collector's ingest path.
 #[derive(Default)]
@@ -28,7 +25,8 @@ pub struct IngestCounters {
     pub samples_rejected: AtomicU64,
     /// The same, by reason (indexed like [`Rejection::REASONS`]).
     pub samples_rejected_by_reason: [AtomicU64; Rejection::REASONS.len()],
-    last_rejection_log: Mutex<Option<Instant>>,
+    /// Rejections are logged at most every 10 s.
+    rejection_log: RateLimitedLog<10>,
 }
 
 /// Samples of one batch failed validation and were dropped.
@@ -42,26 +40,25 @@ pub struct SamplesRejected<'a> {
 }
 
 impl SamplesRejected<'_> {
-    /// Counts the rejections and logs them, at most once per [`LOG_EVERY`].
+    /// Counts the rejections and logs them, at most once every 10 s.
     pub fn emit(&self, counters: &IngestCounters) {
         let n = self.rejections.len() as u64;
         let total = counters.samples_rejected.fetch_add(n, Ordering::Relaxed) + n;
         for r in self.rejections {
             counters.samples_rejected_by_reason[r.reason_index()].fetch_add(1, Ordering::Relaxed);
         }
-        let mut last = counters.last_rejection_log.lock().expect("poisoned");
-        if last.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
-            *last = Some(Instant::now());
-            if let Some(first) = self.rejections.first() {
-                tracing::warn!(
-                    host = self.host,
-                    seq = self.seq,
-                    rejected = n,
-                    rejected_total = total,
-                    reason = %first,
-                    "rejected samples (logged at most every 10s)"
-                );
-            }
+        if let Some(first) = self.rejections.first()
+            && let Some(lines_held_back) = counters.rejection_log.due()
+        {
+            tracing::warn!(
+                host = self.host,
+                seq = self.seq,
+                rejected = n,
+                rejected_total = total,
+                reason = %first,
+                lines_held_back,
+                "rejected samples (logged at most every 10s)"
+            );
         }
     }
 }

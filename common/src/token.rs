@@ -66,3 +66,13 @@ impl Interceptor for BearerToken {
         Ok(request)
     }
 }
+
+/// SHA-256 of a token, as the collector's token file writes it
+/// (`sha256:<hex>`): what `nightjar token hash` prints and the collector
+/// compares against.
+pub fn hash_token(token: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(token.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}

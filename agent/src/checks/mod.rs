@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use nightjar_common::log_limit::RateLimitedLog;
 use nightjar_model::histogram::Histogram;
 use serde::Deserialize;
 
@@ -26,8 +27,6 @@ use probe::{Failure, Probe};
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Durations are kept in microseconds.
 const DURATION_UNIT: f64 = 1e-6;
-/// How often a still-failing check is logged again.
-const LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// One `[[check]]` entry as written: a name and exactly one of `http`,
 /// `tcp`, `command`.
@@ -199,7 +198,8 @@ struct CheckState {
     durations: Histogram,
     /// Failed runs since start, by reason.
     failures: BTreeMap<&'static str, u64>,
-    last_log: Option<Instant>,
+    /// Failures after the first are logged at most once a minute.
+    failure_log: RateLimitedLog<60>,
 }
 
 /// The running checks.
@@ -234,7 +234,7 @@ impl Checks {
                         sla_met: None,
                         durations: Histogram::new(DURATION_UNIT),
                         failures: BTreeMap::new(),
-                        last_log: None,
+                        failure_log: RateLimitedLog::new(),
                     };
                     (spec, Mutex::new(state))
                 })
@@ -286,10 +286,11 @@ fn record(spec: &CheckSpec, state: &mut CheckState, outcome: Result<(), Failure>
             state.up = Some(false);
             state.sla_met = spec.sla.map(|_| false);
             *state.failures.entry(failure.reason).or_default() += 1;
-            let due =
-                was_up != Some(false) || state.last_log.is_none_or(|t| t.elapsed() >= LOG_EVERY);
-            if due {
-                state.last_log = Some(Instant::now());
+            if was_up != Some(false) {
+                // A new failure is always told, however recent the last one.
+                state.failure_log.reset();
+            }
+            if state.failure_log.due().is_some() {
                 tracing::warn!(
                     check = %spec.name,
                     reason = failure.reason,
@@ -301,7 +302,7 @@ fn record(spec: &CheckSpec, state: &mut CheckState, outcome: Result<(), Failure>
     }
 }
 
-impl crate::pipeline::AppSource for Checks {
+impl crate::sample::AppSource for Checks {
     fn collect(&self, _interval: Duration) -> Vec<AppSample> {
         let mut out = Vec::new();
         for (spec, state) in &self.checks {
@@ -437,7 +438,7 @@ mod tests {
                 Duration::from_millis(5),
             );
         }
-        use crate::pipeline::AppSource as _;
+        use crate::sample::AppSource as _;
         let out = checks.collect(Duration::from_secs(1));
         let value = |metric: &str, check: &str, reason: Option<&str>| {
             out.iter()

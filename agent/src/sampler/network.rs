@@ -5,7 +5,7 @@
 //! Rates come from the cumulative counters; the first reading of an
 //! interface, and a counter that went backwards, give no rate.
 
-use crate::config::NameFilter;
+use super::NameFilter;
 use crate::procfs::NetDev;
 use crate::sample::Sample;
 

@@ -8,7 +8,9 @@ use std::io::{BufRead as _, BufReader, Read as _};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use nightjar_common::log_limit::RateLimitedLog;
 
 use super::aggregate::Aggregator;
 use super::parse;
@@ -23,8 +25,6 @@ const MAX_TCP_CONNECTIONS: usize = 256;
 /// How often a reader checks whether to stop (rarely: an idle agent should
 /// not wake up for it; at exit the threads end with the process anyway).
 const POLL: Duration = Duration::from_secs(1);
-/// How often a malformed line may be logged.
-const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// What the listeners share.
 pub struct Shared {
@@ -34,7 +34,8 @@ pub struct Shared {
     pub counters: Arc<AgentCounters>,
     /// Set to stop the listeners.
     pub stop: AtomicBool,
-    last_malformed_log: Mutex<Option<Instant>>,
+    /// Malformed lines are logged at most every 10 s.
+    malformed_log: RateLimitedLog<10>,
 }
 
 impl Shared {
@@ -44,7 +45,7 @@ impl Shared {
             aggregator: Mutex::new(aggregator),
             counters,
             stop: AtomicBool::new(false),
-            last_malformed_log: Mutex::new(None),
+            malformed_log: RateLimitedLog::new(),
         }
     }
 
@@ -87,7 +88,7 @@ impl Shared {
             .statsd_malformed
             .fetch_add(count, Ordering::Relaxed)
             + count;
-        if self.log_due() {
+        if self.malformed_log.due().is_some() {
             let shown = &line[..line.len().min(200)];
             tracing::warn!(
                 from,
@@ -97,15 +98,6 @@ impl Shared {
                 "statsd: skipped a malformed line (logged at most every 10 s)"
             );
         }
-    }
-
-    fn log_due(&self) -> bool {
-        let mut last = self.last_malformed_log.lock().expect("poisoned");
-        let due = last.is_none_or(|t| t.elapsed() >= LOG_EVERY);
-        if due {
-            *last = Some(Instant::now());
-        }
-        due
     }
 }
 

@@ -207,7 +207,7 @@ impl Statsd {
     }
 }
 
-impl crate::pipeline::AppSource for Statsd {
+impl crate::sample::AppSource for Statsd {
     /// On every `flush_every`-th tick, the series aggregated since the last flush.
     fn collect(&self, interval: Duration) -> Vec<AppSample> {
         let tick = self.ticks.fetch_add(1, Ordering::Relaxed) + 1;

@@ -10,9 +10,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use nightjar_collector::model::{Batch, Labels, Point, Sample, SeriesKey};
-use nightjar_collector::storage::Storage as _;
-use nightjar_collector::storage::rocks::RocksStorage;
+use nightjar_model::model::{Batch, Labels, Point, Sample, SeriesKey};
+use nightjar_storage::Storage as _;
+use nightjar_storage::rocks::RocksStorage;
 
 use crate::hostload::METRICS;
 

@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Parser;
-use nightjar_collector::storage::Storage as _;
-use nightjar_collector::storage::rocks::RocksStorage;
+use nightjar_storage::Storage as _;
+use nightjar_storage::rocks::RocksStorage;
 use tonic::transport::{Channel, Endpoint};
 
 #[derive(Parser, Debug)]

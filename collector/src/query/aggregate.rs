@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::{Point, Summary};
+use nightjar_model::model::{Point, Summary};
 
 /// How the points of a bucket combine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,5 +155,115 @@ mod tests {
     #[test]
     fn negative_times_align_down() {
         check(&["-1:1 -10:2 -11:4"], 10, Aggregation::Sum, "-20:4 -10:3");
+    }
+}
+
+/// The rollup tiers of the real storage against the raw points, through
+/// the aggregation the query service uses.
+#[cfg(test)]
+mod tiers {
+    use std::time::Duration;
+
+    use nightjar_model::model::{Batch, Labels, Point, Sample, SeriesKey};
+    use nightjar_model::selector::{MatchOp, Matcher, Selector};
+    use nightjar_storage::Storage as _;
+    use nightjar_storage::Tier;
+    use nightjar_storage::rocks::RocksStorage;
+
+    use super::*;
+
+    const HOUR: i64 = 3_600_000;
+    const DAY: i64 = 24 * HOUR;
+
+    fn batch(agent: &str, host: &str, seq: u64, points: &[(&str, i64, f64)]) -> Batch {
+        Batch {
+            agent_id: agent.into(),
+            host: host.into(),
+            seq,
+            interval_ms: 1_000,
+            samples: points
+                .iter()
+                .map(|(m, t, v)| Sample {
+                    series: SeriesKey {
+                        metric: (*m).into(),
+                        labels: Labels::from_pairs(vec![("host".into(), host.into())]).unwrap(),
+                    },
+                    point: Point::new(*t, *v),
+                })
+                .collect(),
+            histograms: Vec::new(),
+        }
+    }
+
+    fn host_selector(host: &str) -> Selector {
+        Selector {
+            metric: None,
+            matchers: vec![Matcher {
+                name: "host".into(),
+                op: MatchOp::Equal(host.into()),
+            }],
+        }
+    }
+
+    #[test]
+    fn tiered_queries_equal_raw_aggregates() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RocksStorage::open(dir.path()).unwrap();
+        let mut rng = fastrand::Rng::with_seed(11);
+        let t0 = 1_000 * DAY + 1_234;
+        let mut seq = 0;
+        // Three series, irregular 1-20 s spacing over ~5 hours; part of it
+        // written out (rollups), the tail still in the heads.
+        for m in ["a", "b", "c"] {
+            let mut t = t0;
+            let mut v = 50.0;
+            let mut pts = Vec::new();
+            while t < t0 + 5 * HOUR {
+                t += rng.i64(1_000..20_000);
+                v += rng.f64() - 0.5;
+                pts.push((m, t, if rng.u8(0..10) == 0 { -v } else { v }));
+            }
+            for part in pts.chunks(300) {
+                seq += 1;
+                s.append(&batch("ag", "a", seq, part), 0).unwrap();
+            }
+        }
+        let sel = host_selector("a");
+        for (tier, step) in [
+            (Tier::Minute, 60_000),
+            (Tier::Minute, 300_000),
+            (Tier::Hour, HOUR),
+            (Tier::Hour, 2 * HOUR),
+        ] {
+            let (start, end) = (t0 - t0 % step, t0 + 6 * HOUR - 1);
+            let raw = s.query_range(&sel, start, end).unwrap();
+            let rolled = s.query_summaries(&sel, tier, start, end).unwrap();
+            assert_eq!(raw.len(), 3);
+            assert_eq!(rolled.len(), 3);
+            for agg in [
+                Aggregation::Avg,
+                Aggregation::Min,
+                Aggregation::Max,
+                Aggregation::Sum,
+                Aggregation::Count,
+                Aggregation::Last,
+            ] {
+                let from_raw = bucket(raw.iter().map(|(_, p)| p.as_slice()), step, agg);
+                let from_tier = rebucket(rolled.iter().map(|(_, b)| b.as_slice()), step, agg);
+                assert_eq!(from_raw.len(), from_tier.len(), "{tier:?} {step} {agg:?}");
+                for (r, t) in from_raw.iter().zip(&from_tier) {
+                    assert_eq!(r.timestamp_ms, t.timestamp_ms);
+                    let tolerance = 1e-9 * r.value.abs().max(1.0);
+                    assert!(
+                        (r.value - t.value).abs() <= tolerance,
+                        "{tier:?} step {step} {agg:?} at {}: raw {} tier {}",
+                        r.timestamp_ms,
+                        r.value,
+                        t.value
+                    );
+                }
+            }
+            s.flush_heads(Duration::ZERO).unwrap();
+        }
     }
 }

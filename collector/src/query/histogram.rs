@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 
 use super::aggregate::Aggregation;
-use crate::histogram::Histogram;
-use crate::model::Point;
+use nightjar_model::histogram::Histogram;
+use nightjar_model::model::Point;
 
 /// What is read off a (merged) histogram.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -1,0 +1,378 @@
+//! The running alerting system: the [`Engine`] behind a lock, the durable
+//! [`AlertStore`], silences, routing, and the bounded notification outbox.
+//! One type, [`Alerter`], with its jobs in files of their own: this one
+//! drives evaluation (batches, the sweep) and answers reads; `commit.rs`
+//! turns transitions into one durable write; `commands.rs` holds the
+//! operators' commands (ack, silences, rule reload); `dispatch.rs` delivers
+//! the outbox.
+//!
+//! Invariant: a notification is written to the outbox (synced) before any
+//! delivery is attempted, in the same write as the transition that caused
+//! it; it leaves the outbox only when its hook accepted it (or refused it
+//! for good), or when the full policy drops it (`outbox.rs`). So a crash
+//! between the two redelivers, with the same notification id and dedup key.
+
+mod commands;
+mod commit;
+mod dispatch;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{Notify, broadcast};
+
+use crate::config::Alerting;
+use crate::engine::{Alert, Engine};
+use crate::notify::NotifyEvent;
+use crate::outbox::Outbox;
+use crate::rules::{self, Rule, RuleError};
+use crate::silence::Silence;
+use crate::state::Level;
+use crate::store::{AlertStore, Changes, HistoryRecord, StoreError};
+use nightjar_model::model::{Batch, SeriesKey};
+use nightjar_model::selector::Selector;
+
+/// Hosts silent longer than this at start are not tracked for host_down.
+const FORGET_HOSTS_AFTER_MS: i64 = 86_400_000;
+
+/// Something a watcher of alerts is told.
+#[derive(Clone, Debug)]
+pub struct WatchEvent {
+    /// When.
+    pub at_ms: i64,
+    /// What happened (a transition's name or `acknowledged`).
+    pub kind: String,
+    /// The alert afterwards.
+    pub alert: Alert,
+}
+
+/// Where the rules come from.
+#[derive(Clone, Debug)]
+pub enum RuleSource {
+    /// The built-in defaults.
+    Defaults,
+    /// Files and directories.
+    Paths(Vec<PathBuf>),
+    /// Rules already parsed (tests, embedding).
+    Given(Vec<Rule>),
+}
+
+impl RuleSource {
+    /// Loads the rules.
+    pub fn load(&self) -> Result<Vec<Rule>, RuleError> {
+        match self {
+            RuleSource::Defaults => Ok(rules::defaults()),
+            RuleSource::Paths(paths) => rules::load(paths),
+            RuleSource::Given(rules) => Ok(rules.clone()),
+        }
+    }
+}
+
+/// Counters for the collector's self-metrics.
+#[derive(Debug, Default)]
+pub struct AlertCounters {
+    /// Notifications a hook accepted.
+    pub delivered: std::sync::atomic::AtomicU64,
+    /// Delivery attempts that failed and will be retried.
+    pub failed: std::sync::atomic::AtomicU64,
+    /// Notifications a hook refused for good.
+    pub dropped: std::sync::atomic::AtomicU64,
+    /// Notifications the outbox's full policy dropped (oldest first).
+    pub outbox_full: std::sync::atomic::AtomicU64,
+}
+
+/// The alerting system.
+pub struct Alerter {
+    engine: Mutex<Engine>,
+    store: Arc<dyn AlertStore>,
+    /// The outbox as stored, kept in memory so the dispatcher never reads
+    /// the store. Changed only together with a durable store write, under
+    /// this lock.
+    outbox: Mutex<Outbox>,
+    config: RwLock<Arc<Alerting>>,
+    silences: RwLock<Vec<Silence>>,
+    source: RwLock<RuleSource>,
+    wake: Notify,
+    watchers: broadcast::Sender<WatchEvent>,
+    /// Delivery counters.
+    pub counters: AlertCounters,
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Alerter {
+    /// Loads the rules and restores alert state, silences and the outbox
+    /// from `store`.
+    pub fn open(
+        store: Arc<dyn AlertStore>,
+        source: RuleSource,
+        config: Alerting,
+    ) -> anyhow::Result<Alerter> {
+        let rules = source.load().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut engine = Engine::new(rules, config.host_down_after);
+        let orphans = engine.restore(store.alerts()?);
+        if !orphans.is_empty() {
+            let now = now_ms();
+            tracing::info!(
+                alerts = orphans.len(),
+                "dropping alerts of rules that no longer exist"
+            );
+            store.write(&Changes {
+                deleted_alerts: orphans.iter().map(|a| a.id.clone()).collect(),
+                history: orphans
+                    .iter()
+                    .map(|a| history(a, now, "removed", "its rule no longer exists".into()))
+                    .collect(),
+                ..Changes::default()
+            })?;
+        }
+        let silences = store.silences()?;
+        let outbox = Outbox::new(config.outbox_capacity, store.outbox()?);
+        let (watchers, _) = broadcast::channel(1024);
+        Ok(Alerter {
+            engine: Mutex::new(engine),
+            store,
+            outbox: Mutex::new(outbox),
+            config: RwLock::new(Arc::new(config)),
+            silences: RwLock::new(silences),
+            source: RwLock::new(source),
+            wake: Notify::new(),
+            watchers,
+            counters: AlertCounters::default(),
+        })
+    }
+
+    /// Makes a host that has sent before known, so that one that never
+    /// reports again still fires host_down. Hosts silent for over a day
+    /// are left out.
+    pub fn seed_host(&self, host: &str, last_seen_ms: i64, interval_ms: u64, now: i64) {
+        if now - last_seen_ms < FORGET_HOSTS_AFTER_MS {
+            let mut engine = self.engine.lock().expect("engine lock");
+            engine.seed_host(host, last_seen_ms, interval_ms);
+        }
+    }
+
+    /// The selectors of the absence rules: the series they watch should be
+    /// made known with [`Alerter::seed_series`] at start.
+    pub fn absence_selectors(&self) -> Vec<Selector> {
+        let engine = self.engine.lock().expect("engine lock");
+        engine
+            .rules()
+            .iter()
+            .filter(|r| matches!(r.kind, rules::RuleKind::Absence { .. }))
+            .map(|r| r.selector.clone())
+            .collect()
+    }
+
+    /// Makes stored series known to the absence rules, so that one that
+    /// never reports again still fires.
+    pub fn seed_series(&self, keys: &[SeriesKey], now: i64) {
+        let mut engine = self.engine.lock().expect("engine lock");
+        for key in keys {
+            // The receive time is not stored; count from now so a restart
+            // gives every series its full `after`.
+            engine.seed_series(key, now);
+        }
+    }
+
+    /// Subscribes to alert events.
+    pub fn subscribe(&self) -> broadcast::Receiver<WatchEvent> {
+        self.watchers.subscribe()
+    }
+
+    /// The rules in force.
+    pub fn rules(&self) -> Vec<Arc<Rule>> {
+        self.engine.lock().expect("engine lock").rules().to_vec()
+    }
+
+    /// Evaluates an agent's batch that storage has made durable.
+    pub fn observe(&self, batch: &Batch, now: i64) {
+        self.observe_batch(batch, now, true);
+    }
+
+    /// Evaluates the collector's own metrics (no host_down for itself).
+    pub fn observe_own(&self, batch: &Batch, now: i64) {
+        self.observe_batch(batch, now, false);
+    }
+
+    fn observe_batch(&self, batch: &Batch, now: i64, track_host: bool) {
+        let mut engine = self.engine.lock().expect("engine lock");
+        let events = engine.observe(batch, now, track_host);
+        if !events.is_empty() {
+            self.commit(&mut engine, events, Vec::new(), now);
+        }
+    }
+
+    /// The periodic sweep: `for` timers, absence, host_down, flapping,
+    /// repeats, escalations.
+    pub fn sweep(&self, now: i64) {
+        let mut engine = self.engine.lock().expect("engine lock");
+        let events = engine.sweep(now);
+        if !events.is_empty() {
+            // First the transitions, so what they queue counts as notified below.
+            self.commit(&mut engine, events, Vec::new(), now);
+        }
+        let mut changes = Changes::default();
+        let config = self.config();
+        let silences = self.silences.read().expect("silences lock").clone();
+        for alert in engine.firing_mut() {
+            if alert.state.flapping || alert.ack.is_some() {
+                continue;
+            }
+            let routes = config.router.routes(&alert.labels, alert.state.level);
+            let Some(repeat) = routes.iter().map(|r| r.repeat_interval).min() else {
+                continue;
+            };
+            let mut touched = false;
+            let started = alert.state.started_ms;
+            if is_silenced(&config, &silences, &alert.labels, now).is_none() {
+                if alert.notified_ms == 0 {
+                    // Fired while silenced (or before a hook existed): tell now.
+                    touched |= self.enqueue(
+                        &config,
+                        &silences,
+                        alert,
+                        NotifyEvent::Firing,
+                        started,
+                        now,
+                        None,
+                        &mut changes,
+                    );
+                } else if !repeat.is_zero() && now - alert.notified_ms >= repeat.as_millis() as i64
+                {
+                    touched |= self.enqueue(
+                        &config,
+                        &silences,
+                        alert,
+                        NotifyEvent::Repeat,
+                        started,
+                        now,
+                        None,
+                        &mut changes,
+                    );
+                }
+            }
+            if alert.state.level == Some(Level::Critical) && !alert.escalated {
+                for route in &routes {
+                    if let Some(target) = &route.escalate_to
+                        && now - started >= route.escalate_after.as_millis() as i64
+                    {
+                        alert.escalated = true;
+                        touched = true;
+                        self.enqueue(
+                            &config,
+                            &silences,
+                            alert,
+                            NotifyEvent::Escalation,
+                            started,
+                            now,
+                            Some(target),
+                            &mut changes,
+                        );
+                    }
+                }
+            }
+            if touched {
+                changes.alerts.push(alert.clone());
+            }
+        }
+        if !changes.is_empty() {
+            self.commit_with(&mut engine, Vec::new(), Vec::new(), now, changes);
+        }
+    }
+
+    fn config(&self) -> Arc<Alerting> {
+        self.config.read().expect("config lock").clone()
+    }
+
+    /// Pending, firing and flapping alerts, with whether each is silenced now.
+    pub fn active(&self, now: i64) -> Vec<(Alert, Option<String>)> {
+        let engine = self.engine.lock().expect("engine lock");
+        let config = self.config();
+        let silences = self.silences.read().expect("silences lock");
+        let mut out: Vec<(Alert, Option<String>)> = engine
+            .active()
+            .map(|a| (a.clone(), is_silenced(&config, &silences, &a.labels, now)))
+            .collect();
+        out.sort_by(|a, b| (&a.0.rule, &a.0.series).cmp(&(&b.0.rule, &b.0.series)));
+        out
+    }
+
+    /// History from `since_ms`, at most `limit` newest lines.
+    pub fn history(&self, since_ms: i64, limit: usize) -> Result<Vec<HistoryRecord>, StoreError> {
+        self.store.history(since_ms, limit)
+    }
+
+    /// Every silence not yet ended (or all with `include_expired`).
+    pub fn silences(&self, now: i64, include_expired: bool) -> Vec<Silence> {
+        self.silences
+            .read()
+            .expect("silences lock")
+            .iter()
+            .filter(|s| include_expired || s.ends_ms > now)
+            .cloned()
+            .collect()
+    }
+
+    /// Deletes history past its retention.
+    pub fn prune(&self, now: i64) {
+        let keep = self.config().history_retention.as_millis() as i64;
+        if let Err(error) = self.store.prune_history(now - keep) {
+            tracing::warn!(%error, "cannot prune alert history");
+        }
+    }
+
+    /// Where rules are loaded from on the next reload (SIGHUP).
+    pub fn set_rule_source(&self, source: RuleSource) {
+        *self.source.write().expect("rule source lock") = source;
+    }
+
+    /// Replaces hooks, routes and maintenance windows (SIGHUP).
+    pub fn set_config(&self, config: Alerting) {
+        *self.config.write().expect("config lock") = Arc::new(config);
+        self.wake.notify_one();
+    }
+
+    /// Notifications waiting for delivery.
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.lock().expect("outbox lock").len()
+    }
+}
+
+pub(crate) fn history(alert: &Alert, now: i64, kind: &str, detail: String) -> HistoryRecord {
+    HistoryRecord {
+        at_ms: now,
+        alert_id: alert.id.clone(),
+        rule: alert.rule.clone(),
+        kind: kind.into(),
+        severity: alert.state.level,
+        value: Some(alert.state.value).filter(|v| v.is_finite()),
+        detail,
+    }
+}
+
+/// The silence or maintenance window covering `labels` at `now`, by id/name.
+pub(crate) fn is_silenced(
+    config: &Alerting,
+    silences: &[Silence],
+    labels: &BTreeMap<String, String>,
+    now: i64,
+) -> Option<String> {
+    if let Some(s) = silences.iter().find(|s| s.silences(labels, now)) {
+        return Some(format!("silence {}", s.id));
+    }
+    config
+        .maintenance
+        .iter()
+        .find(|m| m.covers(labels, now))
+        .map(|m| format!("maintenance window {}", m.name))
+}

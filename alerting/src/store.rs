@@ -1,0 +1,257 @@
+//! The alerting system's persistence port: what it stores (alert states,
+//! the notification outbox, history, silences), the [`AlertStore`] trait
+//! it writes through, and [`MemoryAlertStore`], the in-memory
+//! implementation unit tests use. The durable implementation is
+//! `nightjar_storage::rocks::RocksAlertStore` (layout:
+//! `docs/format/alerts.md`).
+//!
+//! Invariant: [`AlertStore::write`] applies all of a [`Changes`] or none of
+//! it, and is durable (synced) when it returns `Ok`: an outbox entry is
+//! written in the same write as the transition that caused it, before any
+//! delivery is attempted.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Alert;
+use crate::notify::Notification;
+use crate::silence::Silence;
+use crate::state::Level;
+
+/// A notification waiting for one hook to accept it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    /// Key: queue order.
+    pub seq: u64,
+    /// The hook's name.
+    pub hook: String,
+    /// What to send.
+    pub notification: Notification,
+    /// Entries of one group (hook, rule, event) queued within this wait are
+    /// sent as one message.
+    pub group_wait_ms: i64,
+    /// When it was queued.
+    pub created_ms: i64,
+    /// Failed deliveries so far.
+    pub attempts: u32,
+    /// Not before this time (ms).
+    pub next_attempt_ms: i64,
+    /// The last delivery error.
+    pub last_error: String,
+}
+
+impl OutboxEntry {
+    /// Entries with the same group key may travel in one message.
+    pub fn group_key(&self) -> (String, String, String) {
+        (
+            self.hook.clone(),
+            self.notification.rule.clone(),
+            self.notification.event.as_str().to_owned(),
+        )
+    }
+}
+
+/// One line of alert history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistoryRecord {
+    /// When (ms).
+    pub at_ms: i64,
+    /// The alert (or silence) it concerns.
+    pub alert_id: String,
+    /// The rule, if any.
+    pub rule: String,
+    /// What happened: a transition (`fired`, `resolved`, ...), `notified`,
+    /// `delivery_failed`, `dropped`, `suppressed`, `acknowledged`,
+    /// `silence_added`, `silence_expired`.
+    pub kind: String,
+    /// Severity after it.
+    pub severity: Option<Level>,
+    /// The value involved.
+    pub value: Option<f64>,
+    /// Free text: hook, error, who acked, ...
+    pub detail: String,
+}
+
+/// Everything one step writes, in one synced write batch.
+#[derive(Default)]
+pub struct Changes {
+    /// Alert states to store.
+    pub alerts: Vec<Alert>,
+    /// Alert ids to delete.
+    pub deleted_alerts: Vec<String>,
+    /// New or updated outbox entries.
+    pub outbox: Vec<OutboxEntry>,
+    /// Delivered outbox entries.
+    pub delivered: Vec<u64>,
+    /// History lines.
+    pub history: Vec<HistoryRecord>,
+    /// Silences to store.
+    pub silences: Vec<Silence>,
+}
+
+impl Changes {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.alerts.is_empty()
+            && self.deleted_alerts.is_empty()
+            && self.outbox.is_empty()
+            && self.delivered.is_empty()
+            && self.history.is_empty()
+            && self.silences.is_empty()
+    }
+}
+
+/// A failure of the alert store (I/O, corruption); the message names the
+/// store and what was being done.
+#[derive(Debug, thiserror::Error)]
+#[error("alert store {path}: {operation}: {reason}")]
+pub struct StoreError {
+    /// Where the store lives.
+    pub path: String,
+    /// What was being done.
+    pub operation: &'static str,
+    /// The engine's message.
+    pub reason: String,
+}
+
+/// Durable storage of the alerting system's state.
+pub trait AlertStore: Send + Sync + 'static {
+    /// Writes all of `changes` or none, durably: when this returns `Ok`
+    /// the write survives a crash. History lines are keyed by their time
+    /// and a fresh [`AlertStore::next_seq`].
+    fn write(&self, changes: &Changes) -> Result<(), StoreError>;
+
+    /// Every stored alert state.
+    fn alerts(&self) -> Result<Vec<Alert>, StoreError>;
+
+    /// The outbox, oldest (lowest seq) first. Read once at start; the
+    /// alerter keeps its own copy after that.
+    fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// Every silence, expired ones included.
+    fn silences(&self) -> Result<Vec<Silence>, StoreError>;
+
+    /// History from `since_ms` on, oldest first, at most `limit` lines
+    /// (the newest ones).
+    fn history(&self, since_ms: i64, limit: usize) -> Result<Vec<HistoryRecord>, StoreError>;
+
+    /// Deletes history older than `before_ms`.
+    fn prune_history(&self, before_ms: i64) -> Result<(), StoreError>;
+
+    /// A new sequence number (outbox order, silence ids, history
+    /// tie-breaker), above every one stored.
+    fn next_seq(&self) -> u64;
+}
+
+/// An [`AlertStore`] in memory: the same semantics as the durable one
+/// (atomic writes, ordered history, sequence numbers above everything
+/// stored), without durability. For tests of the alerter, its API and
+/// its dispatcher; [`MemoryAlertStore::fail_writes`] makes writes fail.
+#[derive(Debug)]
+pub struct MemoryAlertStore {
+    tables: Mutex<Tables>,
+    next_seq: AtomicU64,
+    fail_writes: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct Tables {
+    alerts: BTreeMap<String, Alert>,
+    outbox: BTreeMap<u64, OutboxEntry>,
+    history: BTreeMap<(i64, u64), HistoryRecord>,
+    silences: BTreeMap<String, Silence>,
+}
+
+impl Default for MemoryAlertStore {
+    fn default() -> Self {
+        MemoryAlertStore::new()
+    }
+}
+
+impl MemoryAlertStore {
+    /// An empty store; sequence numbers start at 1, as in a new RocksDB one.
+    pub fn new() -> MemoryAlertStore {
+        MemoryAlertStore {
+            tables: Mutex::default(),
+            next_seq: AtomicU64::new(1),
+            fail_writes: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// From now on every write fails (or succeeds again with `false`).
+    pub fn fail_writes(&self, fail: bool) {
+        self.fail_writes.store(fail, Ordering::Relaxed);
+    }
+}
+
+impl AlertStore for MemoryAlertStore {
+    fn write(&self, changes: &Changes) -> Result<(), StoreError> {
+        if self.fail_writes.load(Ordering::Relaxed) {
+            return Err(StoreError {
+                path: "memory".into(),
+                operation: "writing",
+                reason: "writes fail (MemoryAlertStore::fail_writes)".into(),
+            });
+        }
+        let mut t = self.tables.lock().expect("memory alert store lock");
+        for alert in &changes.alerts {
+            t.alerts.insert(alert.id.clone(), alert.clone());
+        }
+        for id in &changes.deleted_alerts {
+            t.alerts.remove(id);
+        }
+        for entry in &changes.outbox {
+            t.outbox.insert(entry.seq, entry.clone());
+        }
+        for seq in &changes.delivered {
+            t.outbox.remove(seq);
+        }
+        for record in &changes.history {
+            let key = (record.at_ms.max(0), self.next_seq());
+            t.history.insert(key, record.clone());
+        }
+        for silence in &changes.silences {
+            t.silences.insert(silence.id.clone(), silence.clone());
+        }
+        Ok(())
+    }
+
+    fn alerts(&self) -> Result<Vec<Alert>, StoreError> {
+        let t = self.tables.lock().expect("memory alert store lock");
+        Ok(t.alerts.values().cloned().collect())
+    }
+
+    fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        let t = self.tables.lock().expect("memory alert store lock");
+        Ok(t.outbox.values().cloned().collect())
+    }
+
+    fn silences(&self) -> Result<Vec<Silence>, StoreError> {
+        let t = self.tables.lock().expect("memory alert store lock");
+        Ok(t.silences.values().cloned().collect())
+    }
+
+    fn history(&self, since_ms: i64, limit: usize) -> Result<Vec<HistoryRecord>, StoreError> {
+        let t = self.tables.lock().expect("memory alert store lock");
+        let mut out: Vec<HistoryRecord> = t
+            .history
+            .range((since_ms.max(0), 0)..)
+            .map(|(_, r)| r.clone())
+            .collect();
+        let skip = out.len().saturating_sub(limit);
+        Ok(out.split_off(skip))
+    }
+
+    fn prune_history(&self, before_ms: i64) -> Result<(), StoreError> {
+        let mut t = self.tables.lock().expect("memory alert store lock");
+        t.history = t.history.split_off(&(before_ms.max(0), 0));
+        Ok(())
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.next_seq.fetch_add(1, Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,269 @@
+//! The head: per series, the newest point and the open chunk being filled.
+//! In memory only; whatever the open chunks hold is also in the ingest log,
+//! which is replayed into the heads at open. Pure (no RocksDB).
+//!
+//! Ordering policy: a series takes points with strictly increasing
+//! timestamps. A point at or before the series' newest timestamp is refused
+//! (counted by ingest as `out_of_order`): the first value stored for a
+//! timestamp wins, as in Prometheus. This is also what makes replaying the
+//! ingest log idempotent: points already in written chunks are refused.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use super::chunk::ChunkEncoder;
+use super::rollup::Tier;
+use nightjar_model::model::Point;
+
+/// A chunk taken out of a head, to be written.
+#[derive(Debug)]
+pub struct SealedChunk {
+    /// Timestamp of its first point (part of its key).
+    pub first_ts: i64,
+    /// The encoded chunk.
+    pub bytes: Vec<u8>,
+    /// Its points, for the rollups.
+    pub points: Vec<Point>,
+}
+
+#[derive(Debug)]
+struct OpenChunk {
+    enc: ChunkEncoder,
+    first_ts: i64,
+    /// Lowest ingest-log record holding one of its points.
+    log_seq: u64,
+    opened: Instant,
+}
+
+/// The head of one series.
+#[derive(Debug, Default)]
+pub struct Head {
+    newest: Option<Point>,
+    open: Option<OpenChunk>,
+}
+
+/// The point was not newer than the series' newest point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotNewer;
+
+impl Head {
+    /// A head whose series' newest stored point is `newest`.
+    pub fn new(newest: Option<Point>) -> Head {
+        Head { newest, open: None }
+    }
+
+    /// The newest point stored for the series.
+    pub fn newest(&self) -> Option<Point> {
+        self.newest
+    }
+
+    /// Appends a point from ingest-log record `log_seq`. Returns the chunk
+    /// sealed: the open one when the point starts a new hour (chunks never
+    /// straddle an hour, so retention can drop them by key), or the one the
+    /// point filled.
+    pub fn push(
+        &mut self,
+        point: Point,
+        log_seq: u64,
+        now: Instant,
+    ) -> Result<Option<SealedChunk>, NotNewer> {
+        if self
+            .newest
+            .is_some_and(|n| point.timestamp_ms <= n.timestamp_ms)
+        {
+            return Err(NotNewer);
+        }
+        let sealed = match &self.open {
+            Some(open)
+                if open.enc.is_full()
+                    || Tier::Hour.bucket(open.first_ts)
+                        != Tier::Hour.bucket(point.timestamp_ms) =>
+            {
+                self.seal()
+            }
+            _ => None,
+        };
+        let open = self.open.get_or_insert_with(|| OpenChunk {
+            enc: ChunkEncoder::new(),
+            first_ts: point.timestamp_ms,
+            log_seq,
+            opened: now,
+        });
+        open.enc.push(point.timestamp_ms, point.value);
+        open.log_seq = open.log_seq.min(log_seq);
+        self.newest = Some(point);
+        // A full chunk is written now rather than at the next point, so it
+        // does not pin the ingest log for a whole interval. (It cannot have
+        // sealed above too: that starts a chunk of one point.)
+        if sealed.is_none() && open.enc.is_full() {
+            return Ok(self.seal());
+        }
+        Ok(sealed)
+    }
+
+    /// Takes the open chunk out, if any.
+    pub fn seal(&mut self) -> Option<SealedChunk> {
+        let open = self.open.take()?;
+        Some(SealedChunk {
+            first_ts: open.first_ts,
+            bytes: open.enc.bytes(),
+            points: decode_points(&open.enc),
+        })
+    }
+
+    /// Seals the open chunk if it was opened at or before `deadline`.
+    pub fn seal_if_opened_by(&mut self, deadline: Instant) -> Option<SealedChunk> {
+        if self.open.as_ref().is_some_and(|o| o.opened <= deadline) {
+            self.seal()
+        } else {
+            None
+        }
+    }
+
+    /// The lowest ingest-log record the open chunk still needs.
+    pub fn pinned_log_seq(&self) -> Option<u64> {
+        self.open.as_ref().map(|o| o.log_seq)
+    }
+
+    /// The points of the open chunk (not yet written to RocksDB).
+    pub fn open_points(&self) -> Vec<Point> {
+        self.open
+            .as_ref()
+            .map(|o| decode_points(&o.enc))
+            .unwrap_or_default()
+    }
+}
+
+fn decode_points(enc: &ChunkEncoder) -> Vec<Point> {
+    enc.points()
+        .map(|p| {
+            let (timestamp_ms, value) = p.expect("a chunk being built decodes");
+            Point {
+                timestamp_ms,
+                value,
+            }
+        })
+        .collect()
+}
+
+/// Number of independently locked shards of the head map: streams writing
+/// different series rarely wait for each other.
+pub const SHARDS: usize = 64;
+
+/// Heads by series id, with a fast hasher (ids are ours, not the wire's).
+pub type HeadMap = HashMap<u64, Head, foldhash::fast::RandomState>;
+
+/// The heads of all series, sharded by series id.
+pub struct Heads {
+    shards: Vec<Mutex<HeadMap>>,
+}
+
+impl Default for Heads {
+    fn default() -> Self {
+        Heads {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
+}
+
+impl Heads {
+    /// The shard holding series `id`.
+    pub fn shard_of(id: u64) -> usize {
+        // Ids are dense: a multiplicative hash spreads one host's series.
+        (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % SHARDS
+    }
+
+    /// Locks shard `i`.
+    pub fn lock(&self, i: usize) -> MutexGuard<'_, HeadMap> {
+        self.shards[i].lock().expect("poisoned")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::{self, MAX_POINTS};
+
+    #[test]
+    fn refuses_points_not_newer_than_the_newest() {
+        let now = Instant::now();
+        let mut h = Head::new(Some(Point::new(1_000, 1.0)));
+        assert_eq!(
+            h.push(Point::new(1_000, 2.0), 1, now).unwrap_err(),
+            NotNewer
+        );
+        assert_eq!(h.push(Point::new(999, 2.0), 1, now).unwrap_err(), NotNewer);
+        assert!(h.push(Point::new(1_001, 3.0), 1, now).unwrap().is_none());
+        assert_eq!(
+            h.push(Point::new(1_001, 4.0), 2, now).unwrap_err(),
+            NotNewer
+        );
+        assert_eq!(h.newest(), Some(Point::new(1_001, 3.0)));
+        assert_eq!(h.open_points(), vec![Point::new(1_001, 3.0)]);
+    }
+
+    #[test]
+    fn seals_full_chunks_and_at_hour_boundaries() {
+        let now = Instant::now();
+        let mut h = Head::default();
+        let mut sealed = Vec::new();
+        // 1 s points from 00:58:00 for 5 minutes: the first chunk is full
+        // (and sealed) at 00:59:59, the hour's end; the second 120 points
+        // later.
+        let start = 3_600_000 - 120_000;
+        for i in 0..300 {
+            if let Some(c) = h
+                .push(
+                    Point::new(start + i * 1_000, i as f64),
+                    1 + i as u64 / 10,
+                    now,
+                )
+                .unwrap()
+            {
+                sealed.push(c);
+            }
+        }
+        assert_eq!(sealed.len(), 2);
+        assert_eq!(sealed[0].first_ts, start);
+        assert_eq!(sealed[0].points.len(), MAX_POINTS);
+        assert_eq!(sealed[1].first_ts, 3_600_000);
+        let decoded: Vec<_> = chunk::decode(&sealed[1].bytes)
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(decoded.len(), 120);
+        assert_eq!(h.open_points().len(), 60);
+        // The open chunk pins the log record of its first point.
+        assert_eq!(h.pinned_log_seq(), Some(1 + 240 / 10));
+
+        // A point after a gap across an hour boundary cuts a short chunk.
+        let mut h = Head::default();
+        h.push(Point::new(3_599_000, 1.0), 1, now).unwrap();
+        let c = h.push(Point::new(3_600_000, 2.0), 2, now).unwrap().unwrap();
+        assert_eq!(c.points, vec![Point::new(3_599_000, 1.0)]);
+    }
+
+    #[test]
+    fn idle_chunks_are_sealed_by_deadline() {
+        let t0 = Instant::now();
+        let mut h = Head::default();
+        h.push(Point::new(1, 1.0), 7, t0).unwrap();
+        assert!(
+            h.seal_if_opened_by(t0 - std::time::Duration::from_secs(1))
+                .is_none()
+        );
+        let c = h.seal_if_opened_by(t0).unwrap();
+        assert_eq!(c.points, vec![Point::new(1, 1.0)]);
+        assert_eq!(h.pinned_log_seq(), None);
+        assert_eq!(h.newest(), Some(Point::new(1, 1.0)));
+    }
+
+    #[test]
+    fn shards_spread_dense_ids() {
+        let mut seen = [0u32; SHARDS];
+        for id in 1..=6_400u64 {
+            seen[Heads::shard_of(id)] += 1;
+        }
+        assert!(seen.iter().all(|&n| (50..=150).contains(&n)), "{seen:?}");
+    }
+}

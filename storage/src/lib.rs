@@ -1,0 +1,216 @@
+//! Nightjar's storage layer: the [`Storage`] trait the collector's ingest,
+//! query and status paths use, the engine-neutral codecs of series data
+//! (XOR chunks, rollup summaries, the ingest log, the series index),
+//! [`memory::MemoryStorage`] for tests, and [`rocks`], the RocksDB
+//! implementation of [`Storage`] and of the alerting crate's `AlertStore`.
+//!
+//! Architecture invariant: only the [`rocks`] module names RocksDB.
+//! Everything else talks to [`Storage`] or `AlertStore`.
+
+pub mod chunk;
+pub mod head;
+pub mod index;
+pub mod ingest_log;
+pub mod memory;
+pub mod rocks;
+pub mod rollup;
+pub mod varint;
+
+pub use rollup::Tier;
+
+use std::time::Duration;
+
+use nightjar_model::histogram::Histogram;
+use nightjar_model::model::{Batch, HostInfo, Point, SeriesKey, SharedKey, Summary};
+use nightjar_model::selector::Selector;
+
+/// A series with the summaries of its buckets (bucket start ms, summary).
+pub type SeriesSummaries = (SharedKey, Vec<(i64, Summary)>);
+
+/// A histogram series with its histograms (timestamp or bucket start ms).
+pub type SeriesHistograms = (SharedKey, Vec<(i64, Histogram)>);
+
+/// How long each tier keeps data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// Raw points.
+    pub raw: Duration,
+    /// 1-minute rollups.
+    pub minute: Duration,
+    /// 1-hour rollups.
+    pub hour: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        const DAY: u64 = 24 * 3600;
+        Retention {
+            raw: Duration::from_secs(15 * DAY),
+            minute: Duration::from_secs(90 * DAY),
+            hour: Duration::from_secs(2 * 365 * DAY),
+        }
+    }
+}
+
+impl Retention {
+    /// How long `tier` keeps data.
+    pub fn of(&self, tier: Tier) -> Duration {
+        match tier {
+            Tier::Raw => self.raw,
+            Tier::Minute => self.minute,
+            Tier::Hour => self.hour,
+        }
+    }
+}
+
+/// A failure of the storage layer (I/O, corruption). Messages name the data
+/// directory or key involved.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The data directory could not be created or opened.
+    #[error("data dir {path}: {reason}")]
+    Open {
+        /// The data directory.
+        path: String,
+        /// Why it could not be opened.
+        reason: String,
+    },
+    /// A write or read failed.
+    #[error("data dir {path}: {operation}: {reason}")]
+    Io {
+        /// The data directory.
+        path: String,
+        /// What was being done.
+        operation: &'static str,
+        /// The engine's message.
+        reason: String,
+    },
+}
+
+/// What became of an appended batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// The batch is durable now.
+    Stored {
+        /// The agent's new high-water mark (the batch's seq).
+        acked_through: u64,
+        /// Samples refused because their series already holds a point at
+        /// or after their timestamp.
+        out_of_order: u32,
+    },
+    /// The batch's seq is not above the agent's high-water mark: it was
+    /// stored before, and nothing was written.
+    Replay {
+        /// The agent's high-water mark.
+        acked_through: u64,
+    },
+}
+
+impl AppendOutcome {
+    /// The sequence number to acknowledge.
+    pub fn acked_through(self) -> u64 {
+        match self {
+            AppendOutcome::Stored { acked_through, .. }
+            | AppendOutcome::Replay { acked_through } => acked_through,
+        }
+    }
+}
+
+/// A host as the storage knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostSummary {
+    /// Last contact and interval.
+    pub info: HostInfo,
+    /// Number of series with this `host` label.
+    pub series_count: u64,
+}
+
+/// Figures about the storage itself, for the collector's self-metrics.
+/// Engine-neutral: any log-structured engine has files per tier, a log of
+/// recent writes, background compaction and writes held back while it
+/// catches up; an engine without one of these reports 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StorageStats {
+    /// Series in the index.
+    pub series: u64,
+    /// Bytes of all files in the data directory.
+    pub disk_bytes: u64,
+    /// Bytes of the files of each tier: raw, 1m, 1h (histograms included).
+    pub tier_disk_bytes: [u64; 3],
+    /// Bytes of the ingest log (batches not yet in chunks).
+    pub ingest_log_bytes: u64,
+    /// Background compactions running now.
+    pub compactions_running: u64,
+    /// 1 if the engine has compaction work waiting.
+    pub compaction_pending: u64,
+    /// Time writes were held back so compaction could catch up, since
+    /// open (µs).
+    pub write_delay_micros: u64,
+    /// Bytes written by compactions since open.
+    pub compaction_bytes_written: u64,
+}
+
+/// Durable time-series storage.
+pub trait Storage: Send + Sync + 'static {
+    /// Stores a batch durably, exactly once per (agent id, seq).
+    ///
+    /// Architecture invariant: when this returns `Ok`, the batch survives a
+    /// crash (SIGKILL, power loss); callers ack only after it returns.
+    /// `now_ms` is the collector's clock, recorded as the host's last contact.
+    fn append(&self, batch: &Batch, now_ms: i64) -> Result<AppendOutcome, StorageError>;
+
+    /// The series matching `selector`, sorted.
+    fn series(&self, selector: &Selector) -> Vec<SeriesKey>;
+
+    /// The points of each matching series with `start_ms <= t <= end_ms`,
+    /// in time order. Series without points in the range are left out.
+    fn query_range(
+        &self,
+        selector: &Selector,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<(SharedKey, Vec<Point>)>, StorageError>;
+
+    /// Summaries of the `tier` buckets (not raw) of each matching series
+    /// whose start lies in `[bucket(start_ms), bucket(end_ms)]`, in time
+    /// order. Series without any are left out.
+    fn query_summaries(
+        &self,
+        selector: &Selector,
+        tier: Tier,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<SeriesSummaries>, StorageError>;
+
+    /// The histograms of each matching series: for [`Tier::Raw`] each
+    /// sample with `start_ms <= t <= end_ms`, for a rollup tier the merged
+    /// histogram of each bucket whose start lies in
+    /// `[bucket(start_ms), bucket(end_ms)]`; in time order. Series without
+    /// any are left out.
+    fn query_histograms(
+        &self,
+        selector: &Selector,
+        tier: Tier,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<SeriesHistograms>, StorageError>;
+
+    /// The newest point of each matching series.
+    fn latest(&self, selector: &Selector) -> Result<Vec<(SharedKey, Point)>, StorageError>;
+
+    /// Every host that has sent a batch, sorted by name.
+    fn hosts(&self) -> Vec<HostSummary>;
+
+    /// The highest seq stored for `agent_id` (0 if none). A batch at or
+    /// below it is a replay.
+    fn high_water(&self, agent_id: &str) -> u64;
+
+    /// Whether the series is stored.
+    fn series_exists(&self, key: &SeriesKey) -> bool;
+
+    /// Series of `host`, and series in total.
+    fn series_counts(&self, host: &str) -> (u64, u64);
+
+    /// Size figures (reads the data directory; call it seconds apart, not per batch).
+    fn stats(&self) -> StorageStats;
+}

@@ -1,0 +1,613 @@
+//! [`Storage`] on an embedded RocksDB. The only module that names RocksDB.
+//!
+//! # Layout
+//!
+//! Column families (byte layouts in `docs/format/storage.md`):
+//!
+//! - `series`: series id (u64 BE) → encoded [`SeriesKey`]. Loaded into an
+//!   in-memory index at open; ids are never reused.
+//! - `ingest_log`: log seq (u64 BE) → the samples of one stored batch
+//!   ([`ingest_log`] format). Deleted once the chunks holding them are written.
+//! - `raw`: series id (u64 BE) ++ first timestamp (i64, sign bit flipped, BE)
+//!   → an XOR chunk ([`chunk`]) of up to 120 points inside one clock hour.
+//!   A range read is one seek per series.
+//! - `rollup_1m`, `rollup_1h`: series id ++ bucket start (as above) → a
+//!   [`Summary`] of the bucket, built with a merge operator.
+//! - `hist_raw`: series id ++ timestamp → one histogram sample
+//!   ([`Histogram::encode`]: unit ++ HdrHistogram V2).
+//! - `hist_1m`, `hist_1h`: series id ++ bucket start → the merge of the
+//!   bucket's histograms, built with a merge operator.
+//! - `meta`: `a/<agent id>` → the agent's high-water seq (u64 BE);
+//!   `h/<host>` → last contact ms (i64 BE) ++ interval ms (u64 BE).
+//!
+//! # Durability
+//!
+//! A batch's samples (as one `ingest_log` record), the agent's new
+//! high-water seq and the host record go into one `WriteBatch` written with
+//! `sync = true`: after `append` returns, all of it is in the fsynced WAL,
+//! or none of it is. Only then are the samples applied to the in-memory
+//! heads ([`head`]). A head that seals a chunk writes it, with its rollup
+//! merge operands, in one `WriteBatch` (not synced: RocksDB's WAL is
+//! ordered, and the ingest-log records stay until a later write deletes
+//! them). `ingest_log` is truncated below the oldest record that an open
+//! chunk or an in-flight batch still needs; at open the remaining records
+//! are replayed into the heads, and the heads refuse points they already
+//! hold, so replaying is idempotent.
+//!
+//! Histogram samples skip the heads: their raw row and the merge operands
+//! of their rollup rows go straight into the batch's synced `WriteBatch`,
+//! so they are durable, and counted once per tier, exactly when the batch is.
+//!
+//! # Concurrency
+//!
+//! Agents ingest in parallel: replays are detected under each agent's own
+//! lock, RocksDB groups concurrent synced writes into one fsync, and heads
+//! are split into [`head::SHARDS`] independently locked shards. Queries copy
+//! a series' open chunk and take a RocksDB snapshot under its shard lock,
+//! then read without holding any lock.
+//!
+//! # Retention
+//!
+//! Compaction filters drop raw chunks and rollup rows whose whole time span
+//! is older than their tier's retention, and periodic compaction (daily)
+//! makes sure every file is visited, so the data directory plateaus.
+
+mod alerts;
+mod keys;
+mod read;
+#[cfg(test)]
+mod tests;
+mod write;
+
+pub use alerts::RocksAlertStore;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rocksdb::compaction_filter::Decision as CompactionDecision;
+use rocksdb::statistics::{StatsLevel, Ticker};
+use rocksdb::{
+    BlockBasedOptions, ColumnFamilyDescriptor, DB, DBCompressionType, IteratorMode, Options,
+};
+
+use crate::head::{Head, Heads, SHARDS, SealedChunk};
+use crate::index::SeriesIndex;
+use crate::ingest_log;
+use crate::rollup::{self, Tier};
+use crate::{
+    AppendOutcome, HostSummary, Retention, SeriesHistograms, SeriesSummaries, Storage,
+    StorageError, StorageStats,
+};
+use keys::{decode_host, decode_series, key_time, read_u64};
+use nightjar_model::histogram::Histogram;
+use nightjar_model::model::{Batch, HostInfo, Point, SeriesKey, SharedKey};
+use nightjar_model::selector::Selector;
+use read::decode_chunk;
+
+const CF_SERIES: &str = "series";
+const CF_LOG: &str = "ingest_log";
+const CF_RAW: &str = "raw";
+const CF_1M: &str = "rollup_1m";
+const CF_1H: &str = "rollup_1h";
+const CF_META: &str = "meta";
+const CF_HIST_RAW: &str = "hist_raw";
+const CF_HIST_1M: &str = "hist_1m";
+const CF_HIST_1H: &str = "hist_1h";
+
+/// Column families of earlier layouts this version cannot read.
+const RETIRED_CFS: [&str; 1] = ["samples"];
+
+/// A clock giving epoch milliseconds; injectable so tests can age data.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    })
+}
+
+/// How long a chunk may stay open before it is written anyway, so the
+/// ingest log (replayed at open) stays short for slow or stopped series.
+pub const MAX_OPEN: Duration = Duration::from_secs(15 * 60);
+
+/// A key and value read from RocksDB.
+type KeyValue = (Box<[u8]>, Box<[u8]>);
+
+/// Ingest-log bookkeeping: the next record seq and the records written but
+/// not yet applied to the heads (which no open chunk pins yet).
+#[derive(Default)]
+struct LogState {
+    next_seq: u64,
+    in_flight: BTreeSet<u64>,
+}
+
+/// RocksDB-backed storage under one data directory.
+pub struct RocksStorage {
+    db: DB,
+    /// Kept for its statistics (shared with the DB).
+    db_opts: Options,
+    path: PathBuf,
+    index: RwLock<SeriesIndex>,
+    /// Serializes series creation so one key never gets two ids.
+    create_series: Mutex<u64>,
+    /// Per-agent high-water seq, each behind its own lock.
+    agents: Mutex<HashMap<String, Arc<Mutex<u64>>>>,
+    hosts: RwLock<BTreeMap<String, HostInfo>>,
+    heads: Heads,
+    log: Mutex<LogState>,
+    /// Set when a sealed chunk could not be written: the ingest log is then
+    /// kept whole until a restart replays it.
+    keep_log: AtomicBool,
+    /// Series that hold histograms, so histogram reads skip the others.
+    histogram_series: RwLock<HashSet<u64>>,
+}
+
+fn tier_cf(tier: Tier) -> &'static str {
+    match tier {
+        Tier::Raw => CF_RAW,
+        Tier::Minute => CF_1M,
+        Tier::Hour => CF_1H,
+    }
+}
+
+fn hist_cf(tier: Tier) -> &'static str {
+    match tier {
+        Tier::Raw => CF_HIST_RAW,
+        Tier::Minute => CF_HIST_1M,
+        Tier::Hour => CF_HIST_1H,
+    }
+}
+
+/// What the rows of a time-keyed column family hold.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rows {
+    /// Raw chunks and rollup summaries.
+    Points,
+    /// Histograms.
+    Histograms,
+}
+
+/// Merges encoded histograms (RocksDB's merge operator for the histogram
+/// rollup tiers). An undecodable or differently-united operand is logged
+/// and left out rather than losing the rest of the bucket.
+fn merge_histograms(existing: Option<&[u8]>, operands: &rocksdb::MergeOperands) -> Vec<u8> {
+    let mut merged: Option<Histogram> = None;
+    for bytes in existing.into_iter().chain(operands) {
+        let h = match Histogram::decode(bytes) {
+            Ok(h) => h,
+            Err(error) => {
+                tracing::error!(%error, "skipping an undecodable histogram in a rollup merge");
+                continue;
+            }
+        };
+        match &mut merged {
+            None => merged = Some(h),
+            Some(m) => {
+                if let Err(error) = m.merge(&h) {
+                    tracing::error!(%error, "skipping a histogram in a rollup merge");
+                }
+            }
+        }
+    }
+    merged.map(|h| h.encode()).unwrap_or_default()
+}
+
+/// Options of a time-keyed column family: LZ4, ZSTD at the bottom, and a
+/// compaction filter dropping keys whose span ends before the tier's cutoff.
+fn timed_cf_options(tier: Tier, rows: Rows, retention: Retention, clock: Clock) -> Options {
+    let mut opts = Options::default();
+    opts.set_compression_type(DBCompressionType::Lz4);
+    opts.set_bottommost_compression_type(DBCompressionType::Zstd);
+    let ttl_ms = retention.of(tier).as_millis().min(i64::MAX as u128) as i64;
+    // A key's time is the start of its span: a raw chunk's first point (it
+    // never straddles an hour), a rollup row's block. The span is over an
+    // hour (raw) or a block after that span began.
+    let span_ms = tier.block_ms();
+    let filter_name = match rows {
+        Rows::Points => format!("nightjar-retention-{}", tier.name()),
+        Rows::Histograms => format!("nightjar-retention-hist-{}", tier.name()),
+    };
+    opts.set_compaction_filter(&filter_name, move |_level, key: &[u8], _value: &[u8]| {
+        let cutoff = clock().saturating_sub(ttl_ms);
+        match key_time(key) {
+            Some(ts) if tier.block(ts).saturating_add(span_ms) <= cutoff => {
+                CompactionDecision::Remove
+            }
+            _ => CompactionDecision::Keep,
+        }
+    });
+    opts.set_periodic_compaction_seconds(24 * 3600);
+    if (tier, rows) == (Tier::Raw, Rows::Histograms) {
+        // Every stored histogram is first looked up (is its timestamp
+        // taken?); nearly always it is not, which a Bloom filter answers
+        // without reading data blocks.
+        let mut table = BlockBasedOptions::default();
+        table.set_bloom_filter(10.0, false);
+        opts.set_block_based_table_factory(&table);
+    }
+    match (tier, rows) {
+        (Tier::Raw, _) => {}
+        (_, Rows::Points) => opts.set_merge_operator_associative(
+            &format!("nightjar-summary-{}", tier.name()),
+            move |_key: &[u8], existing: Option<&[u8]>, operands: &rocksdb::MergeOperands| {
+                Some(rollup::merge(tier, existing, operands))
+            },
+        ),
+        (_, Rows::Histograms) => opts.set_merge_operator_associative(
+            &format!("nightjar-histogram-{}", tier.name()),
+            |_key: &[u8], existing: Option<&[u8]>, operands: &rocksdb::MergeOperands| {
+                Some(merge_histograms(existing, operands))
+            },
+        ),
+    }
+    opts
+}
+
+impl RocksStorage {
+    /// Opens with the default retention; see [`RocksStorage::open_with`].
+    pub fn open(path: &Path) -> Result<RocksStorage, StorageError> {
+        RocksStorage::open_with(path, Retention::default(), system_clock())
+    }
+
+    /// Opens (creating if needed) the data directory, loads the series
+    /// index, agent high-water marks and host records, and replays the
+    /// ingest log into the heads. `clock` drives retention.
+    pub fn open_with(
+        path: &Path,
+        retention: Retention,
+        clock: Clock,
+    ) -> Result<RocksStorage, StorageError> {
+        let open_err = |reason: String| StorageError::Open {
+            path: path.display().to_string(),
+            reason,
+        };
+        std::fs::create_dir_all(path).map_err(|e| open_err(format!("cannot create: {e}")))?;
+        if let Ok(existing) = DB::list_cf(&Options::default(), path)
+            && let Some(old) = existing
+                .iter()
+                .find(|cf| RETIRED_CFS.contains(&cf.as_str()))
+        {
+            return Err(open_err(format!(
+                "written by an older Nightjar storage layout (column family {old:?}); \
+                 move it away and start with an empty data dir"
+            )));
+        }
+
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.enable_statistics();
+        db_opts.set_statistics_level(StatsLevel::ExceptHistogramOrTimers);
+        db_opts.increase_parallelism(2);
+        let mut log_opts = Options::default();
+        // Records live minutes: keep them in memory, rarely in files.
+        log_opts.set_write_buffer_size(128 << 20);
+        log_opts.set_compression_type(DBCompressionType::None);
+        let cfs = [
+            ColumnFamilyDescriptor::new(CF_SERIES, Options::default()),
+            ColumnFamilyDescriptor::new(CF_LOG, log_opts),
+            ColumnFamilyDescriptor::new(CF_META, Options::default()),
+        ]
+        .into_iter()
+        .chain(
+            [Rows::Points, Rows::Histograms]
+                .into_iter()
+                .flat_map(|rows| {
+                    let clock = clock.clone();
+                    [Tier::Raw, Tier::Minute, Tier::Hour].map(move |tier| {
+                        let name = match rows {
+                            Rows::Points => tier_cf(tier),
+                            Rows::Histograms => hist_cf(tier),
+                        };
+                        ColumnFamilyDescriptor::new(
+                            name,
+                            timed_cf_options(tier, rows, retention, clock.clone()),
+                        )
+                    })
+                }),
+        );
+        let db =
+            DB::open_cf_descriptors(&db_opts, path, cfs).map_err(|e| open_err(e.to_string()))?;
+
+        let storage = RocksStorage {
+            db,
+            db_opts,
+            path: path.to_owned(),
+            index: RwLock::default(),
+            create_series: Mutex::new(0),
+            agents: Mutex::default(),
+            hosts: RwLock::default(),
+            heads: Heads::default(),
+            log: Mutex::default(),
+            keep_log: AtomicBool::new(false),
+            histogram_series: RwLock::default(),
+        };
+        storage.load()?;
+        storage.load_histogram_series()?;
+        storage.replay_log()?;
+        Ok(storage)
+    }
+
+    fn load(&self) -> Result<(), StorageError> {
+        let mut index = SeriesIndex::default();
+        for item in self.db.iterator_cf(self.cf(CF_SERIES), IteratorMode::Start) {
+            let (k, v) = item.map_err(|e| self.io("load series index", e))?;
+            let id = read_u64(&k).ok_or_else(|| self.corrupt("series id", &k))?;
+            let key = decode_series(&v).ok_or_else(|| self.corrupt("series record", &k))?;
+            index.insert(id, key);
+        }
+        *self.create_series.lock().expect("poisoned") = index.max_id().map_or(1, |id| id + 1);
+        *self.index.write().expect("poisoned") = index;
+
+        let mut agents = self.agents.lock().expect("poisoned");
+        let mut hosts = self.hosts.write().expect("poisoned");
+        for item in self.db.iterator_cf(self.cf(CF_META), IteratorMode::Start) {
+            let (k, v) = item.map_err(|e| self.io("load metadata", e))?;
+            if let Some(agent) = k.strip_prefix(b"a/") {
+                let seq = read_u64(&v).ok_or_else(|| self.corrupt("agent record", &k))?;
+                agents.insert(
+                    String::from_utf8_lossy(agent).into_owned(),
+                    Arc::new(Mutex::new(seq)),
+                );
+            } else if let Some(host) = k.strip_prefix(b"h/") {
+                let info = decode_host(host, &v).ok_or_else(|| self.corrupt("host record", &k))?;
+                hosts.insert(info.host.clone(), info);
+            }
+        }
+        Ok(())
+    }
+
+    /// Finds the series with histograms: one seek per such series over the
+    /// 1-hour histogram tier (the longest kept; every histogram adds to it).
+    fn load_histogram_series(&self) -> Result<(), StorageError> {
+        let mut found = HashSet::new();
+        let mut iter = self.db.raw_iterator_cf(self.cf(CF_HIST_1H));
+        iter.seek_to_first();
+        while let Some(id) = iter.key().and_then(read_u64) {
+            found.insert(id);
+            match id.checked_add(1) {
+                Some(next) => iter.seek(next.to_be_bytes()),
+                None => break,
+            }
+        }
+        iter.status()
+            .map_err(|e| self.io("load histogram series", e))?;
+        *self.histogram_series.write().expect("poisoned") = found;
+        Ok(())
+    }
+
+    /// Applies the ingest-log records left by the last run to the heads.
+    fn replay_log(&self) -> Result<(), StorageError> {
+        let mut next_seq = 1;
+        let mut records = 0u64;
+        for item in self.db.iterator_cf(self.cf(CF_LOG), IteratorMode::Start) {
+            let (k, v) = item.map_err(|e| self.io("read ingest log", e))?;
+            let seq = read_u64(&k).ok_or_else(|| self.corrupt("ingest log key", &k))?;
+            match ingest_log::decode(&v) {
+                Some(samples) => {
+                    self.apply(seq, &samples);
+                }
+                // RocksDB checksums its files, so this means a bug, not a
+                // bad disk; keep going with everything else.
+                None => tracing::error!(
+                    data_dir = %self.path.display(),
+                    seq,
+                    "skipping an undecodable ingest log record"
+                ),
+            }
+            next_seq = seq + 1;
+            records += 1;
+        }
+        self.log.lock().expect("poisoned").next_seq = next_seq;
+        if records > 0 {
+            tracing::info!(records, "replayed the ingest log into the heads");
+        }
+        Ok(())
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("column families are created at open")
+    }
+
+    fn io(&self, operation: &'static str, e: rocksdb::Error) -> StorageError {
+        StorageError::Io {
+            path: self.path.display().to_string(),
+            operation,
+            reason: e.to_string(),
+        }
+    }
+
+    fn corrupt(&self, what: &str, key: &[u8]) -> StorageError {
+        StorageError::Open {
+            path: self.path.display().to_string(),
+            reason: format!("corrupt {what} at key {key:02x?}"),
+        }
+    }
+
+    /// Compacts every time-keyed column family now (retention applies at
+    /// compaction; this is for tests and maintenance).
+    pub fn compact(&self) {
+        for name in [CF_RAW, CF_1M, CF_1H, CF_HIST_RAW, CF_HIST_1M, CF_HIST_1H] {
+            self.db
+                .compact_range_cf(self.cf(name), None::<&[u8]>, None::<&[u8]>);
+        }
+    }
+
+    /// Writes every open chunk opened at least `max_open` ago (all of them
+    /// with `Duration::ZERO`) and deletes the ingest-log records no longer
+    /// needed. Call it periodically (the collector does every 10 s with
+    /// [`MAX_OPEN`]) and at shutdown.
+    pub fn flush_heads(&self, max_open: Duration) -> Result<(), StorageError> {
+        // Taken first: every record below it was applied before the scan
+        // below starts, so the scan sees its points (in a head or written);
+        // a record applied during the scan is at or above it.
+        let floor = {
+            let log = self.log.lock().expect("poisoned");
+            log.in_flight.first().copied().unwrap_or(log.next_seq)
+        };
+        // None: the clock (since boot) is younger than `max_open`, so no
+        // chunk can be that old.
+        let deadline = Instant::now().checked_sub(max_open);
+        let mut pinned = floor;
+        for shard in 0..SHARDS {
+            let mut heads = self.heads.lock(shard);
+            if let Some(deadline) = deadline {
+                let sealed: Vec<(u64, SealedChunk)> = heads
+                    .iter_mut()
+                    .filter_map(|(id, h)| Some((*id, h.seal_if_opened_by(deadline)?)))
+                    .collect();
+                if let Err(error) = self.write_sealed(&sealed) {
+                    self.keep_log.store(true, Ordering::Relaxed);
+                    return Err(error);
+                }
+            }
+            pinned = heads
+                .values()
+                .filter_map(Head::pinned_log_seq)
+                .fold(pinned, u64::min);
+        }
+        self.truncate_log(pinned)
+    }
+
+    /// Deletes ingest-log records below `below` unless a failed chunk write
+    /// asked to keep the log whole.
+    fn truncate_log(&self, below: u64) -> Result<(), StorageError> {
+        if self.keep_log.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.db
+            .delete_range_cf(self.cf(CF_LOG), 0u64.to_be_bytes(), below.to_be_bytes())
+            .map_err(|e| self.io("truncate ingest log", e))
+    }
+
+    /// Records in the ingest log (for tests and diagnostics).
+    pub fn log_records(&self) -> usize {
+        self.db
+            .iterator_cf(self.cf(CF_LOG), IteratorMode::Start)
+            .count()
+    }
+
+    /// Sizes of a column family's files.
+    fn cf_bytes(&self, name: &str) -> u64 {
+        self.db
+            .property_int_value_cf(self.cf(name), "rocksdb.total-sst-files-size")
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    }
+
+    fn db_property(&self, name: &str) -> u64 {
+        self.db.property_int_value(name).ok().flatten().unwrap_or(0)
+    }
+}
+
+impl Storage for RocksStorage {
+    fn append(&self, batch: &Batch, now_ms: i64) -> Result<AppendOutcome, StorageError> {
+        self.append_impl(batch, now_ms)
+    }
+
+    fn series(&self, selector: &Selector) -> Vec<SeriesKey> {
+        self.series_impl(selector)
+    }
+
+    fn query_range(
+        &self,
+        selector: &Selector,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<(SharedKey, Vec<Point>)>, StorageError> {
+        self.query_range_impl(selector, start_ms, end_ms)
+    }
+
+    fn query_summaries(
+        &self,
+        selector: &Selector,
+        tier: Tier,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<SeriesSummaries>, StorageError> {
+        self.query_summaries_impl(selector, tier, start_ms, end_ms)
+    }
+
+    fn query_histograms(
+        &self,
+        selector: &Selector,
+        tier: Tier,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<SeriesHistograms>, StorageError> {
+        self.query_histograms_impl(selector, tier, start_ms, end_ms)
+    }
+
+    fn latest(&self, selector: &Selector) -> Result<Vec<(SharedKey, Point)>, StorageError> {
+        self.latest_impl(selector)
+    }
+
+    fn hosts(&self) -> Vec<HostSummary> {
+        let counts = self.index.read().expect("poisoned").per_host().clone();
+        self.hosts
+            .read()
+            .expect("poisoned")
+            .values()
+            .map(|info| HostSummary {
+                series_count: counts.get(&info.host).copied().unwrap_or(0),
+                info: info.clone(),
+            })
+            .collect()
+    }
+
+    fn high_water(&self, agent_id: &str) -> u64 {
+        let agents = self.agents.lock().expect("poisoned");
+        agents
+            .get(agent_id)
+            .map_or(0, |seq| *seq.lock().expect("poisoned"))
+    }
+
+    fn series_exists(&self, key: &SeriesKey) -> bool {
+        self.index.read().expect("poisoned").id(key).is_some()
+    }
+
+    fn series_counts(&self, host: &str) -> (u64, u64) {
+        let index = self.index.read().expect("poisoned");
+        (
+            index.per_host().get(host).copied().unwrap_or(0),
+            index.len() as u64,
+        )
+    }
+
+    fn stats(&self) -> StorageStats {
+        StorageStats {
+            series: self.index.read().expect("poisoned").len() as u64,
+            disk_bytes: dir_bytes(&self.path),
+            tier_disk_bytes: [Tier::Raw, Tier::Minute, Tier::Hour]
+                .map(|tier| self.cf_bytes(tier_cf(tier)) + self.cf_bytes(hist_cf(tier))),
+            ingest_log_bytes: self.cf_bytes(CF_LOG),
+            compactions_running: self.db_property("rocksdb.num-running-compactions"),
+            compaction_pending: self.db_property("rocksdb.compaction-pending"),
+            write_delay_micros: self.db_opts.get_ticker_count(Ticker::StallMicros),
+            compaction_bytes_written: self.db_opts.get_ticker_count(Ticker::CompactWriteBytes),
+        }
+    }
+}
+
+/// Total size of the regular files under `dir` (RocksDB keeps a flat directory).
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}

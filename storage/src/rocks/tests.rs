@@ -1,0 +1,581 @@
+//! Tests of the RocksDB storage against real data directories.
+
+use super::*;
+use nightjar_model::model::{Labels, Sample};
+use nightjar_model::selector::{MatchOp, Matcher};
+
+fn key(metric: &str, host: &str) -> SeriesKey {
+    SeriesKey {
+        metric: metric.into(),
+        labels: Labels::from_pairs(vec![("host".into(), host.into())]).unwrap(),
+    }
+}
+
+fn batch(agent: &str, host: &str, seq: u64, points: &[(&str, i64, f64)]) -> Batch {
+    Batch {
+        agent_id: agent.into(),
+        host: host.into(),
+        seq,
+        interval_ms: 1_000,
+        samples: points
+            .iter()
+            .map(|(m, t, v)| Sample {
+                series: key(m, host),
+                point: Point {
+                    timestamp_ms: *t,
+                    value: *v,
+                },
+            })
+            .collect(),
+        histograms: Vec::new(),
+    }
+}
+
+fn host_selector(host: &str) -> Selector {
+    Selector {
+        metric: None,
+        matchers: vec![Matcher {
+            name: "host".into(),
+            op: MatchOp::Equal(host.into()),
+        }],
+    }
+}
+
+/// A batch of histogram samples: (metric, timestamp, observations).
+fn histogram_batch(agent: &str, host: &str, seq: u64, rows: &[(&str, i64, &[f64])]) -> Batch {
+    let mut b = batch(agent, host, seq, &[]);
+    b.histograms = rows
+        .iter()
+        .map(|(m, t, values)| {
+            let mut h = Histogram::new(1e-3);
+            for v in values.iter() {
+                h.record(*v, 1).unwrap();
+            }
+            nightjar_model::model::HistogramSample {
+                series: key(m, host),
+                timestamp_ms: *t,
+                histogram: h,
+            }
+        })
+        .collect();
+    b
+}
+
+fn counts(found: &[SeriesHistograms]) -> Vec<(String, Vec<(i64, u64)>)> {
+    found
+        .iter()
+        .map(|(k, hs)| {
+            (
+                k.labels.get("host").unwrap().to_owned(),
+                hs.iter().map(|(t, h)| (*t, h.count())).collect(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn histograms_are_stored_once_in_every_tier_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let any = Selector {
+        metric: Some("lat".into()),
+        matchers: vec![],
+    };
+    {
+        let s = RocksStorage::open(dir.path()).unwrap();
+        s.append(
+            &histogram_batch("ag", "a", 1, &[("lat", 10_000, &[1.0, 2.0])]),
+            1,
+        )
+        .unwrap();
+        s.append(
+            &histogram_batch("ag", "a", 2, &[("lat", 20_000, &[3.0])]),
+            1,
+        )
+        .unwrap();
+        // A replayed batch changes nothing; a second histogram at a
+        // stored timestamp is refused as out of order.
+        let replay = s
+            .append(
+                &histogram_batch("ag", "a", 2, &[("lat", 20_000, &[3.0])]),
+                1,
+            )
+            .unwrap();
+        assert_eq!(replay, AppendOutcome::Replay { acked_through: 2 });
+        let again = s
+            .append(
+                &histogram_batch("ag", "a", 3, &[("lat", 20_000, &[9.0])]),
+                1,
+            )
+            .unwrap();
+        assert_eq!(
+            again,
+            AppendOutcome::Stored {
+                acked_through: 3,
+                out_of_order: 1
+            }
+        );
+        s.append(
+            &histogram_batch("bg", "b", 1, &[("lat", 70_000, &[5.0])]),
+            1,
+        )
+        .unwrap();
+        // Plain series are not read for histograms.
+        s.append(&batch("ag", "a", 4, &[("cpu", 1_000, 1.0)]), 1)
+            .unwrap();
+    }
+    let s = RocksStorage::open(dir.path()).unwrap();
+    let raw = s.query_histograms(&any, Tier::Raw, 0, 100_000).unwrap();
+    assert_eq!(
+        counts(&raw),
+        [
+            ("a".to_owned(), vec![(10_000, 2), (20_000, 1)]),
+            ("b".to_owned(), vec![(70_000, 1)])
+        ]
+    );
+    let minute = s.query_histograms(&any, Tier::Minute, 0, 100_000).unwrap();
+    assert_eq!(
+        counts(&minute),
+        [
+            ("a".to_owned(), vec![(0, 3)]),
+            ("b".to_owned(), vec![(60_000, 1)])
+        ]
+    );
+    let hour = s.query_histograms(&any, Tier::Hour, 0, 100_000).unwrap();
+    assert_eq!(hour[0].1[0].1.count(), 3);
+    assert!((hour[0].1[0].1.max() - 3.0).abs() < 0.03);
+    let bounded = s.query_histograms(&any, Tier::Raw, 15_000, 20_000).unwrap();
+    assert_eq!(counts(&bounded), [("a".to_owned(), vec![(20_000, 1)])]);
+    assert!(
+        s.query_histograms(&host_selector("a"), Tier::Raw, 0, 1)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn stores_queries_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = RocksStorage::open(dir.path()).unwrap();
+        let out = s
+            .append(
+                &batch("ag", "a", 1, &[("cpu", 1_000, 1.0), ("mem", 1_000, 5.0)]),
+                10,
+            )
+            .unwrap();
+        assert_eq!(
+            out,
+            AppendOutcome::Stored {
+                acked_through: 1,
+                out_of_order: 0
+            }
+        );
+        s.append(&batch("ag", "a", 2, &[("cpu", 2_000, 2.0)]), 20)
+            .unwrap();
+        s.append(&batch("bg", "b", 1, &[("cpu", 1_500, 9.0)]), 30)
+            .unwrap();
+    }
+    let s = RocksStorage::open(dir.path()).unwrap();
+    let got = s.query_range(&host_selector("a"), 0, 5_000).unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(*got[0].0, key("cpu", "a"));
+    assert_eq!(
+        got[0].1,
+        vec![
+            Point {
+                timestamp_ms: 1_000,
+                value: 1.0
+            },
+            Point {
+                timestamp_ms: 2_000,
+                value: 2.0
+            }
+        ]
+    );
+    let latest = s.latest(&host_selector("a")).unwrap();
+    assert_eq!(
+        latest[0].1,
+        Point {
+            timestamp_ms: 2_000,
+            value: 2.0
+        }
+    );
+    let hosts = s.hosts();
+    assert_eq!(hosts.len(), 2);
+    assert_eq!(hosts[0].info.last_seen_ms, 20);
+    assert_eq!(hosts[0].series_count, 2);
+    // A new series after reopen gets a fresh id, not one in use.
+    s.append(&batch("ag", "a", 3, &[("disk", 3_000, 7.0)]), 40)
+        .unwrap();
+    assert_eq!(s.series(&host_selector("a")).len(), 3);
+    assert_eq!(
+        s.query_range(&host_selector("a"), 0, 5_000).unwrap()[0]
+            .1
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn replayed_batch_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = RocksStorage::open(dir.path()).unwrap();
+    s.append(&batch("ag", "a", 5, &[("cpu", 1_000, 1.0)]), 0)
+        .unwrap();
+    let again = s
+        .append(&batch("ag", "a", 5, &[("cpu", 1_000, 99.0)]), 0)
+        .unwrap();
+    assert_eq!(again, AppendOutcome::Replay { acked_through: 5 });
+    let older = s
+        .append(&batch("ag", "a", 3, &[("cpu", 500, 3.0)]), 0)
+        .unwrap();
+    assert_eq!(older, AppendOutcome::Replay { acked_through: 5 });
+    let got = s.query_range(&host_selector("a"), 0, 5_000).unwrap();
+    assert_eq!(
+        got[0].1,
+        vec![Point {
+            timestamp_ms: 1_000,
+            value: 1.0
+        }]
+    );
+    drop(s);
+    let s = RocksStorage::open(dir.path()).unwrap();
+    let after_reopen = s.append(&batch("ag", "a", 5, &[]), 0).unwrap();
+    assert_eq!(after_reopen, AppendOutcome::Replay { acked_through: 5 });
+}
+
+#[test]
+fn range_bounds_are_inclusive_and_negative_times_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = RocksStorage::open(dir.path()).unwrap();
+    let pts = [
+        ("m", -5, 0.0),
+        ("m", 0, 1.0),
+        ("m", 10, 2.0),
+        ("m", 20, 3.0),
+    ];
+    s.append(&batch("ag", "a", 1, &pts), 0).unwrap();
+    let got = s.query_range(&host_selector("a"), 0, 10).unwrap();
+    let ts: Vec<i64> = got[0].1.iter().map(|p| p.timestamp_ms).collect();
+    assert_eq!(ts, vec![0, 10]);
+    let all = s
+        .query_range(&host_selector("a"), i64::MIN, i64::MAX)
+        .unwrap();
+    let ts: Vec<i64> = all[0].1.iter().map(|p| p.timestamp_ms).collect();
+    assert_eq!(ts, vec![-5, 0, 10, 20]);
+}
+
+const HOUR: i64 = 3_600_000;
+const DAY: i64 = 24 * HOUR;
+
+/// A clock the test moves by hand.
+fn manual_clock(start: i64) -> (Arc<std::sync::atomic::AtomicI64>, Clock) {
+    let now = Arc::new(std::sync::atomic::AtomicI64::new(start));
+    let read = now.clone();
+    (now, Arc::new(move || read.load(Ordering::SeqCst)))
+}
+
+/// Points (raw) and buckets (rollups) of host "a" per tier after
+/// moving the clock to `now` and compacting.
+fn tier_counts_at(
+    s: &RocksStorage,
+    clock: &std::sync::atomic::AtomicI64,
+    now: i64,
+) -> (usize, usize, usize) {
+    clock.store(now, Ordering::SeqCst);
+    s.compact();
+    (
+        count(s, Tier::Raw),
+        count(s, Tier::Minute),
+        count(s, Tier::Hour),
+    )
+}
+
+fn count(s: &RocksStorage, tier: Tier) -> usize {
+    let sel = host_selector("a");
+    match tier {
+        Tier::Raw => s
+            .query_range(&sel, i64::MIN, i64::MAX)
+            .unwrap()
+            .iter()
+            .map(|(_, p)| p.len())
+            .sum(),
+        t => s
+            .query_summaries(&sel, t, i64::MIN / 2, i64::MAX / 2)
+            .unwrap()
+            .iter()
+            .map(|(_, b)| b.len())
+            .sum(),
+    }
+}
+
+#[test]
+fn each_tier_drops_data_older_than_its_retention_at_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = 1_000 * DAY;
+    let (clock, read_clock) = manual_clock(t0);
+    let retention = Retention {
+        raw: Duration::from_secs(15 * 86_400),
+        minute: Duration::from_secs(90 * 86_400),
+        hour: Duration::from_secs(730 * 86_400),
+    };
+    let s = RocksStorage::open_with(dir.path(), retention, read_clock).unwrap();
+    // Two hours of one point a minute, then everything written out.
+    let pts: Vec<(&str, i64, f64)> = (0..120).map(|i| ("m", t0 + i * 60_000, i as f64)).collect();
+    s.append(&batch("ag", "a", 1, &pts), t0).unwrap();
+    s.flush_heads(Duration::ZERO).unwrap();
+    let all = (
+        count(&s, Tier::Raw),
+        count(&s, Tier::Minute),
+        count(&s, Tier::Hour),
+    );
+    assert_eq!(all, (120, 120, 2));
+
+    assert_eq!(tier_counts_at(&s, &clock, t0 + 14 * DAY), all);
+    assert_eq!(tier_counts_at(&s, &clock, t0 + 16 * DAY), (0, 120, 2));
+    assert_eq!(tier_counts_at(&s, &clock, t0 + 91 * DAY), (0, 0, 2));
+    assert_eq!(tier_counts_at(&s, &clock, t0 + 731 * DAY), (0, 0, 0));
+}
+
+#[test]
+fn data_dir_plateaus_under_constant_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = 1_000 * DAY;
+    let (clock, read_clock) = manual_clock(t0);
+    let retention = Retention {
+        raw: Duration::from_secs(2 * 3600),
+        minute: Duration::from_secs(4 * 3600),
+        hour: Duration::from_secs(8 * 3600),
+    };
+    let s = RocksStorage::open_with(dir.path(), retention, read_clock).unwrap();
+    let metrics: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
+    let mut seq = 0;
+    let mut sizes = Vec::new();
+    // 24 simulated hours of 50 series at one point per 10 s, with the
+    // clock following the data and a compaction every simulated hour.
+    for hour in 0..24 {
+        for step in 0..360 {
+            let t = t0 + hour * HOUR + step * 10_000;
+            let pts: Vec<(&str, i64, f64)> = metrics
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (m.as_str(), t, ((step + i as i64) % 17) as f64))
+                .collect();
+            seq += 1;
+            s.append(&batch("ag", "a", seq, &pts), t).unwrap();
+        }
+        clock.store(t0 + (hour + 1) * HOUR, Ordering::SeqCst);
+        s.flush_heads(Duration::ZERO).unwrap();
+        s.compact();
+        sizes.push(s.stats().tier_disk_bytes.iter().sum::<u64>());
+    }
+    // Everything is kept for 8 h at most: from then on the size is flat
+    // (within compaction noise), not growing with the hours written.
+    let (at_12h, at_24h) = (sizes[11], sizes[23]);
+    assert!(at_12h > 0);
+    assert!(
+        (at_24h as f64) < at_12h as f64 * 1.3,
+        "sizes per hour: {sizes:?}"
+    );
+}
+
+#[test]
+fn points_not_newer_than_the_series_newest_are_refused_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = RocksStorage::open(dir.path()).unwrap();
+    s.append(
+        &batch("ag", "a", 1, &[("m", 1_000, 1.0), ("m", 2_000, 2.0)]),
+        0,
+    )
+    .unwrap();
+    let out = s
+        .append(
+            &batch(
+                "ag",
+                "a",
+                2,
+                &[("m", 2_000, 9.0), ("m", 1_500, 9.0), ("m", 3_000, 3.0)],
+            ),
+            0,
+        )
+        .unwrap();
+    assert_eq!(
+        out,
+        AppendOutcome::Stored {
+            acked_through: 2,
+            out_of_order: 2
+        }
+    );
+    // Also against points already written out, and after a reopen.
+    s.flush_heads(Duration::ZERO).unwrap();
+    drop(s);
+    let s = RocksStorage::open(dir.path()).unwrap();
+    let out = s
+        .append(&batch("ag", "a", 3, &[("m", 3_000, 7.0)]), 0)
+        .unwrap();
+    assert_eq!(
+        out,
+        AppendOutcome::Stored {
+            acked_through: 3,
+            out_of_order: 1
+        }
+    );
+    let values: Vec<f64> = s.query_range(&host_selector("a"), 0, 10_000).unwrap()[0]
+        .1
+        .iter()
+        .map(|p| p.value)
+        .collect();
+    assert_eq!(values, vec![1.0, 2.0, 3.0]);
+}
+
+#[test]
+fn ingest_log_is_replayed_at_open_and_truncated_once_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let pts: Vec<(&str, i64, f64)> = (0..500).map(|i| ("m", i * 1_000, i as f64)).collect();
+    {
+        let s = RocksStorage::open(dir.path()).unwrap();
+        s.append(&batch("ag", "a", 1, &pts[..250]), 0).unwrap();
+        s.append(&batch("ag", "a", 2, &pts[250..]), 0).unwrap();
+        // Dropped without flushing: the open chunk lives only in the log.
+    }
+    let s = RocksStorage::open(dir.path()).unwrap();
+    let stored = |s: &RocksStorage| -> Vec<i64> {
+        s.query_range(&host_selector("a"), i64::MIN, i64::MAX)
+            .unwrap()[0]
+            .1
+            .iter()
+            .map(|p| p.timestamp_ms)
+            .collect()
+    };
+    let expected: Vec<i64> = pts.iter().map(|p| p.1).collect();
+    assert_eq!(stored(&s), expected);
+    assert!(s.log_records() > 0);
+    // Chunks younger than the age limit stay open (also when the limit
+    // is longer than the time since boot) and keep their record: the
+    // open chunk holds points 480..500, all from the second batch; the
+    // first batch's points are all in written chunks.
+    s.flush_heads(Duration::from_secs(100 * 365 * 86_400))
+        .unwrap();
+    assert_eq!(s.log_records(), 1);
+    assert_eq!(stored(&s), expected);
+    s.flush_heads(Duration::ZERO).unwrap();
+    assert_eq!(s.log_records(), 0);
+    drop(s);
+    let s = RocksStorage::open(dir.path()).unwrap();
+    assert_eq!(stored(&s), expected);
+    assert_eq!(
+        s.latest(&host_selector("a")).unwrap()[0].1,
+        Point {
+            timestamp_ms: 499_000,
+            value: 499.0
+        }
+    );
+}
+
+#[test]
+fn parallel_agents_and_readers_see_every_point_exactly_once() {
+    use std::sync::atomic::AtomicBool;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(RocksStorage::open(dir.path()).unwrap());
+    let metrics: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
+    let done = Arc::new(AtomicBool::new(false));
+    // Readers: a series' point count never goes down while chunks are
+    // sealed and written under them (a point is in the head or in a
+    // written chunk, never in neither), and never exceeds what was sent.
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (s, done) = (s.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut seen: HashMap<String, usize> = HashMap::new();
+                let mut reads = 0;
+                while !done.load(Ordering::SeqCst) {
+                    let all = Selector {
+                        metric: Some("m7".into()),
+                        matchers: vec![],
+                    };
+                    for (key, points) in s.query_range(&all, i64::MIN, i64::MAX).unwrap() {
+                        let host = key.labels.get("host").unwrap().to_owned();
+                        let before = seen.insert(host.clone(), points.len()).unwrap_or(0);
+                        assert!(
+                            points.len() >= before,
+                            "{host}: {before} then {}",
+                            points.len()
+                        );
+                        assert!(points.len() <= 300);
+                    }
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    let writers: Vec<_> = (0..8)
+        .map(|agent| {
+            let (s, metrics) = (s.clone(), metrics.clone());
+            std::thread::spawn(move || {
+                let host = format!("h{agent}");
+                for seq in 1..=300u64 {
+                    let pts: Vec<(&str, i64, f64)> = metrics
+                        .iter()
+                        .map(|m| (m.as_str(), seq as i64 * 1_000, seq as f64))
+                        .collect();
+                    let b = batch(&format!("a{agent}"), &host, seq, &pts);
+                    let out = s.append(&b, 0).unwrap();
+                    assert_eq!(out.acked_through(), seq);
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    done.store(true, Ordering::SeqCst);
+    for r in readers {
+        assert!(r.join().unwrap() > 0);
+    }
+    for agent in 0..8 {
+        let got = s
+            .query_range(&host_selector(&format!("h{agent}")), i64::MIN, i64::MAX)
+            .unwrap();
+        assert_eq!(got.len(), 50);
+        assert!(got.iter().all(|(_, p)| p.len() == 300));
+    }
+}
+
+#[test]
+fn a_data_dir_of_an_older_layout_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        DB::open_cf(&opts, dir.path(), ["samples"]).unwrap();
+    }
+    let err = RocksStorage::open(dir.path()).err().unwrap().to_string();
+    assert!(err.contains("older Nightjar storage layout"), "{err}");
+    assert!(err.contains(&dir.path().display().to_string()), "{err}");
+}
+
+#[test]
+fn series_record_round_trips() {
+    let k = SeriesKey {
+        metric: "disk_used_percent".into(),
+        labels: Labels::from_pairs(vec![
+            ("mountpoint".into(), "/".into()),
+            ("device".into(), "/dev/vda".into()),
+            ("empty".into(), "".into()),
+        ])
+        .unwrap(),
+    };
+    assert_eq!(decode_series(&keys::encode_series(&k)), Some(k));
+}
+
+#[test]
+fn unwritable_data_dir_names_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    let bad = file.join("data");
+    let err = RocksStorage::open(&bad).err().unwrap().to_string();
+    assert!(err.contains(&bad.display().to_string()), "{err}");
+}

@@ -1,0 +1,269 @@
+//! The write path: a batch's synced write (ingest-log record, histogram
+//! rows and their rollup operands, the agent's high-water mark, the host
+//! record), then its samples applied to the heads and the chunks they seal
+//! written with their rollup operands.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use rocksdb::{WriteBatch, WriteOptions};
+
+use super::keys::{agent_key, encode_host, encode_series, host_key, read_u64, time_key};
+use super::{
+    CF_HIST_RAW, CF_LOG, CF_META, CF_RAW, CF_SERIES, RocksStorage, decode_chunk, hist_cf, tier_cf,
+};
+use crate::head::{Head, HeadMap, Heads, SHARDS, SealedChunk};
+use crate::ingest_log::{self, LogSample};
+use crate::rollup::{self, Tier};
+use crate::{AppendOutcome, StorageError};
+use nightjar_model::model::{Batch, HostInfo, Point, SeriesKey};
+
+impl RocksStorage {
+    fn agent_high_water(&self, agent_id: &str) -> Arc<Mutex<u64>> {
+        let mut agents = self.agents.lock().expect("poisoned");
+        agents.entry(agent_id.to_owned()).or_default().clone()
+    }
+
+    /// The ids of `keys`, creating series that are new.
+    fn series_ids<'a>(
+        &self,
+        keys: impl Iterator<Item = &'a SeriesKey>,
+    ) -> Result<Vec<u64>, StorageError> {
+        let mut ids = Vec::new();
+        let mut missing = Vec::new();
+        {
+            let index = self.index.read().expect("poisoned");
+            for (i, key) in keys.enumerate() {
+                match index.id(key) {
+                    Some(id) => ids.push(id),
+                    None => {
+                        ids.push(0);
+                        missing.push((i, key));
+                    }
+                }
+            }
+        }
+        for (i, key) in missing {
+            ids[i] = self.create_series(key)?;
+        }
+        Ok(ids)
+    }
+
+    fn create_series(&self, key: &SeriesKey) -> Result<u64, StorageError> {
+        let mut next_id = self.create_series.lock().expect("poisoned");
+        if let Some(id) = self.index.read().expect("poisoned").id(key) {
+            return Ok(id);
+        }
+        let id = *next_id;
+        // Not synced on its own: the synced batch that uses it follows in the WAL.
+        self.db
+            .put_cf(self.cf(CF_SERIES), id.to_be_bytes(), encode_series(key))
+            .map_err(|e| self.io("create series", e))?;
+        *next_id += 1;
+        self.index
+            .write()
+            .expect("poisoned")
+            .insert(id, key.clone());
+        Ok(id)
+    }
+
+    /// The newest stored point of series `id`, read from its last chunk.
+    fn newest_on_disk(&self, id: u64) -> Result<Option<Point>, StorageError> {
+        let mut iter = self.db.raw_iterator_cf(self.cf(CF_RAW));
+        iter.seek_for_prev(time_key(id, i64::MAX));
+        iter.status().map_err(|e| self.io("read newest chunk", e))?;
+        let (Some(k), Some(v)) = (iter.key(), iter.value()) else {
+            return Ok(None);
+        };
+        if read_u64(k) != Some(id) {
+            return Ok(None);
+        }
+        Ok(decode_chunk(v).last().copied())
+    }
+
+    pub(super) fn head_for<'a>(&self, heads: &'a mut HeadMap, id: u64) -> &'a mut Head {
+        heads.entry(id).or_insert_with(|| {
+            // A read failure here leaves the head empty: points are then
+            // checked against nothing older, and duplicates of the last
+            // chunk would be stored again rather than anything lost.
+            let newest = self.newest_on_disk(id).unwrap_or_else(|e| {
+                tracing::error!(error = %e, series = id, "cannot read a series' newest point");
+                None
+            });
+            Head::new(newest)
+        })
+    }
+
+    /// Applies the samples of ingest-log record `log_seq` to the heads and
+    /// writes the chunks they seal. Returns how many samples were refused
+    /// as not newer than their series' newest point.
+    pub(super) fn apply(&self, log_seq: u64, samples: &[LogSample]) -> u32 {
+        let now = Instant::now();
+        let mut by_shard: Vec<Vec<&LogSample>> = vec![Vec::new(); SHARDS];
+        for s in samples {
+            by_shard[Heads::shard_of(s.0)].push(s);
+        }
+        let mut refused = 0;
+        for (shard, samples) in by_shard.iter().enumerate() {
+            if samples.is_empty() {
+                continue;
+            }
+            let mut heads = self.heads.lock(shard);
+            let mut sealed = Vec::new();
+            for &&(id, timestamp_ms, value) in samples {
+                let point = Point {
+                    timestamp_ms,
+                    value,
+                };
+                match self.head_for(&mut heads, id).push(point, log_seq, now) {
+                    Ok(Some(chunk)) => sealed.push((id, chunk)),
+                    Ok(None) => {}
+                    Err(_not_newer) => refused += 1,
+                }
+            }
+            // Written under the shard lock, so a query sees each point
+            // either in a head or in a written chunk, never both or neither.
+            if let Err(error) = self.write_sealed(&sealed) {
+                tracing::error!(%error, "cannot write sealed chunks; keeping the ingest log for replay");
+                self.keep_log.store(true, Ordering::Relaxed);
+            }
+        }
+        refused
+    }
+
+    /// Adds the batch's histogram samples to `wb`: the raw row and a merge
+    /// operand per rollup tier. Returns how many were refused because their
+    /// series already holds a histogram at that timestamp (a second copy
+    /// would be counted twice in the rollups).
+    fn add_histograms(&self, wb: &mut WriteBatch, batch: &Batch) -> Result<u32, StorageError> {
+        if batch.histograms.is_empty() {
+            return Ok(0);
+        }
+        let ids = self.series_ids(batch.histograms.iter().map(|h| &h.series))?;
+        let raw = self.cf(CF_HIST_RAW);
+        let mut seen = BTreeSet::new();
+        let mut new_series = Vec::new();
+        let mut refused = 0;
+        for (id, h) in ids.into_iter().zip(&batch.histograms) {
+            let key = time_key(id, h.timestamp_ms);
+            let stored = self
+                .db
+                .get_pinned_cf(raw, key)
+                .map_err(|e| self.io("read histogram", e))?;
+            if stored.is_some() || !seen.insert(key) {
+                refused += 1;
+                continue;
+            }
+            let encoded = h.histogram.encode();
+            wb.put_cf(raw, key, &encoded);
+            new_series.push(id);
+            for tier in Tier::ROLLUPS {
+                wb.merge_cf(
+                    self.cf(hist_cf(tier)),
+                    time_key(id, tier.bucket(h.timestamp_ms)),
+                    &encoded,
+                );
+            }
+        }
+        // Marked before the write: a read may then look for a histogram not
+        // yet there, never miss one that is.
+        self.histogram_series
+            .write()
+            .expect("poisoned")
+            .extend(new_series);
+        Ok(refused)
+    }
+
+    /// Writes sealed chunks and their rollup operands in one batch.
+    pub(super) fn write_sealed(&self, sealed: &[(u64, SealedChunk)]) -> Result<(), StorageError> {
+        if sealed.is_empty() {
+            return Ok(());
+        }
+        let mut wb = WriteBatch::default();
+        for (id, chunk) in sealed {
+            wb.put_cf(self.cf(CF_RAW), time_key(*id, chunk.first_ts), &chunk.bytes);
+            for tier in Tier::ROLLUPS {
+                let cf = self.cf(tier_cf(tier));
+                let buckets = rollup::summarise(tier, chunk.points.iter().copied());
+                for (block, list) in rollup::by_block(tier, &buckets) {
+                    wb.merge_cf(
+                        cf,
+                        time_key(*id, block),
+                        rollup::encode_block(tier, block, &list),
+                    );
+                }
+            }
+        }
+        self.db
+            .write(wb)
+            .map_err(|e| self.io("write sealed chunks", e))
+    }
+
+    pub(super) fn append_impl(
+        &self,
+        batch: &Batch,
+        now_ms: i64,
+    ) -> Result<AppendOutcome, StorageError> {
+        let high_water = self.agent_high_water(&batch.agent_id);
+        let mut high_water = high_water.lock().expect("poisoned");
+        if batch.seq <= *high_water {
+            return Ok(AppendOutcome::Replay {
+                acked_through: *high_water,
+            });
+        }
+        let ids = self.series_ids(batch.samples.iter().map(|s| &s.series))?;
+        let samples: Vec<LogSample> = ids
+            .into_iter()
+            .zip(&batch.samples)
+            .map(|(id, s)| (id, s.point.timestamp_ms, s.point.value))
+            .collect();
+
+        let log_seq = {
+            let mut log = self.log.lock().expect("poisoned");
+            let seq = log.next_seq;
+            log.next_seq += 1;
+            log.in_flight.insert(seq);
+            seq
+        };
+        let mut wb = WriteBatch::default();
+        wb.put_cf(
+            self.cf(CF_LOG),
+            log_seq.to_be_bytes(),
+            ingest_log::encode(&samples),
+        );
+        let histograms_refused = self.add_histograms(&mut wb, batch)?;
+        let meta_cf = self.cf(CF_META);
+        wb.put_cf(meta_cf, agent_key(&batch.agent_id), batch.seq.to_be_bytes());
+        let host = HostInfo {
+            host: batch.host.clone(),
+            last_seen_ms: now_ms,
+            interval_ms: batch.interval_ms,
+        };
+        wb.put_cf(meta_cf, host_key(&host.host), encode_host(&host));
+        let mut sync = WriteOptions::default();
+        sync.set_sync(true);
+        let written = self.db.write_opt(wb, &sync);
+        let refused = match written {
+            // The batch is durable from here on; only now may it be acked.
+            Ok(()) => Ok(self.apply(log_seq, &samples)),
+            Err(e) => Err(self.io("write batch", e)),
+        };
+        self.log
+            .lock()
+            .expect("poisoned")
+            .in_flight
+            .remove(&log_seq);
+        let out_of_order = refused? + histograms_refused;
+        *high_water = batch.seq;
+        self.hosts
+            .write()
+            .expect("poisoned")
+            .insert(host.host.clone(), host);
+        Ok(AppendOutcome::Stored {
+            acked_through: batch.seq,
+            out_of_order,
+        })
+    }
+}
