@@ -266,10 +266,10 @@ impl Alerter {
             self.counters
                 .outbox_full
                 .fetch_add(overflow.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            if let Some(suppressed) = OUTBOX_FULL_LOG.due() {
+            if let Some(lines_held_back) = OUTBOX_FULL_LOG.due() {
                 tracing::warn!(
                     dropped = overflow.len(),
-                    suppressed,
+                    lines_held_back,
                     "the notification outbox is full (a hook is down?); dropped its oldest entries"
                 );
             }
