@@ -164,6 +164,24 @@ fn duration(key: &str, text: Option<&str>, default: Duration) -> Result<Duration
     }
 }
 
+/// An integer key: `default` when absent, else within `range`.
+fn integer(
+    key: &str,
+    value: Option<i64>,
+    range: std::ops::RangeInclusive<i64>,
+    default: i64,
+) -> Result<i64, String> {
+    match value {
+        None => Ok(default),
+        Some(n) if range.contains(&n) => Ok(n),
+        Some(n) => Err(format!(
+            "{key}: {n} is not between {} and {}",
+            range.start(),
+            range.end()
+        )),
+    }
+}
+
 fn matchers(key: &str, texts: &[String]) -> Result<Vec<Matcher>, String> {
     texts
         .iter()
@@ -183,15 +201,12 @@ fn http_url(key: &str, url: Option<String>) -> Result<String, String> {
 impl Alerting {
     /// Validates the raw section.
     pub fn from_raw(raw: RawAlerting) -> Result<Alerting, String> {
-        let host_down_after = match raw.host_down_after {
-            None => DEFAULT_HOST_DOWN_AFTER,
-            Some(n) if (0..=1000).contains(&n) => n as u32,
-            Some(n) => {
-                return Err(format!(
-                    "alerting.host_down_after: {n} is not between 0 and 1000"
-                ));
-            }
-        };
+        let host_down_after = integer(
+            "alerting.host_down_after",
+            raw.host_down_after,
+            0..=1000,
+            DEFAULT_HOST_DOWN_AFTER.into(),
+        )? as u32;
         let repeat = duration(
             "alerting.repeat_interval",
             raw.repeat_interval.as_deref(),
@@ -207,15 +222,12 @@ impl Alerting {
             raw.history_retention.as_deref(),
             DEFAULT_HISTORY_RETENTION,
         )?;
-        let outbox_capacity = match raw.outbox_capacity {
-            None => crate::outbox::DEFAULT_CAPACITY,
-            Some(n) if (1..=10_000_000).contains(&n) => n as usize,
-            Some(n) => {
-                return Err(format!(
-                    "alerting.outbox_capacity: {n} is not between 1 and 10000000"
-                ));
-            }
-        };
+        let outbox_capacity = integer(
+            "alerting.outbox_capacity",
+            raw.outbox_capacity,
+            1..=10_000_000,
+            crate::outbox::DEFAULT_CAPACITY as i64,
+        )? as usize;
         let mut hooks: Vec<Hook> = Vec::new();
         for (i, h) in raw.hook.into_iter().enumerate() {
             let key = format!("alerting.hook[{i}]");
@@ -437,6 +449,10 @@ escalate_to = "ops"
                 "alerting.route[0].hooks: no hook is named \"nope\"",
             ),
             ("host_down_after = -1\n", "alerting.host_down_after: -1"),
+            (
+                "outbox_capacity = 0\n",
+                "alerting.outbox_capacity: 0 is not between 1 and 10000000",
+            ),
             (
                 "[[maintenance]]\nstart = \"25:00\"\nduration = \"1h\"\n",
                 "alerting.maintenance[0].start: \"25:00\" is not HH:MM",

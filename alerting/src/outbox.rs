@@ -64,17 +64,21 @@ impl Outbox {
     /// entries themselves. The caller removes them (`changes.delivered`
     /// for held ones, out of `changes.outbox` for new ones).
     pub fn overflow(&self, changes: &Changes) -> Vec<OutboxEntry> {
+        let added = changes
+            .outbox
+            .iter()
+            .filter(|e| !self.entries.contains_key(&e.seq))
+            .count();
+        if added == 0 {
+            // Only new entries make room; updates and deliveries never drop.
+            return Vec::new();
+        }
         let leaving: HashSet<u64> = changes
             .delivered
             .iter()
             .copied()
             .filter(|s| self.entries.contains_key(s))
             .collect();
-        let added = changes
-            .outbox
-            .iter()
-            .filter(|e| !self.entries.contains_key(&e.seq))
-            .count();
         let after = self.entries.len() - leaving.len() + added;
         let mut excess = after.saturating_sub(self.capacity);
         if excess == 0 {
@@ -247,6 +251,35 @@ mod tests {
             ..Changes::default()
         };
         assert!(outbox.overflow(&retry).is_empty());
+    }
+
+    #[test]
+    fn entries_over_a_lowered_bound_stay_until_new_ones_need_room() {
+        // Read at start after `outbox_capacity` was lowered to 1.
+        let outbox = Outbox::new(
+            1,
+            vec![
+                entry(1, "a", NotifyEvent::Firing, 0),
+                entry(2, "b", NotifyEvent::Firing, 0),
+            ],
+        );
+        let retry = Changes {
+            outbox: vec![entry(2, "b", NotifyEvent::Firing, 99)],
+            ..Changes::default()
+        };
+        assert!(
+            outbox.overflow(&retry).is_empty(),
+            "an update drops nothing"
+        );
+        let new = Changes {
+            outbox: vec![entry(3, "c", NotifyEvent::Firing, 0)],
+            ..Changes::default()
+        };
+        assert_eq!(
+            seqs(&outbox.overflow(&new)),
+            vec![1, 2],
+            "a new one makes room"
+        );
     }
 
     #[test]

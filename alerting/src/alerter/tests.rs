@@ -115,11 +115,16 @@ fn batch(seq: u64, t: i64, value: f64, disks: &[&str]) -> Batch {
     }
 }
 
-/// Polls `done` until it holds or 10 s pass.
-async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+/// Polls `done` until it holds or 10 s pass; `what` says what was awaited
+/// (and what was seen) when it does not.
+async fn eventually<W: std::fmt::Display>(what: impl Fn() -> W, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {}",
+            what()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -135,25 +140,18 @@ async fn the_dispatcher_delivers_from_memory_and_reads_the_store_once() {
     a.observe(&batch(1, t, 70.0, &["sda"]), super::now_ms());
     a.observe(&batch(2, t + 10_000, 20.0, &["sda"]), super::now_ms());
     a.observe(&batch(3, t + 20_000, 80.0, &["sda"]), super::now_ms());
-    let deliveries = || hook.bodies.lock().unwrap().len();
-    let waited = tokio::time::timeout(Duration::from_secs(10), async {
-        while deliveries() < 3 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
+    eventually(
+        || {
+            let history = store.inner.history(0, usize::MAX).unwrap();
+            let kinds: Vec<String> = history
+                .iter()
+                .map(|h| format!("{} {}", h.kind, h.detail))
+                .collect();
+            format!("three deliveries; history: {kinds:?}")
+        },
+        || hook.bodies.lock().unwrap().len() == 3,
+    )
     .await;
-    assert!(
-        waited.is_ok(),
-        "{} deliveries; history: {:?}",
-        deliveries(),
-        store
-            .inner
-            .history(0, usize::MAX)
-            .unwrap()
-            .iter()
-            .map(|h| format!("{} {}", h.kind, h.detail))
-            .collect::<Vec<_>>()
-    );
     let events: Vec<String> = hook
         .bodies
         .lock()
@@ -166,7 +164,7 @@ async fn the_dispatcher_delivers_from_memory_and_reads_the_store_once() {
         vec!["firing", "resolved", "firing"],
         "in order per alert"
     );
-    eventually("an empty outbox", || a.outbox_len() == 0).await;
+    eventually(|| "an empty outbox", || a.outbox_len() == 0).await;
     assert!(
         store.inner.outbox().unwrap().is_empty(),
         "delivered entries leave the store"
@@ -238,6 +236,10 @@ async fn a_restart_resumes_the_stored_outbox() {
     let a = alerter(store.clone(), webhook(&hook.url, ""));
     assert_eq!(a.outbox_len(), 1, "loaded from the store");
     tokio::spawn(a.clone().run_dispatcher());
-    eventually("the queued page", || hook.bodies.lock().unwrap().len() == 1).await;
-    eventually("an empty outbox", || a.outbox_len() == 0).await;
+    eventually(
+        || "the queued page",
+        || hook.bodies.lock().unwrap().len() == 1,
+    )
+    .await;
+    eventually(|| "an empty outbox", || a.outbox_len() == 0).await;
 }
