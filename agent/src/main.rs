@@ -15,7 +15,7 @@ use nightjar_agent::queue::BatchQueue;
 use nightjar_agent::sample::AppSource;
 use nightjar_agent::sampler::{self, HostSampler, Selection};
 use nightjar_agent::spool::Spool;
-use nightjar_agent::state::AgentState;
+use nightjar_agent::state::{self, AgentState};
 use nightjar_agent::statsd::Statsd;
 use nightjar_agent::status::AgentStatus;
 use nightjar_agent::systemd_units::SystemdUnits;
@@ -156,7 +156,8 @@ async fn reload_on_sighup(
 
 fn run(args: Args) -> anyhow::Result<()> {
     let config = load_config(&args)?;
-    let state = AgentState::open(&config.state_dir)?;
+    let state = AgentState::open(&config.state_dir, &state::machine_origin(&config.host))?;
+    let identity = state.identity();
     let sampler = HostSampler::new(Selection {
         disks: config.disks.clone(),
         network: config.network.clone(),
@@ -179,7 +180,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     )?;
     let queue: Arc<dyn BatchQueue> = Arc::new(spool);
     let header = BatchHeader {
-        agent_id: state.agent_id().to_owned(),
+        agent_id: identity.current(),
         host: config.host.clone(),
         interval_ms: config.interval.as_millis() as u64,
         labels: config.labels.clone(),
@@ -266,6 +267,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         let transport = tokio::spawn(transport::run(
             endpoint,
             config.token.clone(),
+            identity,
             queue.clone(),
             counters,
             shutdown_rx,

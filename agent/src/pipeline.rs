@@ -111,14 +111,6 @@ impl SamplingLoop {
             samples.extend(self.counters.samples(queued, queued_bytes, last_duration));
             last_duration = started.elapsed().as_secs_f64();
 
-            let high_water = self.counters.collector_high_water.load(Ordering::Relaxed);
-            if self.state.skip_past(high_water) {
-                tracing::warn!(
-                    collector_high_water = high_water,
-                    "the collector has stored sequence numbers this agent never allocated \
-                     (state dir lost or copied from another host?); continuing above them"
-                );
-            }
             let seq = match self.state.next_seq() {
                 Ok(seq) => seq,
                 Err(error) => {
@@ -131,7 +123,9 @@ impl SamplingLoop {
             let batch = batch_to_wire(&self.header, seq, tick as i64, samples, app);
             let outcome = self.queue.push(batch);
             // Logged after the push: a logged batch is in the spool.
-            tracing::debug!(seq, timestamp_ms = tick, n_samples, "batch queued");
+            if !outcome.unspooled {
+                tracing::debug!(seq, timestamp_ms = tick, n_samples, "batch queued");
+            }
             self.counters
                 .last_sample_ms
                 .store(tick as i64, Ordering::Relaxed);

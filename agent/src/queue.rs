@@ -17,6 +17,9 @@ pub struct PushOutcome {
     pub dropped_batches: u64,
     /// Encoded bytes of those batches.
     pub dropped_bytes: u64,
+    /// This batch itself could not be written (the disk is full or
+    /// failing); it is among the dropped.
+    pub unspooled: bool,
 }
 
 /// Unacked batches, oldest first.

@@ -442,13 +442,25 @@ impl Spool {
         let seg = inner.segments.back_mut().expect("a segment exists");
         let offset = seg.bytes;
         let f = inner.active.as_mut().expect("active segment open");
-        f.write_all(record).map_err(|e| err(&seg.path, e))?;
         let sync_due = match self.fsync {
             FsyncPolicy::EveryBatch => true,
             FsyncPolicy::Every(period) => inner.last_sync.elapsed() >= period,
         };
+        let written = f
+            .write_all(record)
+            .and_then(|()| if sync_due { f.sync_data() } else { Ok(()) });
+        if let Err(e) = written {
+            // The segment must stay exactly the records the index knows:
+            // cut the partial bytes off, or, if even that fails, close the
+            // segment (its tail is then a torn record, skipped at open) so
+            // the next append starts a new file at a known offset.
+            if let Err(cut) = f.set_len(offset) {
+                tracing::warn!(path = %seg.path.display(), error = %cut, "cannot cut a failed append off; starting a new segment");
+                inner.active = None;
+            }
+            return Err(err(&seg.path, e));
+        }
         if sync_due {
-            f.sync_data().map_err(|e| err(&seg.path, e))?;
             inner.last_sync = Instant::now();
         }
         seg.bytes += record.len() as u64;
@@ -489,6 +501,10 @@ impl Spool {
     }
 }
 
+/// At most one "cannot spool" line every 10 s (each failure is counted).
+static APPEND_FAILED_LOG: nightjar_common::log_limit::RateLimitedLog<10> =
+    nightjar_common::log_limit::RateLimitedLog::new();
+
 impl BatchQueue for Spool {
     fn push(&self, batch: pb::Batch) -> PushOutcome {
         let seq = batch.seq;
@@ -498,10 +514,18 @@ impl BatchQueue for Spool {
             match self.append(&mut inner, seq, &record) {
                 Ok(outcome) => outcome,
                 Err(error) => {
-                    tracing::error!(%error, seq, "cannot spool batch; it is lost");
+                    let total = self
+                        .counters
+                        .spool_write_failures
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                        + 1;
+                    if let Some(lines_held_back) = APPEND_FAILED_LOG.due() {
+                        tracing::error!(%error, seq, failures_total = total, lines_held_back, "cannot spool a batch; it is lost (is the state dir's disk full?)");
+                    }
                     return PushOutcome {
                         dropped_batches: 1,
                         dropped_bytes: record.len() as u64,
+                        unspooled: true,
                     };
                 }
             }

@@ -1,6 +1,12 @@
 //! The agent's persistent identity and sequence numbers, under `--state-dir`.
 //!
 //! - `agent_id`: a random UUID written on first start, read ever after.
+//!   A new one replaces it when the state dir turns out to be a copy: its
+//!   `origin` (machine id and host name) is not this machine's, or the
+//!   collector holds seqs of this id that this agent never allocated.
+//!   Under the new id the collector's replay mark starts afresh, so
+//!   nothing spooled is mistaken for a replay.
+//! - `origin`: the machine id and host name the state dir belongs to.
 //! - `seq_lease`: the highest batch sequence number reserved so far.
 //!
 //! Sequence numbers must never be reused: the collector treats a batch whose
@@ -12,6 +18,9 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use nightjar_model::convert::MAX_SEQ;
 
 /// How many sequence numbers one durable reservation covers.
 pub const LEASE: u64 = 1_000;
@@ -26,11 +35,35 @@ pub struct StateError {
     pub reason: String,
 }
 
+/// The agent id, shared by the sampling loop and the transport (which
+/// sends every batch, spooled ones too, under the current id).
+#[derive(Debug)]
+pub struct Identity {
+    dir: PathBuf,
+    id: RwLock<String>,
+}
+
+impl Identity {
+    /// The current agent id.
+    pub fn current(&self) -> String {
+        self.id.read().expect("identity lock").clone()
+    }
+
+    /// Takes a new agent id, durably, and returns it. `why` is logged.
+    pub fn renew(&self, why: &str) -> Result<String, StateError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        write_durably(&self.dir, &self.dir.join("agent_id"), &format!("{id}\n"))?;
+        let old = std::mem::replace(&mut *self.id.write().expect("identity lock"), id.clone());
+        tracing::warn!(old_agent_id = %old, agent_id = %id, why, "took a new agent id");
+        Ok(id)
+    }
+}
+
 /// The agent's identity and sequence allocator.
 #[derive(Debug)]
 pub struct AgentState {
     dir: PathBuf,
-    agent_id: String,
+    identity: Arc<Identity>,
     next_seq: u64,
     reserved_through: u64,
 }
@@ -57,8 +90,10 @@ fn write_durably(dir: &Path, path: &Path, contents: &str) -> Result<(), StateErr
 
 impl AgentState {
     /// Opens or creates the state dir and reserves the first block of
-    /// sequence numbers above anything used before.
-    pub fn open(dir: &Path) -> Result<AgentState, StateError> {
+    /// sequence numbers above anything used before. `origin` says which
+    /// machine this is ([`machine_origin`]); a state dir made on another
+    /// gets a new agent id.
+    pub fn open(dir: &Path, origin: &str) -> Result<AgentState, StateError> {
         std::fs::create_dir_all(dir).map_err(|e| err(dir, format!("cannot create: {e}")))?;
         let id_path = dir.join("agent_id");
         let agent_id = match std::fs::read_to_string(&id_path) {
@@ -87,9 +122,29 @@ impl AgentState {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(e) => return Err(err(&lease_path, e)),
         };
+        let identity = Arc::new(Identity {
+            dir: dir.to_owned(),
+            id: RwLock::new(agent_id),
+        });
+        let origin_path = dir.join("origin");
+        match std::fs::read_to_string(&origin_path) {
+            Ok(text) if text.trim() == origin => {}
+            Ok(text) => {
+                identity.renew(&format!(
+                    "the state dir {} was made on {:?}, this is {origin:?}: a cloned VM or a copied state dir",
+                    dir.display(),
+                    text.trim()
+                ))?;
+                write_durably(dir, &origin_path, &format!("{origin}\n"))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                write_durably(dir, &origin_path, &format!("{origin}\n"))?;
+            }
+            Err(e) => return Err(err(&origin_path, e)),
+        }
         let mut state = AgentState {
             dir: dir.to_owned(),
-            agent_id,
+            identity,
             next_seq: reserved_before + 1,
             reserved_through: reserved_before,
         };
@@ -98,7 +153,7 @@ impl AgentState {
     }
 
     fn reserve(&mut self) -> Result<(), StateError> {
-        let through = self.next_seq + LEASE - 1;
+        let through = self.next_seq.saturating_add(LEASE - 1);
         write_durably(
             &self.dir,
             &self.dir.join("seq_lease"),
@@ -108,26 +163,20 @@ impl AgentState {
         Ok(())
     }
 
-    /// The agent's stable id.
-    pub fn agent_id(&self) -> &str {
-        &self.agent_id
-    }
-
-    /// Moves the next sequence number above `seq` if it is not already;
-    /// returns whether it moved. Used when the collector reports a stored
-    /// seq this agent has not allocated (its state dir was lost or copied):
-    /// without the jump, every new batch would look like a replay to the
-    /// collector and be dropped.
-    pub fn skip_past(&mut self, seq: u64) -> bool {
-        if seq < self.next_seq {
-            return false;
-        }
-        self.next_seq = seq + 1;
-        true
+    /// The agent's id (shared with the transport).
+    pub fn identity(&self) -> Arc<Identity> {
+        self.identity.clone()
     }
 
     /// The next sequence number, durably reserved before it is returned.
     pub fn next_seq(&mut self) -> Result<u64, StateError> {
+        if self.next_seq > MAX_SEQ {
+            // 2^63 batches: unreachable in practice; a new id restarts at 1.
+            return Err(err(
+                &self.dir.join("seq_lease"),
+                format!("sequence numbers exhausted (above {MAX_SEQ})"),
+            ));
+        }
         if self.next_seq > self.reserved_through {
             self.reserve()?;
         }
@@ -137,6 +186,13 @@ impl AgentState {
     }
 }
 
+/// This machine's origin for [`AgentState::open`]: `/etc/machine-id`
+/// (which a clone made properly regenerates) and the host name.
+pub fn machine_origin(host: &str) -> String {
+    let machine_id = std::fs::read_to_string("/etc/machine-id").unwrap_or_default();
+    format!("{} {host}", machine_id.trim())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,13 +200,13 @@ mod tests {
     #[test]
     fn id_is_stable_and_seqs_never_repeat_across_restarts() {
         let dir = tempfile::tempdir().unwrap();
-        let mut first = AgentState::open(dir.path()).unwrap();
-        let id = first.agent_id().to_owned();
+        let mut first = AgentState::open(dir.path(), "m1 web-1").unwrap();
+        let id = first.identity().current();
         let a: Vec<u64> = (0..3).map(|_| first.next_seq().unwrap()).collect();
         assert_eq!(a, vec![1, 2, 3]);
         drop(first);
-        let mut second = AgentState::open(dir.path()).unwrap();
-        assert_eq!(second.agent_id(), id);
+        let mut second = AgentState::open(dir.path(), "m1 web-1").unwrap();
+        assert_eq!(second.identity().current(), id);
         let b = second.next_seq().unwrap();
         assert!(b > 3, "seq {b} reused after restart");
         // Crossing a lease boundary keeps counting.
@@ -161,30 +217,56 @@ mod tests {
             last = s;
         }
         drop(second);
-        assert!(AgentState::open(dir.path()).unwrap().next_seq().unwrap() > last);
+        assert!(
+            AgentState::open(dir.path(), "m1 web-1")
+                .unwrap()
+                .next_seq()
+                .unwrap()
+                > last
+        );
     }
 
     #[test]
-    fn skipping_past_a_foreign_high_water_mark_reserves_above_it() {
+    fn a_state_dir_from_another_machine_gets_a_new_agent_id() {
         let dir = tempfile::tempdir().unwrap();
-        let mut state = AgentState::open(dir.path()).unwrap();
-        assert_eq!(state.next_seq().unwrap(), 1);
-        assert!(!state.skip_past(0));
-        assert!(state.skip_past(5_000));
-        assert_eq!(state.next_seq().unwrap(), 5_001);
-        drop(state);
-        let mut reopened = AgentState::open(dir.path()).unwrap();
-        assert!(
-            reopened.next_seq().unwrap() > 5_001,
-            "the jump was not made durable"
+        let original = AgentState::open(dir.path(), "m1 web-1").unwrap();
+        let id = original.identity().current();
+        drop(original);
+        let same = AgentState::open(dir.path(), "m1 web-1").unwrap();
+        assert_eq!(same.identity().current(), id, "same machine, same id");
+        drop(same);
+        let clone = AgentState::open(dir.path(), "m2 web-1").unwrap();
+        let new_id = clone.identity().current();
+        assert_ne!(new_id, id, "a clone must not send under the original's id");
+        drop(clone);
+        assert_eq!(
+            AgentState::open(dir.path(), "m2 web-1")
+                .unwrap()
+                .identity()
+                .current(),
+            new_id,
+            "the new id and origin are durable"
         );
+    }
+
+    #[test]
+    fn a_renewed_id_is_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = AgentState::open(dir.path(), "m1 web-1").unwrap();
+        let renewed = state.identity().renew("test").unwrap();
+        assert_eq!(state.identity().current(), renewed);
+        drop(state);
+        let reopened = AgentState::open(dir.path(), "m1 web-1").unwrap();
+        assert_eq!(reopened.identity().current(), renewed);
     }
 
     #[test]
     fn corrupt_lease_names_the_file() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("seq_lease"), "banana").unwrap();
-        let e = AgentState::open(dir.path()).unwrap_err().to_string();
+        let e = AgentState::open(dir.path(), "m1 web-1")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("seq_lease") && e.contains("banana"), "{e}");
     }
 
@@ -193,7 +275,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("f");
         std::fs::write(&file, "x").unwrap();
-        let e = AgentState::open(&file.join("state"))
+        let e = AgentState::open(&file.join("state"), "m1 web-1")
             .unwrap_err()
             .to_string();
         assert!(e.contains("cannot create"), "{e}");

@@ -23,6 +23,10 @@ pub struct AgentCounters {
     /// `agent_spool_dropped_batches_total`: batches dropped because the
     /// spool was full (or could not be written).
     pub spool_dropped_batches: AtomicU64,
+    /// `agent_spool_write_failures_total`: batches that could not be
+    /// written to the spool (full or failing disk); lost, and counted in
+    /// the dropped batches too.
+    pub spool_write_failures: AtomicU64,
     /// `agent_spool_corrupt_records_total`: damaged spool records skipped.
     pub spool_corrupt_records: AtomicU64,
     /// `agent_reconnects_total`: connection attempts after a failure.
@@ -37,9 +41,10 @@ pub struct AgentCounters {
     pub statsd_malformed: AtomicU64,
     /// `agent_statsd_series`: statsd series held at the last flush.
     pub statsd_series: AtomicU64,
-    /// The highest seq any ack reported as stored (not a self-metric: the
-    /// sampling loop checks that it allocates above it).
-    pub collector_high_water: AtomicU64,
+    /// `agent_foreign_acks_total`: acks ignored because they named a seq
+    /// above any this agent sent (its id is in use elsewhere: a cloned
+    /// state dir, or a client sending under it); each renews the agent id.
+    pub foreign_acks: AtomicU64,
     /// When the last batch was spooled (ms since the epoch; 0 = none yet),
     /// for the HTTP health check.
     pub last_sample_ms: std::sync::atomic::AtomicI64,
@@ -62,9 +67,14 @@ impl AgentCounters {
             Sample::new("agent_samples_total", c(&self.samples)),
             Sample::new("agent_batches_sent_total", c(&self.batches_sent)),
             Sample::new("agent_batches_acked_total", c(&self.batches_acked)),
+            Sample::new("agent_foreign_acks_total", c(&self.foreign_acks)),
             Sample::new(
                 "agent_spool_dropped_batches_total",
                 c(&self.spool_dropped_batches),
+            ),
+            Sample::new(
+                "agent_spool_write_failures_total",
+                c(&self.spool_write_failures),
             ),
             Sample::new(
                 "agent_spool_corrupt_records_total",

@@ -21,6 +21,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::backoff::Backoff;
 use crate::queue::BatchQueue;
+use crate::state::Identity;
 use crate::telemetry::{AgentCounters, SamplesRejected};
 
 /// Batches written to the stream but not yet taken by the HTTP/2 layer.
@@ -41,6 +42,12 @@ enum SessionError {
     Stream(tonic::Status),
     #[error("collector closed the stream")]
     Closed,
+    #[error(
+        "the collector acked seq {acked_through}, above any this agent sent ({highest}); took a new agent id"
+    )]
+    ForeignAck { acked_through: u64, highest: u64 },
+    #[error("cannot take a new agent id: {0}")]
+    Identity(#[source] crate::state::StateError),
 }
 
 /// An error and its sources, joined by ": " (tonic's transport error says
@@ -80,6 +87,7 @@ pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 
 pub async fn run(
     endpoint: Endpoint,
     token: BearerToken,
+    identity: Arc<Identity>,
     queue: Arc<dyn BatchQueue>,
     counters: Arc<AgentCounters>,
     shutdown: watch::Receiver<bool>,
@@ -89,7 +97,7 @@ pub async fn run(
         let endpoint = endpoint.clone();
         Box::pin(async move { endpoint.connect().await })
     });
-    run_with(&url, connect, token, queue, counters, shutdown).await;
+    run_with(&url, connect, token, identity, queue, counters, shutdown).await;
 }
 
 /// Runs sessions over connections from `connect` (`url` names the
@@ -98,6 +106,7 @@ pub async fn run_with(
     url: &str,
     connect: Connect,
     token: BearerToken,
+    identity: Arc<Identity>,
     queue: Arc<dyn BatchQueue>,
     counters: Arc<AgentCounters>,
     mut shutdown: watch::Receiver<bool>,
@@ -106,7 +115,7 @@ pub async fn run_with(
     loop {
         let mut acked_any = false;
         let result = tokio::select! {
-            r = session(url, &connect, &token, &*queue, &counters, &mut acked_any) => r,
+            r = session(url, &connect, &token, &identity, &*queue, &counters, &mut acked_any) => r,
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
         if acked_any {
@@ -129,6 +138,7 @@ async fn session(
     url: &str,
     connect: &Connect,
     token: &BearerToken,
+    identity: &Identity,
     queue: &dyn BatchQueue,
     counters: &AgentCounters,
     acked_any: &mut bool,
@@ -152,8 +162,24 @@ async fn session(
         tokio::select! {
             ack = acks.message() => {
                 let ack = ack.map_err(SessionError::Stream)?.ok_or(SessionError::Closed)?;
+                // The spool's newest seq: no ack of ours can name a higher one.
+                let highest = *pushed.borrow();
+                if ack.acked_through > highest {
+                    // Someone else's mark under our id: trusting it would
+                    // delete batches the collector did not store. Under a
+                    // new id the mark starts afresh and the spool is sent
+                    // again from its oldest batch.
+                    counters.foreign_acks.fetch_add(1, Ordering::Relaxed);
+                    identity
+                        .renew(&format!(
+                            "the collector acked seq {}, above any this agent sent ({highest}): \
+                             another agent (a cloned state dir?) or a client sends under this id",
+                            ack.acked_through
+                        ))
+                        .map_err(SessionError::Identity)?;
+                    return Err(SessionError::ForeignAck { acked_through: ack.acked_through, highest });
+                }
                 let removed = queue.ack(ack.acked_through);
-                counters.collector_high_water.fetch_max(ack.acked_through, Ordering::Relaxed);
                 counters.batches_acked.fetch_add(removed as u64, Ordering::Relaxed);
                 *acked_any = true;
                 tracing::debug!(acked_through = ack.acked_through, removed, "ack received");
@@ -166,7 +192,10 @@ async fn session(
                 let permit = permit.map_err(|_| SessionError::Closed)?;
                 let batch = next.expect("guarded by is_some");
                 last_sent = batch.seq;
-                permit.send((*batch).clone());
+                let mut batch = (*batch).clone();
+                // Spooled under an earlier id perhaps: sent under today's.
+                batch.agent_id = identity.current();
+                permit.send(batch);
                 counters.batches_sent.fetch_add(1, Ordering::Relaxed);
             }
             _ = pushed.changed(), if next.is_none() => {}
@@ -192,7 +221,12 @@ mod tests {
     #[derive(Clone, Default)]
     struct Collector {
         received: Arc<Mutex<Vec<u64>>>,
+        /// The agent id of each received batch.
+        received_ids: Arc<Mutex<Vec<String>>>,
         fail_after: Arc<Mutex<Option<usize>>>,
+        /// Replay marks by agent id, as the collector keeps them: a batch
+        /// at or below its id's mark is acked with the mark, not stored.
+        marks: Arc<Mutex<std::collections::HashMap<String, u64>>>,
     }
 
     #[tonic::async_trait]
@@ -221,7 +255,19 @@ mod tests {
                         return;
                     }
                     on_this_stream += 1;
+                    let mark = me.marks.lock().unwrap().get(&batch.agent_id).copied();
+                    if let Some(mark) = mark.filter(|m| batch.seq <= *m) {
+                        let ack = pb::Ack {
+                            acked_through: mark,
+                            ..pb::Ack::default()
+                        };
+                        if tx.send(Ok(ack)).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
                     me.received.lock().unwrap().push(batch.seq);
+                    me.received_ids.lock().unwrap().push(batch.agent_id.clone());
                     high = batch.seq.max(high);
                     let ack = pb::Ack {
                         acked_through: high,
@@ -265,6 +311,21 @@ mod tests {
         watch::Sender<bool>,
         tempfile::TempDir,
     ) {
+        let (spool, counters, stop, dir, _) = start_as(collector, n).await;
+        (spool, counters, stop, dir)
+    }
+
+    /// [`start`], also returning the agent's identity.
+    async fn start_as(
+        collector: &Collector,
+        n: u64,
+    ) -> (
+        Arc<Spool>,
+        Arc<AgentCounters>,
+        watch::Sender<bool>,
+        tempfile::TempDir,
+        Arc<Identity>,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let counters = Arc::new(AgentCounters::default());
         let spool = Arc::new(
@@ -286,15 +347,58 @@ mod tests {
         });
         let (stop, stopped) = watch::channel(false);
         let queue: Arc<dyn BatchQueue> = spool.clone();
+        let state = crate::state::AgentState::open(&dir.path().join("state"), "m1 h").unwrap();
+        let identity = state.identity();
+        // Known to the collector before the agent connects.
+        {
+            let mut marks = collector.marks.lock().unwrap();
+            if let Some(mark) = marks.remove("MINE") {
+                marks.insert(identity.current(), mark);
+            }
+        }
         tokio::spawn(run_with(
             "in-process",
             connect,
             BearerToken::default(),
+            identity.clone(),
             queue,
             counters.clone(),
             stopped,
         ));
-        (spool, counters, stop, dir)
+        (spool, counters, stop, dir, identity)
+    }
+
+    #[tokio::test]
+    async fn an_ack_above_anything_sent_is_ignored_and_the_agent_takes_a_new_id() {
+        let collector = Collector::default();
+        // Another sender under this agent's id left a huge mark.
+        collector
+            .marks
+            .lock()
+            .unwrap()
+            .insert("MINE".into(), 1 << 62);
+        let (spool, counters, stop, _dir, identity) = start_as(&collector, 3).await;
+        eventually("an empty spool", || spool.size().0 == 0).await;
+        assert_eq!(
+            *collector.received.lock().unwrap(),
+            vec![1, 2, 3],
+            "every spooled batch is stored, none dropped by the foreign ack"
+        );
+        let ids = collector.received_ids.lock().unwrap().clone();
+        assert!(
+            ids.iter().all(|id| *id == identity.current()),
+            "sent under the new id: {ids:?}"
+        );
+        assert!(
+            !collector
+                .marks
+                .lock()
+                .unwrap()
+                .contains_key(&identity.current()),
+            "the new id is not the one with the foreign mark"
+        );
+        assert_eq!(counters.foreign_acks.load(Ordering::Relaxed), 1);
+        stop.send(true).unwrap();
     }
 
     #[tokio::test]

@@ -533,7 +533,10 @@ impl Engine {
         }
         if self.host_down_after > 0 {
             for seen in self.hosts.values_mut() {
-                let after = i64::from(self.host_down_after) * seen.interval_ms as i64;
+                // Saturating: the interval comes from the wire (ingest
+                // bounds it, but the engine does not rely on that).
+                let after = i64::from(self.host_down_after)
+                    .saturating_mul(i64::try_from(seen.interval_ms).unwrap_or(i64::MAX));
                 let transitions = if now - seen.alert.last_seen_ms >= after {
                     seen.alert
                         .state

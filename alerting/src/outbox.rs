@@ -210,6 +210,30 @@ mod tests {
     }
 
     #[test]
+    fn changes_folded_in_order_write_what_two_writes_would() {
+        let mut kept = Changes {
+            outbox: vec![entry(1, "a", NotifyEvent::Firing, 0)],
+            deleted_alerts: vec!["x".into()],
+            ..Changes::default()
+        };
+        let mut retry = entry(1, "a", NotifyEvent::Firing, 5_000);
+        retry.attempts = 1;
+        kept.then(Changes {
+            outbox: vec![retry, entry(2, "b", NotifyEvent::Firing, 0)],
+            ..Changes::default()
+        });
+        kept.then(Changes {
+            delivered: vec![2],
+            deleted_alerts: vec!["x".into(), "y".into()],
+            ..Changes::default()
+        });
+        assert_eq!(seqs(&kept.outbox), vec![1], "2 was delivered after");
+        assert_eq!(kept.outbox[0].attempts, 1, "the later update wins");
+        assert_eq!(kept.delivered, vec![2]);
+        assert_eq!(kept.deleted_alerts, vec!["x", "y"], "each delete once");
+    }
+
+    #[test]
     fn overflow_drops_the_oldest_held_entries_not_in_flight() {
         let mut outbox = Outbox::new(
             3,

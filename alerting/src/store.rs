@@ -76,7 +76,7 @@ pub struct HistoryRecord {
 }
 
 /// Everything one step writes, in one synced write batch.
-#[derive(Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Changes {
     /// Alert states to store.
     pub alerts: Vec<Alert>,
@@ -101,6 +101,38 @@ impl Changes {
             && self.delivered.is_empty()
             && self.history.is_empty()
             && self.silences.is_empty()
+    }
+
+    /// Folds `later` in after `self`, so that writing the result leaves
+    /// the store as writing `self` and then `later` would: a later upsert
+    /// wins over an earlier delete and the reverse, a later outbox entry
+    /// replaces an earlier one with its seq, history is appended. Used to
+    /// keep changes whose write failed ahead of newer ones.
+    pub fn then(&mut self, later: Changes) {
+        for alert in later.alerts {
+            self.deleted_alerts.retain(|id| *id != alert.id);
+            self.alerts.retain(|a| a.id != alert.id);
+            self.alerts.push(alert);
+        }
+        for id in later.deleted_alerts {
+            self.alerts.retain(|a| a.id != id);
+            if !self.deleted_alerts.contains(&id) {
+                self.deleted_alerts.push(id);
+            }
+        }
+        for entry in later.outbox {
+            self.outbox.retain(|e| e.seq != entry.seq);
+            self.outbox.push(entry);
+        }
+        for seq in later.delivered {
+            self.outbox.retain(|e| e.seq != seq);
+            self.delivered.push(seq);
+        }
+        self.history.extend(later.history);
+        for silence in later.silences {
+            self.silences.retain(|s| s.id != silence.id);
+            self.silences.push(silence);
+        }
     }
 }
 

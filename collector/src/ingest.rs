@@ -13,10 +13,15 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::auth::{AuthLog, Caller, Refusal, Role};
 use crate::telemetry::{IngestCounters, SamplesRejected};
 use nightjar_alerting::alerter::Alerter;
-use nightjar_model::convert::batch_from_wire;
+use nightjar_common::log_limit::RateLimitedLog;
+use nightjar_model::convert::{batch_from_wire, check_batch_header};
 use nightjar_model::limits::Limits;
 use nightjar_model::validate::Rejection;
 use nightjar_storage::{AppendOutcome, Storage};
+
+/// Agent ids whose first host is remembered (bounds the memory a client
+/// inventing ids can take).
+const MAX_AGENT_IDS_WATCHED: usize = 100_000;
 
 /// Acks buffered per stream before the stream task waits for the agent to
 /// read them.
@@ -29,6 +34,10 @@ pub struct IngestApi<S> {
     limits: Arc<Limits>,
     alerter: Option<Arc<Alerter>>,
     auth_log: Arc<AuthLog>,
+    /// The host each agent id was first seen on, to notice one id used by
+    /// two hosts (a VM cloned with its state dir): their replay marks are
+    /// apart, so nothing is lost, but the operator should know.
+    agent_hosts: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
 }
 
 impl<S: Storage> IngestApi<S> {
@@ -40,6 +49,7 @@ impl<S: Storage> IngestApi<S> {
             limits: Arc::new(limits),
             alerter: None,
             auth_log: Arc::default(),
+            agent_hosts: Arc::default(),
         }
     }
 
@@ -70,6 +80,7 @@ impl<S> Clone for IngestApi<S> {
             limits: self.limits.clone(),
             alerter: self.alerter.clone(),
             auth_log: self.auth_log.clone(),
+            agent_hosts: self.agent_hosts.clone(),
         }
     }
 }
@@ -89,6 +100,7 @@ async fn serve_stream<S: Storage>(
         limits,
         alerter,
         auth_log,
+        agent_hosts,
     } = api;
     let mut announced = false;
     loop {
@@ -113,9 +125,11 @@ async fn serve_stream<S: Storage>(
                 return;
             }
         };
-        if wire.agent_id.is_empty() || wire.host.is_empty() {
-            let reason = "batch: fields agent_id and host must not be empty";
-            tracing::warn!(%peer, seq = wire.seq, reason, "refusing stream");
+        if let Err(reason) = check_batch_header(&wire) {
+            counters.batches_refused.fetch_add(1, Ordering::Relaxed);
+            if let Some(lines_held_back) = REFUSED_BATCH_LOG.due() {
+                tracing::warn!(%peer, host = %wire.host, agent_id = %wire.agent_id, %reason, lines_held_back, "refusing a batch; ending its stream");
+            }
             let _ = acks.send(Err(Status::invalid_argument(reason))).await;
             return;
         }
@@ -138,10 +152,24 @@ async fn serve_stream<S: Storage>(
         if !announced {
             tracing::info!(%peer, agent_id = %wire.agent_id, host = %wire.host, "agent connected");
             announced = true;
+            let mut seen = agent_hosts.lock().expect("agent hosts lock");
+            if !seen.contains_key(&wire.agent_id) && seen.len() < MAX_AGENT_IDS_WATCHED {
+                seen.insert(wire.agent_id.clone(), wire.host.clone());
+            }
+            if let Some(first) = seen.get(&wire.agent_id).filter(|h| **h != wire.host) {
+                tracing::warn!(
+                    %peer,
+                    agent_id = %wire.agent_id,
+                    host = %wire.host,
+                    also_host = %first,
+                    "one agent id sends for two hosts (a VM cloned with its state dir?); \
+                     their data and replay marks are kept apart; give each its own state dir"
+                );
+            }
         }
         // Fast path for replays after a reconnect: already stored, so neither
         // validated nor counted again. (`append` re-checks under the agent's lock.)
-        let high_water = storage.high_water(&wire.agent_id);
+        let high_water = storage.high_water(&wire.host, &wire.agent_id);
         if wire.seq <= high_water {
             counters.batches_replayed.fetch_add(1, Ordering::Relaxed);
             let ack = pb::Ack {
@@ -226,6 +254,9 @@ async fn serve_stream<S: Storage>(
     }
 }
 
+/// At most one "refusing a batch" line every 10 s (each is counted).
+static REFUSED_BATCH_LOG: RateLimitedLog<10> = RateLimitedLog::new();
+
 #[tonic::async_trait]
 impl<S: Storage> pb::ingest_service_server::IngestService for IngestApi<S> {
     type StreamStream = ReceiverStream<Result<pb::Ack, Status>>;
@@ -274,6 +305,83 @@ mod tests {
             .into_iter()
             .flat_map(|(_, points)| points.into_iter().map(|p| p.value))
             .collect()
+    }
+
+    #[tokio::test]
+    async fn another_hosts_agent_id_with_a_huge_seq_does_not_silence_that_host() {
+        let c = TestCollector::start().await;
+        let t = now_ms();
+        let ok = |answers: &[Result<nightjar_proto::v1::Ack, tonic::Status>]| {
+            answers.iter().all(|a| a.is_ok())
+        };
+        assert!(ok(&send(
+            &c,
+            None,
+            vec![wire_batch("a1", "web-1", 1, &[("load1", t, 1.0)])]
+        )
+        .await));
+        // A client claiming agent a1's id from another host, far ahead.
+        let hostile = send(
+            &c,
+            None,
+            vec![wire_batch("a1", "evil", 1 << 62, &[("load1", t, 6.0)])],
+        )
+        .await;
+        assert!(
+            ok(&hostile),
+            "stored under its own host's mark: {hostile:?}"
+        );
+        let next = send(
+            &c,
+            None,
+            vec![wire_batch("a1", "web-1", 2, &[("load1", t + 1_000, 2.0)])],
+        )
+        .await;
+        assert_eq!(next[0].as_ref().unwrap().acked_through, 2);
+        let selector = Selector {
+            metric: Some("load1".into()),
+            matchers: vec![nightjar_model::selector::Matcher::parse("host=web-1").unwrap()],
+        };
+        let points = c.storage.query_range(&selector, 0, i64::MAX).unwrap();
+        let values: Vec<f64> = points[0].1.iter().map(|p| p.value).collect();
+        assert_eq!(values, vec![1.0, 2.0], "the victim's batch landed");
+    }
+
+    #[tokio::test]
+    async fn batches_with_impossible_header_values_are_refused_naming_the_field() {
+        let c = TestCollector::start().await;
+        let t = now_ms();
+        let mut long_interval = wire_batch("a1", "web-1", 1, &[("load1", t, 1.0)]);
+        long_interval.interval_ms = 1 << 62;
+        for (batch, field) in [
+            (
+                wire_batch("a1", "web-1", u64::MAX, &[("load1", t, 1.0)]),
+                "batch.seq",
+            ),
+            (
+                wire_batch("a1", "web-1", 0, &[("load1", t, 1.0)]),
+                "batch.seq",
+            ),
+            (long_interval, "batch.interval_ms"),
+        ] {
+            let answer = send(&c, None, vec![batch]).await;
+            let status = answer[0].as_ref().unwrap_err();
+            assert_eq!(status.code(), tonic::Code::InvalidArgument);
+            assert!(status.message().contains(field), "{}", status.message());
+        }
+        assert_eq!(c.counters.batches_refused.load(Relaxed), 3);
+        assert_eq!(c.storage.high_water("web-1", "a1"), 0, "no mark moved");
+        let after = send(
+            &c,
+            None,
+            vec![wire_batch("a1", "web-1", 1, &[("load1", t, 1.0)])],
+        )
+        .await;
+        assert_eq!(
+            after[0].as_ref().unwrap().acked_through,
+            1,
+            "the host still lands"
+        );
     }
 
     #[tokio::test]
@@ -404,11 +512,11 @@ mod tests {
         );
 
         assert_eq!(
-            c.storage.high_water("a2"),
+            c.storage.high_water("db-1", "a2"),
             0,
             "nothing of the foreign batch is stored"
         );
-        assert_eq!(c.storage.high_water("a1"), 1);
+        assert_eq!(c.storage.high_water("web-1", "a1"), 1);
         let counts = c.auth_log.counts();
         let count = |r: Refusal| counts[Refusal::ALL.iter().position(|x| *x == r).unwrap()];
         assert_eq!(count(Refusal::Impersonation), 1);

@@ -127,6 +127,11 @@ pub fn batch(
             c(&counters.batches_replayed),
         ),
         sample(
+            "collector_batches_refused_total",
+            None,
+            c(&counters.batches_refused),
+        ),
+        sample(
             "collector_samples_stored_total",
             None,
             c(&counters.samples_stored),

@@ -239,7 +239,8 @@ impl<S: Storage> Wiring<S> {
 }
 
 /// Makes the hosts and the absence-watched series in `storage` known to
-/// the alerter, so that one that never reports again still fires.
+/// the alerter, so that one that never reports again still fires, and
+/// refills the windows of threshold rules with the stored points.
 /// `own_host` (the collector's name) is left out.
 pub fn seed_alerter<S: Storage>(alerter: &Alerter, storage: &S, own_host: &str, now: i64) {
     for host in storage.hosts() {
@@ -262,6 +263,16 @@ pub fn seed_alerter<S: Storage>(alerter: &Alerter, storage: &S, own_host: &str, 
                 alerter.seed_series(&keys, now);
             }
             Err(error) => tracing::warn!(%error, "cannot read series for absence rules"),
+        }
+    }
+    for (selector, window_ms) in alerter.windowed_selectors() {
+        match storage.query_range(&selector, now.saturating_sub(window_ms), now) {
+            Ok(found) => {
+                for (key, points) in found {
+                    alerter.prime(&key, &points);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot refill the windows of threshold rules"),
         }
     }
 }
@@ -436,4 +447,67 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
     }
     nightjar_common::systemd::stopping();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::seed_alerter;
+    use nightjar_alerting::alerter::{Alerter, RuleSource, now_ms};
+    use nightjar_alerting::config::Alerting;
+    use nightjar_alerting::rules::parse_rules;
+    use nightjar_alerting::store::MemoryAlertStore;
+    use nightjar_model::model::{Batch, Labels, Point, Sample, SeriesKey};
+    use nightjar_storage::Storage;
+    use nightjar_storage::memory::MemoryStorage;
+    use std::sync::Arc;
+
+    fn batch(seq: u64, points: &[(i64, f64)]) -> Batch {
+        let series = SeriesKey {
+            metric: "temp".into(),
+            labels: Labels::from_pairs(vec![("host".into(), "web-1".into())]).unwrap(),
+        };
+        Batch {
+            agent_id: "a1".into(),
+            host: "web-1".into(),
+            seq,
+            interval_ms: 60_000,
+            samples: points
+                .iter()
+                .map(|&(t, v)| Sample {
+                    series: series.clone(),
+                    point: Point::new(t, v),
+                })
+                .collect(),
+            histograms: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_restart_refills_rule_windows_from_storage() {
+        let storage = MemoryStorage::new();
+        let now = now_ms();
+        // Four minutes of a cool series, stored before the "restart".
+        let old: Vec<(i64, f64)> = (1..=4).map(|m| (now - m * 60_000, 10.0)).collect();
+        storage.append(&batch(1, &old), now).unwrap();
+        let rules = parse_rules(
+            "rules.toml",
+            "[[rule]]\nname = \"hot\"\nmetric = \"temp\"\nwindow = \"5m\"\nwarning = 50\n",
+        )
+        .unwrap();
+        let alerter = Alerter::open(
+            Arc::new(MemoryAlertStore::new()),
+            RuleSource::Given(rules),
+            Alerting::default(),
+        )
+        .unwrap();
+        seed_alerter(&alerter, &storage, "collector", now);
+        // One hot point: the 5-minute average is (4 × 10 + 90) / 5 = 26,
+        // below 50. Judged on the one point alone it would fire.
+        alerter.observe(&batch(2, &[(now, 90.0)]), now);
+        let active = alerter.active(now);
+        assert!(
+            active.is_empty(),
+            "judged over the refilled window, nothing fires: {active:?}"
+        );
+    }
 }

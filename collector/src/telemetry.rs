@@ -19,6 +19,9 @@ pub struct IngestCounters {
     /// Batches recognised as replays and not stored again
     /// (`collector_batches_replayed_total`).
     pub batches_replayed: AtomicU64,
+    /// Batches refused whole for a bad header field (seq, interval, ids)
+    /// (`collector_batches_refused_total`).
+    pub batches_refused: AtomicU64,
     /// Samples stored (`collector_samples_stored_total`).
     pub samples_stored: AtomicU64,
     /// Samples rejected by validation (`collector_samples_rejected_total`).

@@ -9,6 +9,34 @@ use crate::model::{Batch, HistogramSample, Labels, Point, Sample, SeriesKey};
 use crate::selector::{MatchOp, Matcher, MatcherError, Selector};
 use crate::validate::{Rejection, is_label_name, is_metric_name};
 
+/// The highest batch seq accepted: 2^63 − 1. An agent sending a batch a
+/// millisecond would need 292 million years to reach it, so anything above
+/// is a bug or an attack, and refusing it keeps `seq + 1` from overflowing
+/// anywhere.
+pub const MAX_SEQ: u64 = i64::MAX as u64;
+
+/// The longest sampling interval accepted (one day): host_down waits a
+/// few intervals, and an unchecked one would overflow that arithmetic.
+pub const MAX_INTERVAL_MS: u64 = 86_400_000;
+
+/// Checks the batch's own fields (not its samples): a batch that fails is
+/// refused whole, with the reason naming the field.
+pub fn check_batch_header(batch: &pb::Batch) -> Result<(), String> {
+    if batch.agent_id.is_empty() || batch.host.is_empty() {
+        return Err("batch: fields agent_id and host must not be empty".into());
+    }
+    if batch.seq == 0 || batch.seq > MAX_SEQ {
+        return Err(format!("batch.seq: {} is outside 1..={MAX_SEQ}", batch.seq));
+    }
+    if batch.interval_ms > MAX_INTERVAL_MS {
+        return Err(format!(
+            "batch.interval_ms: {} is above the longest interval accepted ({MAX_INTERVAL_MS}, one day)",
+            batch.interval_ms
+        ));
+    }
+    Ok(())
+}
+
 /// A wire batch split into the samples that passed validation and the
 /// rejections of those that did not.
 /// `now_ms` is the collector's clock, for the timestamp limits.

@@ -201,9 +201,12 @@ pub trait Storage: Send + Sync + 'static {
     /// Every host that has sent a batch, sorted by name.
     fn hosts(&self) -> Vec<HostSummary>;
 
-    /// The highest seq stored for `agent_id` (0 if none). A batch at or
-    /// below it is a replay.
-    fn high_water(&self, agent_id: &str) -> u64;
+    /// The highest seq stored from agent `agent_id` on `host` (0 if none).
+    /// A batch of theirs at or below it is a replay. The mark is per (host,
+    /// agent id), so a client sending another host's agent id (or a VM
+    /// cloned with its state dir) cannot mark that host's batches as
+    /// replays.
+    fn high_water(&self, host: &str, agent_id: &str) -> u64;
 
     /// Whether the series is stored.
     fn series_exists(&self, key: &SeriesKey) -> bool;

@@ -31,7 +31,7 @@ struct Data {
     /// Series in creation order (their id is the index).
     series: Vec<Series>,
     ids: HashMap<SeriesKey, usize>,
-    high_water: HashMap<String, u64>,
+    high_water: HashMap<(String, String), u64>,
     hosts: BTreeMap<String, HostInfo>,
 }
 
@@ -81,7 +81,8 @@ impl MemoryStorage {
 impl Storage for MemoryStorage {
     fn append(&self, batch: &Batch, now_ms: i64) -> Result<AppendOutcome, StorageError> {
         let mut data = self.data();
-        let high_water = data.high_water.get(&batch.agent_id).copied().unwrap_or(0);
+        let mark = (batch.host.clone(), batch.agent_id.clone());
+        let high_water = data.high_water.get(&mark).copied().unwrap_or(0);
         if batch.seq <= high_water {
             return Ok(AppendOutcome::Replay {
                 acked_through: high_water,
@@ -116,7 +117,7 @@ impl Storage for MemoryStorage {
                 .histograms
                 .insert(sample.timestamp_ms, sample.histogram.clone());
         }
-        data.high_water.insert(batch.agent_id.clone(), batch.seq);
+        data.high_water.insert(mark, batch.seq);
         data.hosts.insert(
             batch.host.clone(),
             HostInfo {
@@ -260,8 +261,12 @@ impl Storage for MemoryStorage {
             .collect()
     }
 
-    fn high_water(&self, agent_id: &str) -> u64 {
-        self.data().high_water.get(agent_id).copied().unwrap_or(0)
+    fn high_water(&self, host: &str, agent_id: &str) -> u64 {
+        self.data()
+            .high_water
+            .get(&(host.to_owned(), agent_id.to_owned()))
+            .copied()
+            .unwrap_or(0)
     }
 
     fn series_exists(&self, key: &SeriesKey) -> bool {
@@ -352,11 +357,15 @@ mod tests {
         let minutes = s.query_summaries(&all, Tier::Minute, 0, 100_000).unwrap();
         let cpu: Vec<(i64, f64)> = minutes[0].1.iter().map(|(t, b)| (*t, b.sum)).collect();
         assert_eq!(cpu, vec![(0, 1.0), (60_000, 3.0)]);
-        assert_eq!(s.high_water("agent-1"), 2);
+        assert_eq!(s.high_water("web-1", "agent-1"), 2);
         assert_eq!(s.series_counts("web-1"), (2, 2));
         assert_eq!(s.hosts()[0].info.last_seen_ms, 9);
         s.fail_appends(true);
         assert!(s.append(&batch(3, &[("cpu", 70_000, 1.0)]), 10).is_err());
-        assert_eq!(s.high_water("agent-1"), 2, "a failed append stores nothing");
+        assert_eq!(
+            s.high_water("web-1", "agent-1"),
+            2,
+            "a failed append stores nothing"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Operators' commands: acknowledge an alert, add or expire a silence,
 //! reload the rules. Each is one durable write before it answers.
 
+use super::commit::OnFailure;
 use super::{Alerter, WatchEvent, history};
 use crate::engine::{Ack, Alert};
 use crate::notify::NotifyEvent;
@@ -15,12 +16,15 @@ impl Alerter {
         let mut engine = self.engine.lock().expect("engine lock");
         let config = self.config();
         let silences = self.silences.read().expect("silences lock").clone();
-        let alert = engine
+        let current = engine
             .get_mut(id)
             .ok_or_else(|| format!("no alert has id {id:?}"))?;
-        if alert.state.level.is_none() {
+        if current.state.level.is_none() {
             return Err(format!("alert {id} is not firing"));
         }
+        // Changed on a copy: the engine takes it only once it is durable.
+        let mut alert = current.clone();
+        let alert = &mut alert;
         alert.ack = Some(Ack {
             by: by.to_owned(),
             note: note.to_owned(),
@@ -50,7 +54,11 @@ impl Alerter {
         }
         changes.alerts.push(alert.clone());
         let alert = alert.clone();
-        self.persist(changes, now).map_err(|e| e.to_string())?;
+        self.persist(changes, now, OnFailure::Refuse)
+            .map_err(|e| e.to_string())?;
+        if let Some(current) = engine.get_mut(id) {
+            current.ack = alert.ack.clone();
+        }
         self.wake.notify_one();
         let _ = self.watchers.send(WatchEvent {
             at_ms: now,
@@ -89,7 +97,8 @@ impl Alerter {
             }],
             ..Changes::default()
         };
-        self.persist(changes, now).map_err(|e| e.to_string())?;
+        self.persist(changes, now, OnFailure::Refuse)
+            .map_err(|e| e.to_string())?;
         self.silences
             .write()
             .expect("silences lock")
@@ -100,10 +109,12 @@ impl Alerter {
     /// Ends silence `id` now.
     pub fn expire_silence(&self, id: &str, now: i64) -> Result<Silence, String> {
         let mut silences = self.silences.write().expect("silences lock");
-        let silence = silences
+        let current = silences
             .iter_mut()
             .find(|s| s.id == id)
             .ok_or_else(|| format!("no silence has id {id:?}"))?;
+        // Changed on a copy: memory takes it only once it is durable.
+        let mut silence = current.clone();
         silence.ends_ms = silence.ends_ms.min(now);
         let changes = Changes {
             silences: vec![silence.clone()],
@@ -118,8 +129,10 @@ impl Alerter {
             }],
             ..Changes::default()
         };
-        self.persist(changes, now).map_err(|e| e.to_string())?;
-        Ok(silence.clone())
+        self.persist(changes, now, OnFailure::Refuse)
+            .map_err(|e| e.to_string())?;
+        *current = silence.clone();
+        Ok(silence)
     }
 
     /// Reloads the rules from their source, keeping the state of unchanged

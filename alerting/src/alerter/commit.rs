@@ -107,10 +107,9 @@ impl Alerter {
             });
         }
         let queued = !changes.outbox.is_empty();
-        if let Err(error) = self.persist(changes, now) {
-            tracing::error!(%error, "cannot write alert state; notifications of this step may be lost");
-        }
-        if queued {
+        // A failure is logged and counted by `persist`; the changes are kept.
+        let written = self.persist(changes, now, OnFailure::Keep).is_ok();
+        if queued && written {
             self.wake.notify_one();
         }
         for w in watch {
@@ -235,17 +234,35 @@ impl Alerter {
     /// part to the in-memory outbox; its lock is held across both so the
     /// two never differ. New entries beyond the outbox's capacity first
     /// make room by the full policy (`outbox.rs`), in the same write.
-    pub(super) fn persist(&self, mut changes: Changes, now: i64) -> Result<(), StoreError> {
+    ///
+    /// Changes kept from a failed write go first, in the same write. If
+    /// this write fails too, `on_failure` says what happens to `changes`:
+    /// an engine step's are kept (the engine has moved on, so dropping
+    /// them would lose the page: they are written, and their
+    /// notifications sent, once the store takes writes again); an
+    /// operator's command is refused, so it can be told and retry.
+    pub(super) fn persist(
+        &self,
+        changes: Changes,
+        now: i64,
+        on_failure: OnFailure,
+    ) -> Result<(), StoreError> {
         let mut outbox = self.outbox.lock().expect("outbox lock");
-        let overflow = outbox.overflow(&changes);
+        let mut unwritten = self.unwritten.lock().expect("unwritten lock");
+        let earlier = std::mem::take(&mut *unwritten);
+        let delayed = !earlier.is_empty();
+        let mut all = earlier.clone();
+        all.then(changes);
+        let raw = all.clone();
+        let overflow = outbox.overflow(&all);
         for entry in &overflow {
             if outbox.contains(entry.seq) {
-                changes.delivered.push(entry.seq);
+                all.delivered.push(entry.seq);
             } else {
-                changes.outbox.retain(|e| e.seq != entry.seq);
+                all.outbox.retain(|e| e.seq != entry.seq);
             }
             let n = &entry.notification;
-            changes.history.push(HistoryRecord {
+            all.history.push(HistoryRecord {
                 at_ms: now,
                 alert_id: n.alert_id.clone(),
                 rule: n.rule.clone(),
@@ -259,9 +276,29 @@ impl Alerter {
                 ),
             });
         }
-        self.store.write(&changes)?;
-        outbox.apply(&changes);
+        if let Err(error) = self.store.write(&all) {
+            self.counters
+                .store_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            *unwritten = match on_failure {
+                OnFailure::Keep => raw,
+                OnFailure::Refuse => earlier,
+            };
+            if let Some(lines_held_back) = STORE_FAILED_LOG.due() {
+                tracing::error!(
+                    %error,
+                    lines_held_back,
+                    "cannot write alert state; its notifications wait in memory until the store takes writes again"
+                );
+            }
+            return Err(error);
+        }
+        outbox.apply(&all);
+        drop(unwritten);
         drop(outbox);
+        if delayed {
+            tracing::info!("the alert store takes writes again; delayed alert changes written");
+        }
         if !overflow.is_empty() {
             self.counters
                 .outbox_full
@@ -276,7 +313,35 @@ impl Alerter {
         }
         Ok(())
     }
+
+    /// Writes changes kept from a failed write, if any (the sweep calls it
+    /// every second). Returns whether none are left.
+    pub(super) fn write_unwritten(&self, now: i64) -> bool {
+        if self.unwritten.lock().expect("unwritten lock").is_empty() {
+            return true;
+        }
+        let written = self
+            .persist(Changes::default(), now, OnFailure::Keep)
+            .is_ok();
+        if written {
+            self.wake.notify_one();
+        }
+        written
+    }
 }
+
+/// What [`Alerter::persist`] does with changes whose write failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum OnFailure {
+    /// Keep them, to be written first by the next write.
+    Keep,
+    /// Drop them and return the error.
+    Refuse,
+}
+
+/// At most one "cannot write alert state" line per minute (each failure
+/// is counted).
+static STORE_FAILED_LOG: RateLimitedLog<60> = RateLimitedLog::new();
 
 /// At most one "outbox full" line per minute (each drop is counted and in
 /// the history).

@@ -83,6 +83,8 @@ pub struct AlertCounters {
     pub dropped: std::sync::atomic::AtomicU64,
     /// Notifications the outbox's full policy dropped (oldest first).
     pub outbox_full: std::sync::atomic::AtomicU64,
+    /// Alert-store writes that failed (their changes kept or refused).
+    pub store_failures: std::sync::atomic::AtomicU64,
 }
 
 /// The alerting system.
@@ -93,6 +95,10 @@ pub struct Alerter {
     /// the store. Changed only together with a durable store write, under
     /// this lock.
     outbox: Mutex<Outbox>,
+    /// Changes of engine steps whose write failed, oldest first; written
+    /// ahead of the next write (or by the sweep), and only then are their
+    /// notifications queued for delivery. Locked after `outbox`.
+    unwritten: Mutex<Changes>,
     config: RwLock<Arc<Alerting>>,
     silences: RwLock<Vec<Silence>>,
     source: RwLock<RuleSource>,
@@ -142,6 +148,7 @@ impl Alerter {
             engine: Mutex::new(engine),
             store,
             outbox: Mutex::new(outbox),
+            unwritten: Mutex::default(),
             config: RwLock::new(Arc::new(config)),
             silences: RwLock::new(silences),
             source: RwLock::new(source),
@@ -171,6 +178,33 @@ impl Alerter {
             .filter(|r| matches!(r.kind, rules::RuleKind::Absence { .. }))
             .map(|r| r.selector.clone())
             .collect()
+    }
+
+    /// The selectors and window lengths (ms) of the windowed threshold
+    /// rules: their windows should be refilled from storage with
+    /// [`Alerter::prime`] at start, so that the first minutes after a
+    /// restart are judged over a full window, not a partial one.
+    pub fn windowed_selectors(&self) -> Vec<(Selector, i64)> {
+        let engine = self.engine.lock().expect("engine lock");
+        engine
+            .rules()
+            .iter()
+            .filter_map(|r| match r.kind {
+                rules::RuleKind::Threshold { window_ms, .. } if window_ms > 0 => {
+                    Some((r.selector.clone(), window_ms))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Fills the windows of the rules selecting `series` with its stored
+    /// `points`, without judging them.
+    pub fn prime(&self, series: &SeriesKey, points: &[nightjar_model::model::Point]) {
+        self.engine
+            .lock()
+            .expect("engine lock")
+            .prime(series, points);
     }
 
     /// Makes stored series known to the absence rules, so that one that
@@ -216,6 +250,7 @@ impl Alerter {
     /// repeats, escalations.
     pub fn sweep(&self, now: i64) {
         let mut engine = self.engine.lock().expect("engine lock");
+        self.write_unwritten(now);
         let events = engine.sweep(now);
         if !events.is_empty() {
             // First the transitions, so what they queue counts as notified below.
@@ -340,6 +375,12 @@ impl Alerter {
     pub fn set_config(&self, config: Alerting) {
         *self.config.write().expect("config lock") = Arc::new(config);
         self.wake.notify_one();
+    }
+
+    /// Whether every alert change so far is durable: false while changes
+    /// of a failed write wait in memory (health reports it).
+    pub fn store_writable(&self) -> bool {
+        self.unwritten.lock().expect("unwritten lock").is_empty()
     }
 
     /// Notifications waiting for delivery.

@@ -243,3 +243,59 @@ async fn a_restart_resumes_the_stored_outbox() {
     .await;
     eventually(|| "an empty outbox", || a.outbox_len() == 0).await;
 }
+
+#[tokio::test]
+async fn a_failed_store_write_delays_the_page_and_never_loses_it() {
+    let hook = receiver().await;
+    let store = Arc::new(MemoryAlertStore::new());
+    let a = alerter(store.clone(), webhook(&hook.url, ""));
+    tokio::spawn(a.clone().run_dispatcher());
+    store.fail_writes(true);
+    let t = super::now_ms();
+    a.observe(&batch(1, t, 70.0, &["sda"]), t);
+    // The engine has fired; nothing is durable, so nothing may be sent.
+    assert_eq!(a.active(t).len(), 1, "the engine moved on");
+    assert!(!a.store_writable(), "health sees the unwritten changes");
+    assert_eq!(a.outbox_len(), 0, "not sendable before it is durable");
+    assert_eq!(a.counters.store_failures.load(Ordering::Relaxed), 1);
+    // Still failing: the sweep's retry fails and keeps everything.
+    a.sweep(t + 1_000);
+    assert!(!a.store_writable());
+    // An operator's command is refused, not kept, and changes nothing.
+    let id = a.active(t)[0].0.id.clone();
+    let refused = a.ack(&id, "ann", "looking", t + 1_500);
+    assert!(refused.is_err(), "the ack cannot be made durable");
+    assert!(
+        a.active(t)[0].0.ack.is_none(),
+        "the refused ack left no trace"
+    );
+    store.fail_writes(false);
+    a.sweep(t + 2_000);
+    assert!(a.store_writable(), "written once the store takes writes");
+    eventually(
+        || format!("the delayed page; got {:?}", hook.bodies.lock().unwrap()),
+        || hook.bodies.lock().unwrap().len() == 1,
+    )
+    .await;
+    let body = hook.bodies.lock().unwrap()[0].clone();
+    assert_eq!(body["alerts"][0]["event"], "firing");
+    let kinds: Vec<String> = store
+        .history(0, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|h| h.kind)
+        .collect();
+    assert!(
+        kinds.starts_with(&["fired".to_string(), "queued".to_string()]),
+        "the step's history is kept, in order: {kinds:?}"
+    );
+    assert!(
+        !kinds.contains(&"acknowledged".to_string()),
+        "the refused ack is not in the history: {kinds:?}"
+    );
+    assert_eq!(
+        store.alerts().unwrap().len(),
+        1,
+        "the alert state is stored"
+    );
+}

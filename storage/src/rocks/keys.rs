@@ -30,8 +30,26 @@ pub(super) fn read_u64(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
 }
 
-pub(super) fn agent_key(agent_id: &str) -> Vec<u8> {
-    [b"a/", agent_id.as_bytes()].concat()
+/// The replay mark's key: `m/`, the host's length (u16, big-endian), the
+/// host, the agent id. (Marks of earlier versions, `a/<agent id>`, are
+/// dropped at open.)
+pub(super) fn agent_key(host: &str, agent_id: &str) -> Vec<u8> {
+    let len = u16::try_from(host.len()).unwrap_or(u16::MAX);
+    [
+        b"m/".as_slice(),
+        &len.to_be_bytes(),
+        host.as_bytes(),
+        agent_id.as_bytes(),
+    ]
+    .concat()
+}
+
+/// The (host, agent id) of a replay mark's key without its `m/`.
+pub(super) fn decode_agent_key(rest: &[u8]) -> Option<(String, String)> {
+    let len = usize::from(u16::from_be_bytes(rest.get(..2)?.try_into().ok()?));
+    let host = std::str::from_utf8(rest.get(2..2 + len)?).ok()?;
+    let agent = std::str::from_utf8(rest.get(2 + len..)?).ok()?;
+    Some((host.to_owned(), agent.to_owned()))
 }
 
 pub(super) fn host_key(host: &str) -> Vec<u8> {

@@ -81,7 +81,7 @@ use crate::{
     AppendOutcome, HostSummary, Retention, SeriesHistograms, SeriesSummaries, Storage,
     StorageError, StorageStats,
 };
-use keys::{decode_host, decode_series, key_time, read_u64};
+use keys::{decode_agent_key, decode_host, decode_series, key_time, read_u64};
 use nightjar_model::histogram::Histogram;
 use nightjar_model::model::{Batch, HostInfo, Point, SeriesKey, SharedKey};
 use nightjar_model::selector::Selector;
@@ -127,6 +127,9 @@ struct LogState {
     in_flight: BTreeSet<u64>,
 }
 
+/// Whose replay mark: (host, agent id).
+type AgentMark = (String, String);
+
 /// RocksDB-backed storage under one data directory.
 pub struct RocksStorage {
     db: DB,
@@ -136,8 +139,8 @@ pub struct RocksStorage {
     index: RwLock<SeriesIndex>,
     /// Serializes series creation so one key never gets two ids.
     create_series: Mutex<u64>,
-    /// Per-agent high-water seq, each behind its own lock.
-    agents: Mutex<HashMap<String, Arc<Mutex<u64>>>>,
+    /// Per-(host, agent id) high-water seq, each behind its own lock.
+    agents: Mutex<HashMap<AgentMark, Arc<Mutex<u64>>>>,
     hosts: RwLock<BTreeMap<String, HostInfo>>,
     heads: Heads,
     log: Mutex<LogState>,
@@ -347,17 +350,32 @@ impl RocksStorage {
 
         let mut agents = self.agents.lock().expect("poisoned");
         let mut hosts = self.hosts.write().expect("poisoned");
+        let mut retired_marks = Vec::new();
         for item in self.db.iterator_cf(self.cf(CF_META), IteratorMode::Start) {
             let (k, v) = item.map_err(|e| self.io("load metadata", e))?;
-            if let Some(agent) = k.strip_prefix(b"a/") {
-                let seq = read_u64(&v).ok_or_else(|| self.corrupt("agent record", &k))?;
-                agents.insert(
-                    String::from_utf8_lossy(agent).into_owned(),
-                    Arc::new(Mutex::new(seq)),
-                );
+            if let Some(rest) = k.strip_prefix(b"m/") {
+                let seq = read_u64(&v).ok_or_else(|| self.corrupt("replay mark", &k))?;
+                let mark = decode_agent_key(rest).ok_or_else(|| self.corrupt("replay mark", &k))?;
+                agents.insert(mark, Arc::new(Mutex::new(seq)));
+            } else if k.starts_with(b"a/") {
+                // Keyed by agent id alone (before 0.6): not trusted. A
+                // batch they would have called a replay is stored, and its
+                // points already stored are refused one by one.
+                retired_marks.push(k);
             } else if let Some(host) = k.strip_prefix(b"h/") {
                 let info = decode_host(host, &v).ok_or_else(|| self.corrupt("host record", &k))?;
                 hosts.insert(info.host.clone(), info);
+            }
+        }
+        if !retired_marks.is_empty() {
+            tracing::info!(
+                marks = retired_marks.len(),
+                "dropping replay marks keyed by agent id alone (an earlier version's)"
+            );
+            for k in retired_marks {
+                self.db
+                    .delete_cf(self.cf(CF_META), &k)
+                    .map_err(|e| self.io("drop retired replay marks", e))?;
             }
         }
         Ok(())
@@ -564,10 +582,10 @@ impl Storage for RocksStorage {
             .collect()
     }
 
-    fn high_water(&self, agent_id: &str) -> u64 {
+    fn high_water(&self, host: &str, agent_id: &str) -> u64 {
         let agents = self.agents.lock().expect("poisoned");
         agents
-            .get(agent_id)
+            .get(&(host.to_owned(), agent_id.to_owned()))
             .map_or(0, |seq| *seq.lock().expect("poisoned"))
     }
 

@@ -242,6 +242,23 @@ fn replayed_batch_is_stored_once() {
     let s = RocksStorage::open(dir.path()).unwrap();
     let after_reopen = s.append(&batch("ag", "a", 5, &[]), 0).unwrap();
     assert_eq!(after_reopen, AppendOutcome::Replay { acked_through: 5 });
+    // The mark is (host, agent id): the same id from another host is not
+    // a replay of host a's batches, and does not move their mark.
+    let other_host = s
+        .append(&batch("ag", "b", 1 << 62, &[("cpu", 1_000, 7.0)]), 0)
+        .unwrap();
+    assert!(
+        matches!(other_host, AppendOutcome::Stored { .. }),
+        "{other_host:?}"
+    );
+    drop(s);
+    let s = RocksStorage::open(dir.path()).unwrap();
+    assert_eq!(s.high_water("a", "ag"), 5, "marks survive reopen, apart");
+    assert_eq!(s.high_water("b", "ag"), 1 << 62);
+    let next = s
+        .append(&batch("ag", "a", 6, &[("cpu", 2_000, 2.0)]), 0)
+        .unwrap();
+    assert!(matches!(next, AppendOutcome::Stored { .. }), "{next:?}");
 }
 
 #[test]

@@ -21,9 +21,12 @@ use crate::{AppendOutcome, StorageError};
 use nightjar_model::model::{Batch, HostInfo, Point, SeriesKey};
 
 impl RocksStorage {
-    fn agent_high_water(&self, agent_id: &str) -> Arc<Mutex<u64>> {
+    fn agent_high_water(&self, host: &str, agent_id: &str) -> Arc<Mutex<u64>> {
         let mut agents = self.agents.lock().expect("poisoned");
-        agents.entry(agent_id.to_owned()).or_default().clone()
+        agents
+            .entry((host.to_owned(), agent_id.to_owned()))
+            .or_default()
+            .clone()
     }
 
     /// The ids of `keys`, creating series that are new.
@@ -206,7 +209,7 @@ impl RocksStorage {
         batch: &Batch,
         now_ms: i64,
     ) -> Result<AppendOutcome, StorageError> {
-        let high_water = self.agent_high_water(&batch.agent_id);
+        let high_water = self.agent_high_water(&batch.host, &batch.agent_id);
         let mut high_water = high_water.lock().expect("poisoned");
         if batch.seq <= *high_water {
             return Ok(AppendOutcome::Replay {
@@ -235,7 +238,11 @@ impl RocksStorage {
         );
         let histograms_refused = self.add_histograms(&mut wb, batch)?;
         let meta_cf = self.cf(CF_META);
-        wb.put_cf(meta_cf, agent_key(&batch.agent_id), batch.seq.to_be_bytes());
+        wb.put_cf(
+            meta_cf,
+            agent_key(&batch.host, &batch.agent_id),
+            batch.seq.to_be_bytes(),
+        );
         let host = HostInfo {
             host: batch.host.clone(),
             last_seen_ms: now_ms,
