@@ -1,6 +1,7 @@
 //! What the collector's HTTP status port reports: healthy while the alert
-//! sweep keeps completing (the same liveness the systemd watchdog sees), and
-//! the collector's own metrics, the figures of `self_metrics`.
+//! sweep keeps completing (the same liveness the systemd watchdog sees),
+//! storage takes writes and every alert change is durable; and the
+//! collector's own metrics, the figures of `self_metrics`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -35,7 +36,19 @@ pub struct CollectorStatus<S> {
 
 impl<S: Storage> StatusSource for CollectorStatus<S> {
     fn health(&self) -> Result<(), String> {
-        judge(self.last_sweep_ms.load(Ordering::Relaxed), now_ms())
+        judge(self.last_sweep_ms.load(Ordering::Relaxed), now_ms())?;
+        // Writes failing (a full or broken disk): agents keep their data
+        // in their spools, pages wait in memory; an operator must act.
+        self.storage
+            .write_health()
+            .map_err(|e| format!("storage: {e}"))?;
+        if !self.alerter.store_writable() {
+            return Err(
+                "alert store: writes fail; alert changes and their notifications wait in memory"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 
     fn metrics(&self) -> Vec<MetricLine> {

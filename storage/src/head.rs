@@ -1,6 +1,9 @@
-//! The head: per series, the newest point and the open chunk being filled.
-//! In memory only; whatever the open chunks hold is also in the ingest log,
-//! which is replayed into the heads at open. Pure (no RocksDB).
+//! The head: per series, the newest point, the open chunk being filled,
+//! and sealed chunks whose write failed (kept, and written before any newer
+//! chunk of the series, so the newest chunk on disk never hides older
+//! points from replay). In memory only; whatever they hold is also in the
+//! ingest log, which they pin, and which is replayed into the heads at
+//! open. Pure (no RocksDB).
 //!
 //! Ordering policy: a series takes points with strictly increasing
 //! timestamps. A point at or before the series' newest timestamp is refused
@@ -25,6 +28,8 @@ pub struct SealedChunk {
     pub bytes: Vec<u8>,
     /// Its points, for the rollups.
     pub points: Vec<Point>,
+    /// Lowest ingest-log record holding one of its points.
+    pub log_seq: u64,
 }
 
 #[derive(Debug)]
@@ -41,6 +46,8 @@ struct OpenChunk {
 pub struct Head {
     newest: Option<Point>,
     open: Option<OpenChunk>,
+    /// Sealed chunks whose write failed, oldest first.
+    unwritten: Vec<SealedChunk>,
 }
 
 /// The point was not newer than the series' newest point.
@@ -50,7 +57,11 @@ pub struct NotNewer;
 impl Head {
     /// A head whose series' newest stored point is `newest`.
     pub fn new(newest: Option<Point>) -> Head {
-        Head { newest, open: None }
+        Head {
+            newest,
+            open: None,
+            unwritten: Vec::new(),
+        }
     }
 
     /// The newest point stored for the series.
@@ -109,6 +120,7 @@ impl Head {
             first_ts: open.first_ts,
             bytes: open.enc.bytes(),
             points: decode_points(&open.enc),
+            log_seq: open.log_seq,
         })
     }
 
@@ -121,17 +133,43 @@ impl Head {
         }
     }
 
-    /// The lowest ingest-log record the open chunk still needs.
-    pub fn pinned_log_seq(&self) -> Option<u64> {
-        self.open.as_ref().map(|o| o.log_seq)
+    /// Takes the chunks whose write failed, oldest first: they go into
+    /// the same write as any chunk sealed after them.
+    pub fn take_unwritten(&mut self) -> Vec<SealedChunk> {
+        std::mem::take(&mut self.unwritten)
     }
 
-    /// The points of the open chunk (not yet written to RocksDB).
-    pub fn open_points(&self) -> Vec<Point> {
-        self.open
-            .as_ref()
-            .map(|o| decode_points(&o.enc))
-            .unwrap_or_default()
+    /// How many chunks wait to be written after a failed write.
+    pub fn unwritten_chunks(&self) -> usize {
+        self.unwritten.len()
+    }
+
+    /// Keeps a sealed chunk whose write failed (call in seal order).
+    pub fn keep_unwritten(&mut self, chunk: SealedChunk) {
+        self.unwritten.push(chunk);
+    }
+
+    /// The lowest ingest-log record the chunks in memory still need.
+    pub fn pinned_log_seq(&self) -> Option<u64> {
+        self.unwritten
+            .iter()
+            .map(|c| c.log_seq)
+            .chain(self.open.as_ref().map(|o| o.log_seq))
+            .min()
+    }
+
+    /// The points not yet written to RocksDB, in time order: those of
+    /// chunks whose write failed, then the open chunk's.
+    pub fn points_in_memory(&self) -> Vec<Point> {
+        let mut points: Vec<Point> = self
+            .unwritten
+            .iter()
+            .flat_map(|c| c.points.iter().copied())
+            .collect();
+        if let Some(open) = &self.open {
+            points.extend(decode_points(&open.enc));
+        }
+        points
     }
 }
 
@@ -200,7 +238,7 @@ mod tests {
             NotNewer
         );
         assert_eq!(h.newest(), Some(Point::new(1_001, 3.0)));
-        assert_eq!(h.open_points(), vec![Point::new(1_001, 3.0)]);
+        assert_eq!(h.points_in_memory(), vec![Point::new(1_001, 3.0)]);
     }
 
     #[test]
@@ -232,7 +270,7 @@ mod tests {
             .map(Result::unwrap)
             .collect();
         assert_eq!(decoded.len(), 120);
-        assert_eq!(h.open_points().len(), 60);
+        assert_eq!(h.points_in_memory().len(), 60);
         // The open chunk pins the log record of its first point.
         assert_eq!(h.pinned_log_seq(), Some(1 + 240 / 10));
 

@@ -148,6 +148,9 @@ pub struct StorageStats {
     pub write_delay_micros: u64,
     /// Bytes written by compactions since open.
     pub compaction_bytes_written: u64,
+    /// Writes that failed since open: batches refused (not acked) and
+    /// chunk writes whose chunks were kept for a retry.
+    pub write_failures: u64,
 }
 
 /// Durable time-series storage.
@@ -200,6 +203,14 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Every host that has sent a batch, sorted by name.
     fn hosts(&self) -> Vec<HostSummary>;
+
+    /// Whether writes succeed now: `Err` names the failure (the data
+    /// directory and the engine's message) while the last batch write
+    /// failed or chunks wait in memory for a write to succeed. `/healthz`
+    /// answers 503 with it.
+    fn write_health(&self) -> Result<(), String> {
+        Ok(())
+    }
 
     /// The highest seq stored from agent `agent_id` on `host` (0 if none).
     /// A batch of theirs at or below it is a replay. The mark is per (host,

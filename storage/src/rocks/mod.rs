@@ -63,7 +63,7 @@ pub use alerts::RocksAlertStore;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -144,9 +144,21 @@ pub struct RocksStorage {
     hosts: RwLock<BTreeMap<String, HostInfo>>,
     heads: Heads,
     log: Mutex<LogState>,
-    /// Set when a sealed chunk could not be written: the ingest log is then
-    /// kept whole until a restart replays it.
-    keep_log: AtomicBool,
+    /// Chunk writes that failed (their chunks kept in the heads).
+    chunk_write_failures: AtomicU64,
+    /// Batch writes that failed (not acked).
+    batch_write_failures: AtomicU64,
+    /// The error of the last batch write, if it failed; cleared by the
+    /// next that succeeds.
+    batch_write_error: Mutex<Option<String>>,
+    /// Chunks kept in the heads after a failed write (exact after each
+    /// flush, raised at once by a failure).
+    kept_chunks: AtomicU64,
+    /// The error of the last failed chunk write.
+    chunk_write_error: Mutex<Option<String>>,
+    /// Tests: every chunk write fails while set.
+    #[cfg(test)]
+    pub(crate) fail_chunk_writes: std::sync::atomic::AtomicBool,
     /// Series that hold histograms, so histogram reads skip the others.
     histogram_series: RwLock<HashSet<u64>>,
 }
@@ -328,7 +340,13 @@ impl RocksStorage {
             hosts: RwLock::default(),
             heads: Heads::default(),
             log: Mutex::default(),
-            keep_log: AtomicBool::new(false),
+            chunk_write_failures: AtomicU64::new(0),
+            batch_write_failures: AtomicU64::new(0),
+            batch_write_error: Mutex::new(None),
+            kept_chunks: AtomicU64::new(0),
+            chunk_write_error: Mutex::new(None),
+            #[cfg(test)]
+            fail_chunk_writes: std::sync::atomic::AtomicBool::new(false),
             histogram_series: RwLock::default(),
         };
         storage.load()?;
@@ -475,32 +493,37 @@ impl RocksStorage {
         // chunk can be that old.
         let deadline = Instant::now().checked_sub(max_open);
         let mut pinned = floor;
+        let mut failed = None;
+        let mut kept = 0;
         for shard in 0..SHARDS {
             let mut heads = self.heads.lock(shard);
-            if let Some(deadline) = deadline {
-                let sealed: Vec<(u64, SealedChunk)> = heads
-                    .iter_mut()
-                    .filter_map(|(id, h)| Some((*id, h.seal_if_opened_by(deadline)?)))
-                    .collect();
-                if let Err(error) = self.write_sealed(&sealed) {
-                    self.keep_log.store(true, Ordering::Relaxed);
-                    return Err(error);
+            // Chunks whose write failed are retried here, oldest first.
+            let mut sealed: Vec<(u64, SealedChunk)> = Vec::new();
+            for (id, head) in heads.iter_mut() {
+                sealed.extend(head.take_unwritten().into_iter().map(|c| (*id, c)));
+                if let Some(chunk) = deadline.and_then(|d| head.seal_if_opened_by(d)) {
+                    sealed.push((*id, chunk));
                 }
+            }
+            if let Err(error) = self.write_or_keep(&mut heads, sealed) {
+                failed.get_or_insert(error);
             }
             pinned = heads
                 .values()
                 .filter_map(Head::pinned_log_seq)
                 .fold(pinned, u64::min);
+            kept += heads.values().map(Head::unwritten_chunks).sum::<usize>();
         }
-        self.truncate_log(pinned)
+        self.kept_chunks
+            .store(kept as u64, std::sync::atomic::Ordering::Relaxed);
+        // The chunks kept after a failure pin their records: the log stays
+        // exactly as long as what is not yet in chunks on disk.
+        self.truncate_log(pinned)?;
+        failed.map_or(Ok(()), Err)
     }
 
-    /// Deletes ingest-log records below `below` unless a failed chunk write
-    /// asked to keep the log whole.
+    /// Deletes ingest-log records below `below`.
     fn truncate_log(&self, below: u64) -> Result<(), StorageError> {
-        if self.keep_log.load(Ordering::Relaxed) {
-            return Ok(());
-        }
         self.db
             .delete_range_cf(self.cf(CF_LOG), 0u64.to_be_bytes(), below.to_be_bytes())
             .map_err(|e| self.io("truncate ingest log", e))
@@ -602,6 +625,7 @@ impl Storage for RocksStorage {
     }
 
     fn stats(&self) -> StorageStats {
+        use std::sync::atomic::Ordering::Relaxed;
         StorageStats {
             series: self.index.read().expect("poisoned").len() as u64,
             disk_bytes: dir_bytes(&self.path),
@@ -612,7 +636,25 @@ impl Storage for RocksStorage {
             compaction_pending: self.db_property("rocksdb.compaction-pending"),
             write_delay_micros: self.db_opts.get_ticker_count(Ticker::StallMicros),
             compaction_bytes_written: self.db_opts.get_ticker_count(Ticker::CompactWriteBytes),
+            write_failures: self.batch_write_failures.load(Relaxed)
+                + self.chunk_write_failures.load(Relaxed),
         }
+    }
+
+    fn write_health(&self) -> Result<(), String> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Some(error) = self.batch_write_error.lock().expect("poisoned").as_ref() {
+            return Err(format!("batch writes fail: {error}"));
+        }
+        let kept = self.kept_chunks.load(Relaxed);
+        if kept > 0 {
+            let error = self.chunk_write_error.lock().expect("poisoned").clone();
+            return Err(format!(
+                "{kept} sealed chunks wait in memory to be written: {}",
+                error.unwrap_or_default()
+            ));
+        }
+        Ok(())
     }
 }
 

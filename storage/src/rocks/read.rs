@@ -32,7 +32,10 @@ impl RocksStorage {
     ) -> Result<(Vec<Point>, Vec<KeyValue>), StorageError> {
         let (open, snapshot) = {
             let heads = self.heads.lock(Heads::shard_of(id));
-            let open = heads.get(&id).map(Head::open_points).unwrap_or_default();
+            let open = heads
+                .get(&id)
+                .map(Head::points_in_memory)
+                .unwrap_or_default();
             (open, self.db.snapshot())
         };
         let mut opts = ReadOptions::default();

@@ -3,6 +3,7 @@
 use super::*;
 use nightjar_model::model::{Labels, Sample};
 use nightjar_model::selector::{MatchOp, Matcher};
+use std::sync::atomic::Ordering;
 
 fn key(metric: &str, host: &str) -> SeriesKey {
     SeriesKey {
@@ -595,4 +596,94 @@ fn unwritable_data_dir_names_the_path() {
     let bad = file.join("data");
     let err = RocksStorage::open(&bad).err().unwrap().to_string();
     assert!(err.contains(&bad.display().to_string()), "{err}");
+}
+
+#[test]
+fn a_failed_chunk_write_keeps_its_points_visible_and_in_the_log_until_written() {
+    const HOUR: i64 = 3_600_000;
+    let dir = tempfile::tempdir().unwrap();
+    let values = |s: &RocksStorage| -> Vec<f64> {
+        s.query_range(&host_selector("a"), i64::MIN, i64::MAX)
+            .unwrap()
+            .first()
+            .map(|(_, points)| points.iter().map(|p| p.value).collect())
+            .unwrap_or_default()
+    };
+    {
+        let s = RocksStorage::open(dir.path()).unwrap();
+        s.fail_chunk_writes.store(true, Ordering::Relaxed);
+        // Each batch starts a new hour, sealing the chunk before it.
+        for (seq, hour) in [(1, 0), (2, 1), (3, 2)] {
+            let out = s
+                .append(
+                    &batch("ag", "a", seq, &[("m", hour * HOUR, hour as f64)]),
+                    0,
+                )
+                .unwrap();
+            assert!(
+                matches!(out, AppendOutcome::Stored { .. }),
+                "the batch is durable in the log"
+            );
+        }
+        assert_eq!(
+            values(&s),
+            vec![0.0, 1.0, 2.0],
+            "kept chunks stay queryable"
+        );
+        assert!(
+            s.flush_heads(Duration::ZERO).is_err(),
+            "the retry fails too"
+        );
+        assert!(s.write_health().unwrap_err().contains("wait in memory"));
+        assert!(s.stats().write_failures > 0);
+        assert_eq!(s.log_records(), 3, "every record of a kept chunk stays");
+        // Dropped while the chunks are unwritten: a crash.
+    }
+    let s = RocksStorage::open(dir.path()).unwrap();
+    assert_eq!(
+        values(&s),
+        vec![0.0, 1.0, 2.0],
+        "replay brings every point back"
+    );
+    s.append(&batch("ag", "a", 4, &[("m", 3 * HOUR, 3.0)]), 0)
+        .unwrap();
+    s.flush_heads(Duration::ZERO).unwrap();
+    assert_eq!(s.write_health(), Ok(()));
+    assert_eq!(
+        s.log_records(),
+        0,
+        "all written: the log is truncated again"
+    );
+    drop(s);
+    let s = RocksStorage::open(dir.path()).unwrap();
+    assert_eq!(values(&s), vec![0.0, 1.0, 2.0, 3.0]);
+}
+
+#[test]
+fn chunks_kept_after_a_failure_are_written_with_the_next_write_in_order() {
+    const HOUR: i64 = 3_600_000;
+    let dir = tempfile::tempdir().unwrap();
+    let s = RocksStorage::open(dir.path()).unwrap();
+    s.fail_chunk_writes.store(true, Ordering::Relaxed);
+    s.append(&batch("ag", "a", 1, &[("m", 0, 0.0)]), 0).unwrap();
+    s.append(&batch("ag", "a", 2, &[("m", HOUR, 1.0)]), 0)
+        .unwrap();
+    s.fail_chunk_writes.store(false, Ordering::Relaxed);
+    // Sealing hour 1 writes the kept hour-0 chunk with it.
+    s.append(&batch("ag", "a", 3, &[("m", 2 * HOUR, 2.0)]), 0)
+        .unwrap();
+    s.flush_heads(Duration::from_secs(100 * 365 * 86_400))
+        .unwrap();
+    assert_eq!(s.write_health(), Ok(()));
+    assert_eq!(s.log_records(), 1, "only the open chunk's record is left");
+    drop(s);
+    let s = RocksStorage::open(dir.path()).unwrap();
+    let got: Vec<f64> = s
+        .query_range(&host_selector("a"), i64::MIN, i64::MAX)
+        .unwrap()[0]
+        .1
+        .iter()
+        .map(|p| p.value)
+        .collect();
+    assert_eq!(got, vec![0.0, 1.0, 2.0]);
 }

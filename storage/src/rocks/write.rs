@@ -120,20 +120,51 @@ impl RocksStorage {
                     timestamp_ms,
                     value,
                 };
-                match self.head_for(&mut heads, id).push(point, log_seq, now) {
-                    Ok(Some(chunk)) => sealed.push((id, chunk)),
+                let head = self.head_for(&mut heads, id);
+                match head.push(point, log_seq, now) {
+                    Ok(Some(chunk)) => {
+                        // Older chunks whose write failed go first, in the
+                        // same write: never a newer chunk on disk alone.
+                        sealed.extend(head.take_unwritten().into_iter().map(|c| (id, c)));
+                        sealed.push((id, chunk));
+                    }
                     Ok(None) => {}
                     Err(_not_newer) => refused += 1,
                 }
             }
             // Written under the shard lock, so a query sees each point
             // either in a head or in a written chunk, never both or neither.
-            if let Err(error) = self.write_sealed(&sealed) {
-                tracing::error!(%error, "cannot write sealed chunks; keeping the ingest log for replay");
-                self.keep_log.store(true, Ordering::Relaxed);
-            }
+            // A failure is not the batch's: it is durable in the ingest log,
+            // and its chunks are kept (logged and counted there).
+            let _ = self.write_or_keep(&mut heads, sealed);
         }
         refused
+    }
+
+    /// Writes `sealed`; if that fails, gives the chunks back to their heads
+    /// (which keep them, pinning the ingest log, until a later write or
+    /// the periodic flush succeeds). Returns the write's error.
+    pub(super) fn write_or_keep(
+        &self,
+        heads: &mut HeadMap,
+        sealed: Vec<(u64, SealedChunk)>,
+    ) -> Result<(), StorageError> {
+        let Err(error) = self.write_sealed(&sealed) else {
+            return Ok(());
+        };
+        *self.chunk_write_error.lock().expect("poisoned") = Some(error.to_string());
+        self.kept_chunks
+            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+        if let Some(lines_held_back) = CHUNK_WRITE_FAILED_LOG.due() {
+            tracing::error!(%error, chunks = sealed.len(), lines_held_back, "cannot write sealed chunks; keeping them in memory and in the ingest log until a write succeeds");
+        }
+        self.chunk_write_failures.fetch_add(1, Ordering::Relaxed);
+        for (id, chunk) in sealed {
+            if let Some(head) = heads.get_mut(&id) {
+                head.keep_unwritten(chunk);
+            }
+        }
+        Err(error)
     }
 
     /// Adds the batch's histogram samples to `wb`: the raw row and a merge
@@ -184,6 +215,14 @@ impl RocksStorage {
         if sealed.is_empty() {
             return Ok(());
         }
+        #[cfg(test)]
+        if self.fail_chunk_writes.load(Ordering::Relaxed) {
+            return Err(StorageError::Io {
+                path: self.path.display().to_string(),
+                operation: "write sealed chunks",
+                reason: "writes fail (fail_chunk_writes)".into(),
+            });
+        }
         let mut wb = WriteBatch::default();
         for (id, chunk) in sealed {
             wb.put_cf(self.cf(CF_RAW), time_key(*id, chunk.first_ts), &chunk.bytes);
@@ -223,6 +262,10 @@ impl RocksStorage {
             .map(|(id, s)| (id, s.point.timestamp_ms, s.point.value))
             .collect();
 
+        let mut wb = WriteBatch::default();
+        // Before the log seq is taken: an error here must not leave a seq
+        // in flight, which would pin the ingest log's floor for good.
+        let histograms_refused = self.add_histograms(&mut wb, batch)?;
         let log_seq = {
             let mut log = self.log.lock().expect("poisoned");
             let seq = log.next_seq;
@@ -230,13 +273,11 @@ impl RocksStorage {
             log.in_flight.insert(seq);
             seq
         };
-        let mut wb = WriteBatch::default();
         wb.put_cf(
             self.cf(CF_LOG),
             log_seq.to_be_bytes(),
             ingest_log::encode(&samples),
         );
-        let histograms_refused = self.add_histograms(&mut wb, batch)?;
         let meta_cf = self.cf(CF_META);
         wb.put_cf(
             meta_cf,
@@ -254,8 +295,16 @@ impl RocksStorage {
         let written = self.db.write_opt(wb, &sync);
         let refused = match written {
             // The batch is durable from here on; only now may it be acked.
-            Ok(()) => Ok(self.apply(log_seq, &samples)),
-            Err(e) => Err(self.io("write batch", e)),
+            Ok(()) => {
+                *self.batch_write_error.lock().expect("poisoned") = None;
+                Ok(self.apply(log_seq, &samples))
+            }
+            Err(e) => {
+                let error = self.io("write batch", e);
+                self.batch_write_failures.fetch_add(1, Ordering::Relaxed);
+                *self.batch_write_error.lock().expect("poisoned") = Some(error.to_string());
+                Err(error)
+            }
         };
         self.log
             .lock()
@@ -274,3 +323,8 @@ impl RocksStorage {
         })
     }
 }
+
+/// At most one "cannot write sealed chunks" line a minute (each failure is
+/// counted).
+static CHUNK_WRITE_FAILED_LOG: nightjar_common::log_limit::RateLimitedLog<60> =
+    nightjar_common::log_limit::RateLimitedLog::new();
