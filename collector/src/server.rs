@@ -21,7 +21,10 @@ use nightjar_model::limits::Limits;
 use nightjar_model::model::SeriesKey;
 use nightjar_proto::v1::alert_service_server::AlertServiceServer;
 use nightjar_storage::Storage;
-use nightjar_storage::rocks::{MAX_OPEN, RocksAlertStore, RocksStorage, system_clock};
+use nightjar_storage::rocks::{
+    MAX_OPEN, Recovery, ReopeningAlertStore, ReopeningStorage, RocksAlertStore, RocksStorage,
+    system_clock,
+};
 use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 
@@ -41,7 +44,8 @@ pub async fn run(config: Config, reload: Option<Reload>) -> anyhow::Result<()> {
     let data_dir = config.data_dir.clone();
     let retention = config.retention;
     let storage = tokio::task::spawn_blocking(move || {
-        RocksStorage::open_with(&data_dir, retention, system_clock())
+        let open = move || RocksStorage::open_with(&data_dir, retention, system_clock());
+        open().map(|storage| ReopeningStorage::new(storage, open))
     })
     .await
     .context("opening storage")??;
@@ -62,13 +66,18 @@ pub async fn run(config: Config, reload: Option<Reload>) -> anyhow::Result<()> {
 
     let alert_dir = config.data_dir.join("alerts");
     let (rules, alerting) = (config.rules.clone(), config.alerting.clone());
-    let alerter = tokio::task::spawn_blocking(move || {
+    let (alerter, alert_store) = tokio::task::spawn_blocking(move || {
+        let name = alert_dir.display().to_string();
         let store = RocksAlertStore::open(&alert_dir)?;
-        Alerter::open(Arc::new(store), rules, alerting)
+        let store = Arc::new(ReopeningAlertStore::new(store, name, move || {
+            RocksAlertStore::open(&alert_dir)
+        }));
+        Alerter::open(store.clone(), rules, alerting).map(|alerter| (alerter, store))
     })
     .await
     .context("opening the alert store")??;
     let alerter = Arc::new(alerter);
+    tokio::spawn(recover_periodically(storage.clone(), alert_store));
     seed_alerter(&alerter, &*storage, &config.name, now_ms());
     tracing::info!(rules = alerter.rules().len(), "alert rules loaded");
     tokio::spawn(alerter.clone().run_dispatcher());
@@ -282,7 +291,7 @@ const FLUSH_EVERY: Duration = Duration::from_secs(10);
 
 /// Writes chunks open longer than [`MAX_OPEN`] and truncates the ingest log,
 /// every [`FLUSH_EVERY`].
-async fn flush_heads_periodically(storage: Arc<RocksStorage>) {
+async fn flush_heads_periodically(storage: Arc<ReopeningStorage>) {
     let mut ticker = tokio::time::interval(FLUSH_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -292,6 +301,34 @@ async fn flush_heads_periodically(storage: Arc<RocksStorage>) {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::warn!(%error, "cannot write aged chunks"),
             Err(error) => tracing::warn!(%error, "flush task failed"),
+        }
+    }
+}
+
+/// How often failing databases are probed (and reopened if need be).
+const RECOVER_EVERY: Duration = Duration::from_secs(2);
+
+/// Brings the databases back after failing writes (a full disk that was
+/// freed), without a restart: `rocks/reopen.rs` says why that takes a
+/// reopen.
+async fn recover_periodically(storage: Arc<ReopeningStorage>, alerts: Arc<ReopeningAlertStore>) {
+    let mut ticker = tokio::time::interval(RECOVER_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let (storage, alerts) = (storage.clone(), alerts.clone());
+        let recovered =
+            tokio::task::spawn_blocking(move || (storage.recover(), alerts.recover())).await;
+        if let Ok((series, alert_store)) = recovered
+            && [&series, &alert_store]
+                .iter()
+                .any(|r| **r == Recovery::Reopened)
+        {
+            tracing::info!(
+                ?series,
+                ?alert_store,
+                "storage recovered from failing writes"
+            );
         }
     }
 }

@@ -6,7 +6,7 @@
 //! build them first with `cargo build --workspace --bins` (the README's test
 //! command does).
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -179,10 +179,27 @@ impl Collector {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Collector {
+        Collector::start_command(
+            Command::new(bin("nightjar-collector")),
+            port,
+            data_dir,
+            extra,
+            env,
+        )
+    }
+
+    /// Like [`Collector::start_env`], running `cmd` (the collector binary,
+    /// or a wrapper that runs it: [`small_fs::SmallFs::command`]).
+    pub fn start_command(
+        mut cmd: Command,
+        port: u16,
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Collector {
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let mut proc = Proc::spawn(
-            Command::new(bin("nightjar-collector"))
-                .arg("--listen")
+            cmd.arg("--listen")
                 .arg(addr.to_string())
                 .arg("--data-dir")
                 .arg(data_dir)
@@ -370,6 +387,29 @@ pub fn last_points(answer: &serde_json::Value) -> Vec<(serde_json::Value, f64)> 
         .collect()
 }
 
+/// The status port a daemon logged ("... ready" with `http_listen=ADDR`).
+pub fn status_addr(lines: &[String]) -> Option<SocketAddr> {
+    let line = lines.iter().find(|l| l.contains("HTTP status port"))?;
+    let at = line.find("127.0.0.1:")?;
+    let addr: String = line[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+        .collect();
+    addr.parse().ok()
+}
+
+/// A plain HTTP/1.0 GET; (status code, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, body.to_owned())
+}
+
 pub mod feeder;
 pub mod pki;
 pub mod receiver;
+pub mod small_fs;

@@ -1,32 +1,7 @@
 //! Health: the collector's gRPC health service, and the HTTP status port
 //! (`/healthz`, `/metrics` in the Prometheus text format) on both daemons.
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
-
 use nightjar_e2e::*;
-
-/// The status port a daemon logged ("... ready" with `http_listen=ADDR`).
-fn status_addr(lines: &[String]) -> Option<SocketAddr> {
-    let line = lines.iter().find(|l| l.contains("HTTP status port"))?;
-    let at = line.find("127.0.0.1:")?;
-    let addr: String = line[at..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-        .collect();
-    addr.parse().ok()
-}
-
-/// A plain HTTP/1.0 GET; (status code, body).
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, body.to_owned())
-}
 
 #[test]
 fn collector_serves_healthz_metrics_and_grpc_health() {
@@ -37,11 +12,11 @@ fn collector_serves_healthz_metrics_and_grpc_health() {
     });
     // Healthy once the first alert sweep completed (within a second).
     let body = poll("a healthy /healthz", || {
-        let (status, body) = get(addr, "/healthz");
+        let (status, body) = http_get(addr, "/healthz");
         (status == 200).then_some(body)
     });
     assert_eq!(body, "ok\n");
-    let (status, metrics) = get(addr, "/metrics");
+    let (status, metrics) = http_get(addr, "/metrics");
     assert_eq!(status, 200);
     assert!(
         metrics.contains("# TYPE collector_samples_stored_total counter\n"),
@@ -59,7 +34,7 @@ fn collector_serves_healthz_metrics_and_grpc_health() {
         metrics.contains("reason=\"timestamp_out_of_range\"} 0\n"),
         "{metrics}"
     );
-    assert_eq!(get(addr, "/nope").0, 404);
+    assert_eq!(http_get(addr, "/nope").0, 404);
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -103,9 +78,9 @@ fn agent_serves_healthz_after_its_first_sample_and_its_metrics() {
         status_addr(&agent.stderr_lines())
     });
     poll("a healthy agent", || {
-        (get(addr, "/healthz").0 == 200).then_some(())
+        (http_get(addr, "/healthz").0 == 200).then_some(())
     });
-    let (status, metrics) = get(addr, "/metrics");
+    let (status, metrics) = http_get(addr, "/metrics");
     assert_eq!(status, 200);
     assert!(
         metrics.contains("# TYPE agent_samples_total counter\n"),

@@ -29,6 +29,8 @@ pub struct RocksAlertStore {
     db: DB,
     path: String,
     next_seq: AtomicU64,
+    /// Whether the last write failed.
+    write_failed: std::sync::atomic::AtomicBool,
 }
 
 fn json<T: Serialize>(value: &T) -> Vec<u8> {
@@ -53,6 +55,7 @@ impl RocksAlertStore {
             db,
             path: display,
             next_seq: AtomicU64::new(0),
+            write_failed: std::sync::atomic::AtomicBool::new(false),
         };
         let last_outbox = store.last_key(CF_OUTBOX, 0)?;
         let last_history = store.last_key(CF_HISTORY, 8)?;
@@ -60,6 +63,23 @@ impl RocksAlertStore {
             .next_seq
             .store(last_outbox.max(last_history) + 1, Ordering::Relaxed);
         Ok(store)
+    }
+
+    /// Whether the last write failed.
+    pub fn writes_failing(&self) -> bool {
+        self.write_failed.load(Ordering::Relaxed)
+    }
+
+    /// A synced write of a probe key (default column family): whether the
+    /// database takes writes now.
+    pub fn probe(&self) -> Result<(), String> {
+        probe(&self.db)
+    }
+
+    /// Makes every later sequence number larger than `seq` (after a
+    /// reopen, above those handed out before it but not yet stored).
+    pub fn advance_seq_past(&self, seq: u64) {
+        self.next_seq.fetch_max(seq + 1, Ordering::Relaxed);
     }
 
     fn error(&self, operation: &'static str, reason: impl ToString) -> StoreError {
@@ -105,6 +125,21 @@ impl RocksAlertStore {
     }
 }
 
+/// A synced write of a probe key in `db`'s default column family.
+pub(super) fn probe(db: &DB) -> Result<(), String> {
+    let mut opts = WriteOptions::default();
+    opts.set_sync(true);
+    db.put_opt(b"nightjar-probe", now_bytes(), &opts)
+        .map_err(|e| e.to_string())
+}
+
+fn now_bytes() -> [u8; 8] {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    now.to_be_bytes()
+}
+
 impl AlertStore for RocksAlertStore {
     fn write(&self, changes: &Changes) -> Result<(), StoreError> {
         if changes.is_empty() {
@@ -132,9 +167,9 @@ impl AlertStore for RocksAlertStore {
         }
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
-        self.db
-            .write_opt(batch, &opts)
-            .map_err(|e| self.error("writing", e))
+        let written = self.db.write_opt(batch, &opts);
+        self.write_failed.store(written.is_err(), Ordering::Relaxed);
+        written.map_err(|e| self.error("writing", e))
     }
 
     fn alerts(&self) -> Result<Vec<Alert>, StoreError> {

@@ -55,11 +55,13 @@
 mod alerts;
 mod keys;
 mod read;
+mod reopen;
 #[cfg(test)]
 mod tests;
 mod write;
 
 pub use alerts::RocksAlertStore;
+pub use reopen::{Recovery, ReopeningAlertStore, ReopeningStorage};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -527,6 +529,22 @@ impl RocksStorage {
         self.db
             .delete_range_cf(self.cf(CF_LOG), 0u64.to_be_bytes(), below.to_be_bytes())
             .map_err(|e| self.io("truncate ingest log", e))
+    }
+
+    /// Whether writes are failing now (see [`Storage::write_health`]).
+    pub fn writes_failing(&self) -> bool {
+        self.write_health().is_err()
+    }
+
+    /// A synced write of a probe key (default column family): whether the
+    /// database takes writes now.
+    pub fn probe(&self) -> Result<(), String> {
+        alerts::probe(&self.db)
+    }
+
+    /// The data directory.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Records in the ingest log (for tests and diagnostics).
