@@ -166,9 +166,15 @@ pub trait AlertStore: Send + Sync + 'static {
     /// Every silence, expired ones included.
     fn silences(&self) -> Result<Vec<Silence>, StoreError>;
 
-    /// History from `since_ms` on, oldest first, at most `limit` lines
-    /// (the newest ones).
-    fn history(&self, since_ms: i64, limit: usize) -> Result<Vec<HistoryRecord>, StoreError>;
+    /// History from `since_ms` on (of `alert_id` only, if given), oldest
+    /// first, at most `limit` lines: the newest ones. Reads newest first
+    /// and stops at `limit`, so a long history costs only what is asked.
+    fn history(
+        &self,
+        since_ms: i64,
+        limit: usize,
+        alert_id: Option<&str>,
+    ) -> Result<Vec<HistoryRecord>, StoreError>;
 
     /// Deletes history older than `before_ms`.
     fn prune_history(&self, before_ms: i64) -> Result<(), StoreError>;
@@ -266,15 +272,24 @@ impl AlertStore for MemoryAlertStore {
         Ok(t.silences.values().cloned().collect())
     }
 
-    fn history(&self, since_ms: i64, limit: usize) -> Result<Vec<HistoryRecord>, StoreError> {
+    fn history(
+        &self,
+        since_ms: i64,
+        limit: usize,
+        alert_id: Option<&str>,
+    ) -> Result<Vec<HistoryRecord>, StoreError> {
         let t = self.tables.lock().expect("memory alert store lock");
         let mut out: Vec<HistoryRecord> = t
             .history
             .range((since_ms.max(0), 0)..)
-            .map(|(_, r)| r.clone())
+            .rev()
+            .map(|(_, r)| r)
+            .filter(|r| alert_id.is_none_or(|id| r.alert_id == id))
+            .take(limit)
+            .cloned()
             .collect();
-        let skip = out.len().saturating_sub(limit);
-        Ok(out.split_off(skip))
+        out.reverse();
+        Ok(out)
     }
 
     fn prune_history(&self, before_ms: i64) -> Result<(), StoreError> {

@@ -117,15 +117,9 @@ impl pb::alert_service_server::AlertService for AlertApi {
         };
         let alerter = self.alerter.clone();
         let records = tokio::task::spawn_blocking(move || {
-            // Filter first, then keep the newest `limit`.
-            alerter.history(req.since_ms, usize::MAX).map(|all| {
-                let mut kept: Vec<HistoryRecord> = all
-                    .into_iter()
-                    .filter(|h| req.alert_id.is_empty() || h.alert_id == req.alert_id)
-                    .collect();
-                let skip = kept.len().saturating_sub(limit);
-                kept.split_off(skip)
-            })
+            // The store reads newest first and stops at `limit`.
+            let alert_id = Some(req.alert_id.as_str()).filter(|id| !id.is_empty());
+            alerter.history(req.since_ms, limit, alert_id)
         })
         .await
         .map_err(blocking_error)?

@@ -22,6 +22,10 @@ use nightjar_storage::{Storage, StorageError, Tier};
 /// Most buckets one QueryRange may ask for per series (as Prometheus' 11,000).
 pub const MAX_BUCKETS: i64 = 11_000;
 
+/// Longest range of raw points (step 0) one query may read: 31 days. With
+/// the series limits (`[limits]`) this bounds what one answer can hold.
+pub const MAX_RAW_SPAN_MS: i64 = 31 * 86_400_000;
+
 /// The query service over a storage.
 pub struct QueryApi<S> {
     storage: Arc<S>,
@@ -259,10 +263,16 @@ impl<S: Storage> pb::query_service_server::QueryService for QueryApi<S> {
                 "step_ms 0 (raw points) cannot be combined with group",
             ));
         }
-        if step > 0 && (end - start) / step > MAX_BUCKETS {
+        // In i128: `end - start` over the whole i64 range does not fit.
+        let span = i128::from(end) - i128::from(start);
+        if step > 0 && span / i128::from(step) > i128::from(MAX_BUCKETS) {
             return Err(invalid(format!(
-                "step_ms {step} over {} ms gives more than {MAX_BUCKETS} points per series; raise the step",
-                end - start
+                "step_ms {step} over {span} ms gives more than {MAX_BUCKETS} points per series; raise the step"
+            )));
+        }
+        if step == 0 && span > i128::from(MAX_RAW_SPAN_MS) {
+            return Err(invalid(format!(
+                "step_ms 0 (raw points) over {span} ms: at most {MAX_RAW_SPAN_MS} ms (31 days) of raw points per query; give a step"
             )));
         }
         let by = req.group.map(|g| g.by);
@@ -473,6 +483,8 @@ mod tests {
             (ask(t0, t0 - 1, 0), "end_ms"),
             (ask(t0, t0 + 1, -5), "step_ms"),
             (ask(0, 100 * 86_400_000, 1_000), "step_ms"),
+            (ask(i64::MIN, i64::MAX, 1), "step_ms"),
+            (ask(i64::MIN, i64::MAX, 0), "step_ms 0"),
         ] {
             let status = q.query_range(request).await.unwrap_err();
             assert_eq!(status.code(), tonic::Code::InvalidArgument);

@@ -14,14 +14,25 @@ pub struct DurationError {
     pub reason: String,
 }
 
-/// Parses `value` as a duration; `key` names the config key or flag in the
-/// error.
+/// The longest duration accepted anywhere: ten years (365-day). Every
+/// duration is then safe to use as milliseconds in an `i64` and to add to
+/// a timestamp, so a rule's `window` or a maintenance window's `duration`
+/// cannot wrap into the past.
+pub const MAX: Duration = Duration::from_secs(10 * 365 * 86_400);
+
+/// Parses `value` as a duration of at most [`MAX`]; `key` names the config
+/// key or flag in the error.
 pub fn parse(key: &str, value: &str) -> Result<Duration, DurationError> {
-    humantime::parse_duration(value.trim()).map_err(|e| DurationError {
+    let error = |reason: String| DurationError {
         key: key.to_owned(),
         value: value.to_owned(),
-        reason: e.to_string(),
-    })
+        reason,
+    };
+    let d = humantime::parse_duration(value.trim()).map_err(|e| error(e.to_string()))?;
+    if d > MAX {
+        return Err(error("longer than ten years, the longest accepted".into()));
+    }
+    Ok(d)
 }
 
 /// Formats a duration the way `parse` reads it.
@@ -49,6 +60,9 @@ mod tests {
         check(" 2s ", Some(2_000));
         check("ten seconds", None);
         check("10", None);
+        check("3650days", Some(3650 * 86_400_000));
+        check("3651days", None);
+        check("100000000000years", None);
         check("", None);
     }
 

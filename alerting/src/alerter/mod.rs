@@ -342,9 +342,15 @@ impl Alerter {
         out
     }
 
-    /// History from `since_ms`, at most `limit` newest lines.
-    pub fn history(&self, since_ms: i64, limit: usize) -> Result<Vec<HistoryRecord>, StoreError> {
-        self.store.history(since_ms, limit)
+    /// History from `since_ms` (of `alert_id` only, if given), at most
+    /// `limit` newest lines.
+    pub fn history(
+        &self,
+        since_ms: i64,
+        limit: usize,
+        alert_id: Option<&str>,
+    ) -> Result<Vec<HistoryRecord>, StoreError> {
+        self.store.history(since_ms, limit, alert_id)
     }
 
     /// Every silence not yet ended (or all with `include_expired`).

@@ -38,8 +38,13 @@ impl AlertStore for CountingStore {
     fn silences(&self) -> Result<Vec<Silence>, StoreError> {
         self.inner.silences()
     }
-    fn history(&self, since_ms: i64, limit: usize) -> Result<Vec<HistoryRecord>, StoreError> {
-        self.inner.history(since_ms, limit)
+    fn history(
+        &self,
+        since_ms: i64,
+        limit: usize,
+        alert_id: Option<&str>,
+    ) -> Result<Vec<HistoryRecord>, StoreError> {
+        self.inner.history(since_ms, limit, alert_id)
     }
     fn prune_history(&self, before_ms: i64) -> Result<(), StoreError> {
         self.inner.prune_history(before_ms)
@@ -142,7 +147,7 @@ async fn the_dispatcher_delivers_from_memory_and_reads_the_store_once() {
     a.observe(&batch(3, t + 20_000, 80.0, &["sda"]), super::now_ms());
     eventually(
         || {
-            let history = store.inner.history(0, usize::MAX).unwrap();
+            let history = store.inner.history(0, usize::MAX, None).unwrap();
             let kinds: Vec<String> = history
                 .iter()
                 .map(|h| format!("{} {}", h.kind, h.detail))
@@ -176,7 +181,7 @@ async fn the_dispatcher_delivers_from_memory_and_reads_the_store_once() {
     );
     let notified = store
         .inner
-        .history(0, usize::MAX)
+        .history(0, usize::MAX, None)
         .unwrap()
         .into_iter()
         .filter(|h| h.kind == "notified")
@@ -209,7 +214,7 @@ async fn a_full_outbox_drops_its_oldest_entries_and_counts_them() {
     assert_eq!(series, vec!["c", "d", "e"]);
     assert_eq!(a.counters.outbox_full.load(Ordering::Relaxed), 2);
     let dropped: Vec<String> = store
-        .history(0, usize::MAX)
+        .history(0, usize::MAX, None)
         .unwrap()
         .into_iter()
         .filter(|h| h.kind == "dropped")
@@ -280,7 +285,7 @@ async fn a_failed_store_write_delays_the_page_and_never_loses_it() {
     let body = hook.bodies.lock().unwrap()[0].clone();
     assert_eq!(body["alerts"][0]["event"], "firing");
     let kinds: Vec<String> = store
-        .history(0, usize::MAX)
+        .history(0, usize::MAX, None)
         .unwrap()
         .into_iter()
         .map(|h| h.kind)

@@ -211,10 +211,13 @@ fn duration_ms(
         Some(t) if t.trim() == "0" => Ok(0),
         Some(t) => nightjar_common::duration::parse(field, t)
             .map(|d| d.as_millis() as i64)
-            .map_err(|_| {
+            .map_err(|e| {
                 err(
                     field,
-                    format!("{t:?} is not a duration; write it like 30s, 5m or 1h"),
+                    format!(
+                        "{t:?} is not a duration ({}); write it like 30s, 5m or 1h",
+                        e.reason
+                    ),
                 )
             }),
     }
@@ -550,6 +553,14 @@ runbook = "https://runbooks/cpu"
         assert!(
             error("[[rule]]\nname = \"x\"\nmetric = \"m\"\nwarning = 1\nfor = \"soon\"\n")
                 .starts_with("r.toml:1: rule \"x\": field `for`: \"soon\" is not a duration")
+        );
+        // A window that would wrap when cast to milliseconds is refused.
+        let long = error(
+            "[[rule]]\nname = \"x\"\nmetric = \"m\"\nwarning = 1\nwindow = \"300000000years\"\n",
+        );
+        assert!(
+            long.contains("field `window`") && long.contains("longer than ten years"),
+            "{long}"
         );
         assert!(
             error("[[rule]]\nname = \"x\"\nmetric = \"m\"\nwarning = 1\nrecovery = 5\n")

@@ -184,21 +184,31 @@ impl AlertStore for RocksAlertStore {
         self.all(CF_SILENCES)
     }
 
-    fn history(&self, since_ms: i64, limit: usize) -> Result<Vec<HistoryRecord>, StoreError> {
+    fn history(
+        &self,
+        since_ms: i64,
+        limit: usize,
+        alert_id: Option<&str>,
+    ) -> Result<Vec<HistoryRecord>, StoreError> {
         let start = history_key(since_ms, 0);
         let mut out = Vec::new();
-        let iter = self.db.iterator_cf(
-            self.cf(CF_HISTORY),
-            IteratorMode::From(&start, rocksdb::Direction::Forward),
-        );
-        for item in iter {
-            let (_, value) = item.map_err(|e| self.error("reading history", e))?;
-            if let Ok(record) = serde_json::from_slice::<HistoryRecord>(&value) {
+        // Newest first, so that only `limit` lines are ever held.
+        for item in self.db.iterator_cf(self.cf(CF_HISTORY), IteratorMode::End) {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, value) = item.map_err(|e| self.error("reading history", e))?;
+            if *key < start[..] {
+                break;
+            }
+            if let Ok(record) = serde_json::from_slice::<HistoryRecord>(&value)
+                && alert_id.is_none_or(|id| record.alert_id == id)
+            {
                 out.push(record);
             }
         }
-        let skip = out.len().saturating_sub(limit);
-        Ok(out.split_off(skip))
+        out.reverse();
+        Ok(out)
     }
 
     fn prune_history(&self, before_ms: i64) -> Result<(), StoreError> {
@@ -246,9 +256,54 @@ mod tests {
             used,
             "continues after the last stored seq"
         );
-        assert_eq!(store.history(0, 10).unwrap(), vec![record.clone(), record]);
-        assert_eq!(store.history(6, 10).unwrap(), vec![]);
+        assert_eq!(
+            store.history(0, 10, None).unwrap(),
+            vec![record.clone(), record]
+        );
+        assert_eq!(store.history(6, 10, None).unwrap(), vec![]);
         store.prune_history(6).unwrap();
-        assert!(store.history(0, 10).unwrap().is_empty());
+        assert!(store.history(0, 10, None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn history_reads_the_newest_lines_of_one_alert_up_to_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RocksAlertStore::open(dir.path()).unwrap();
+        let line = |at_ms: i64, alert_id: &str| HistoryRecord {
+            at_ms,
+            alert_id: alert_id.into(),
+            rule: "r".into(),
+            kind: "fired".into(),
+            severity: None,
+            value: None,
+            detail: String::new(),
+        };
+        let history: Vec<HistoryRecord> = (1..=100)
+            .map(|t| line(t * 10, if t % 2 == 0 { "even" } else { "odd" }))
+            .collect();
+        store
+            .write(&Changes {
+                history,
+                ..Changes::default()
+            })
+            .unwrap();
+        let times = |got: Vec<HistoryRecord>| got.iter().map(|h| h.at_ms).collect::<Vec<_>>();
+        assert_eq!(
+            times(store.history(0, 3, None).unwrap()),
+            vec![980, 990, 1000]
+        );
+        assert_eq!(
+            times(store.history(0, 3, Some("odd")).unwrap()),
+            vec![950, 970, 990],
+            "filtered before the limit, oldest first"
+        );
+        assert_eq!(
+            times(store.history(975, 10, Some("odd")).unwrap()),
+            vec![990]
+        );
+        assert_eq!(
+            store.history(i64::MIN, usize::MAX, None).unwrap().len(),
+            100
+        );
     }
 }

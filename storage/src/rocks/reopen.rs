@@ -326,8 +326,13 @@ impl AlertStore for ReopeningAlertStore {
         self.with("reading silences", AlertStore::silences)
     }
 
-    fn history(&self, since_ms: i64, limit: usize) -> Result<Vec<HistoryRecord>, StoreError> {
-        self.with("reading history", |s| s.history(since_ms, limit))
+    fn history(
+        &self,
+        since_ms: i64,
+        limit: usize,
+        alert_id: Option<&str>,
+    ) -> Result<Vec<HistoryRecord>, StoreError> {
+        self.with("reading history", |s| s.history(since_ms, limit, alert_id))
     }
 
     fn prune_history(&self, before_ms: i64) -> Result<(), StoreError> {
