@@ -203,6 +203,16 @@ pub fn pagerduty_event(n: &Notification, routing_key: &str) -> Value {
     event
 }
 
+/// Escapes text for Slack's mrkdwn (<https://api.slack.com/reference/surfaces/formatting#escaping>):
+/// `&`, `<`, `>`. Labels, summaries and statsd tags come from the watched
+/// systems; unescaped, `<!channel>` would ping everyone and `<url|text>`
+/// would plant a link.
+pub fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 /// A Slack incoming-webhook message for a group of notifications
 /// (<https://api.slack.com/messaging/webhooks>): `text` as the fallback and
 /// one attachment per alert, coloured by severity.
@@ -218,7 +228,7 @@ pub fn slack_body(group: &[&Notification]) -> Value {
         .map(|n| n.host())
         .filter(|h| !h.is_empty())
         .collect();
-    let text = format!(
+    let text = slack_escape(&format!(
         "{icon} [{}{}] {} — {}",
         first.event.as_str().to_uppercase(),
         first
@@ -230,7 +240,7 @@ pub fn slack_body(group: &[&Notification]) -> Value {
         } else {
             format!("{} alerts: {}", group.len(), hosts.join(", "))
         }
-    );
+    ));
     let attachments: Vec<Value> = group
         .iter()
         .map(|n| {
@@ -240,19 +250,19 @@ pub fn slack_body(group: &[&Notification]) -> Value {
                 _ => "#f2a600",
             };
             let mut fields = vec![
-                json!({ "title": "Host", "value": n.host(), "short": true }),
+                json!({ "title": "Host", "value": slack_escape(n.host()), "short": true }),
                 json!({ "title": "Severity", "value": n.severity.map_or("resolved", Level::as_str), "short": true }),
             ];
             if let Some(v) = n.value {
                 fields.push(json!({ "title": "Value", "value": super::engine::format_value(v), "short": true }));
             }
             if let Some(by) = &n.acked_by {
-                fields.push(json!({ "title": "Acknowledged by", "value": by, "short": true }));
+                fields.push(json!({ "title": "Acknowledged by", "value": slack_escape(by), "short": true }));
             }
             let mut a = json!({
                 "color": color,
                 "title": format!("{} ({})", n.rule, n.event.as_str()),
-                "text": n.summary,
+                "text": slack_escape(&n.summary),
                 "fields": fields,
                 "footer": format!("nightjar · alert {}", n.alert_id),
                 "ts": n.at_ms / 1000,
@@ -353,6 +363,27 @@ mod tests {
             "✅ [RESOLVED] disk_full — Disk / on db-1 at 97.5%"
         );
         assert_eq!(resolved["attachments"][0]["color"], "#2eb886");
+    }
+
+    #[test]
+    fn slack_text_from_labels_and_summaries_cannot_ping_or_link() {
+        let mut n = sample(NotifyEvent::Firing, Some(Level::Critical));
+        n.summary = "<!channel> see <https://evil.example|the fix> & more".into();
+        n.labels.insert("host".into(), "<@U123>".into());
+        let body = slack_body(&[&n]);
+        let all = body.to_string();
+        assert!(
+            !all.contains("<!channel>") && !all.contains("<@U123>") && !all.contains("<https"),
+            "{all}"
+        );
+        assert_eq!(
+            body["attachments"][0]["text"],
+            "&lt;!channel&gt; see &lt;https://evil.example|the fix&gt; &amp; more"
+        );
+        assert_eq!(
+            body["attachments"][0]["fields"][0]["value"],
+            "&lt;@U123&gt;"
+        );
     }
 
     #[test]

@@ -360,6 +360,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let token = match &cli.token_file {
         Some(path) => {
+            refuse_plaintext_token(&cli.collector)?;
             BearerToken::from_file("--token-file", path).map_err(|e| anyhow::anyhow!(e))?
         }
         None => BearerToken::none(),
@@ -414,6 +415,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let text = out.with_context(|| format!("collector at {addr}"))?;
     print!("{text}");
     Ok(())
+}
+
+/// A token is a credential: over plaintext it goes only to a loopback
+/// collector (the agent refuses the same).
+fn refuse_plaintext_token(url: &str) -> anyhow::Result<()> {
+    if url.starts_with("https://") {
+        return Ok(());
+    }
+    let host = url
+        .parse::<tonic::codegen::http::Uri>()
+        .ok()
+        .and_then(|u| u.host().map(str::to_owned))
+        .unwrap_or_default();
+    if nightjar_common::tls::is_loopback_host(&host) {
+        return Ok(());
+    }
+    bail!(
+        "--token-file: {url:?} is plaintext to a non-loopback host; the token would cross the network readable; use https:// with --ca"
+    )
 }
 
 async fn connect(

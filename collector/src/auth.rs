@@ -53,7 +53,9 @@ pub struct Caller {
 /// Token hashes → callers.
 #[derive(Debug, Default)]
 pub struct TokenTable {
-    by_hash: HashMap<[u8; 32], Caller>,
+    /// Replaced whole on SIGHUP ([`TokenTable::replace_with`]), so a
+    /// revoked token stops working without a restart.
+    by_hash: std::sync::RwLock<HashMap<[u8; 32], Caller>>,
 }
 fn parse_hash(text: &str) -> Option<[u8; 32]> {
     let hex = text.strip_prefix("sha256:")?;
@@ -100,7 +102,21 @@ impl TokenTable {
                 return Err(format!("{at}: this token hash is listed twice"));
             }
         }
-        Ok(TokenTable { by_hash })
+        Ok(TokenTable {
+            by_hash: std::sync::RwLock::new(by_hash),
+        })
+    }
+
+    /// Takes `other`'s tokens in place of these (every service holding
+    /// this table sees the change at its next call). Returns how many
+    /// tokens were added and removed.
+    pub fn replace_with(&self, other: &TokenTable) -> (usize, usize) {
+        let new = other.by_hash.read().expect("token table lock").clone();
+        let mut current = self.by_hash.write().expect("token table lock");
+        let added = new.keys().filter(|k| !current.contains_key(*k)).count();
+        let removed = current.keys().filter(|k| !new.contains_key(*k)).count();
+        *current = new;
+        (added, removed)
     }
 
     /// Loads a token file.
@@ -111,19 +127,23 @@ impl TokenTable {
     }
 
     /// The caller a token belongs to.
-    pub fn caller(&self, token: &str) -> Option<&Caller> {
+    pub fn caller(&self, token: &str) -> Option<Caller> {
         let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
-        self.by_hash.get(&digest)
+        self.by_hash
+            .read()
+            .expect("token table lock")
+            .get(&digest)
+            .cloned()
     }
 
     /// How many tokens there are.
     pub fn len(&self) -> usize {
-        self.by_hash.len()
+        self.by_hash.read().expect("token table lock").len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.by_hash.is_empty()
+        self.len() == 0
     }
 }
 
@@ -251,7 +271,7 @@ impl tonic::service::Interceptor for Authenticate {
                 self.role.as_str()
             )));
         }
-        request.extensions_mut().insert(caller.clone());
+        request.extensions_mut().insert(caller);
         Ok(request)
     }
 }

@@ -396,10 +396,8 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         ("limits", differs(&old.limits, &new.limits)),
         ("retention", differs(&old.retention, &new.retention)),
         ("tls", differs(&old.tls, &new.tls)),
-        (
-            "auth",
-            old.tokens.as_ref().map(|t| t.len()) != new.tokens.as_ref().map(|t| t.len()),
-        ),
+        // Turning tokens on or off; a changed token file applies at once.
+        ("auth", old.tokens.is_some() != new.tokens.is_some()),
         (
             "alerting.host_down_after",
             old.alerting.host_down_after != new.alerting.host_down_after,
@@ -423,8 +421,19 @@ async fn reload_on_sighup(
     while hup.recv().await.is_some() {
         if let Some(reload) = &reload {
             match reload() {
-                Ok(next) => {
+                Ok(mut next) => {
                     let keys = restart_needed(&current, &next);
+                    if let (Some(live), Some(read)) = (&current.tokens, &next.tokens) {
+                        let (added, removed) = live.replace_with(read);
+                        tracing::info!(
+                            tokens = live.len(),
+                            added,
+                            removed,
+                            "SIGHUP: token file reloaded"
+                        );
+                        // The services hold `live`; keep it.
+                        next.tokens = current.tokens.clone();
+                    }
                     if !keys.is_empty() {
                         tracing::warn!(keys = %keys.join(", "), "SIGHUP: these changes take effect after a restart");
                     }

@@ -147,9 +147,17 @@ fn a_crossing_fires_one_signed_webhook_and_the_resolve_follows() {
     assert_eq!(alert["labels"]["team"], "ops");
     assert_eq!(alert["runbook"], "https://runbooks.example/cpu");
 
-    // The signature header is HMAC-SHA256 of the exact body.
+    // The signature header is HMAC-SHA256 of "<timestamp>." and the exact
+    // body; the timestamp is the attempt's, in seconds.
     let raw = &s.receiver.received("/ops")[0];
+    let timestamp = raw.headers["x-nightjar-timestamp"].to_str().unwrap();
+    let seconds: i64 = timestamp.parse().unwrap();
+    assert!(
+        (seconds - now_ms() / 1000).abs() < 600,
+        "a current timestamp: {seconds}"
+    );
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(format!("{timestamp}.").as_bytes());
     mac.update(&raw.body);
     let expected: String = mac
         .finalize()

@@ -337,3 +337,61 @@ fn plaintext_off_loopback_is_refused_at_start() {
         "{err}"
     );
 }
+
+#[test]
+fn a_token_revoked_in_the_file_stops_working_at_sighup() {
+    let s = secure_collector();
+    assert!(s.cli_ok(&["hosts"]).is_array(), "the read token works");
+    // Revoke it and add another: the count of tokens stays the same.
+    let tokens = format!(
+        "{}{}",
+        token_line("agent", &s.host, "agent-secret-1"),
+        token_line("read", "ops-cli-2", "read-secret-2")
+    );
+    std::fs::write(s.dir.path().join("tokens"), tokens).unwrap();
+    s.collector.proc.signal("HUP");
+    poll("the token file to be reloaded", || {
+        s.collector
+            .proc
+            .stderr_lines()
+            .iter()
+            .any(|l| l.contains("token file reloaded"))
+            .then_some(())
+    });
+    let revoked = s.cli(
+        &["--token-file", s.read_token.to_str().unwrap()],
+        &["hosts"],
+    );
+    assert!(!revoked.status.success(), "a revoked token must not work");
+    assert!(
+        stderr(&revoked).contains("unknown token"),
+        "{}",
+        stderr(&revoked)
+    );
+    let new = write_token(s.dir.path(), "read2.token", "read-secret-2");
+    let out = s.cli(&["--token-file", new.to_str().unwrap()], &["hosts"]);
+    assert!(
+        out.status.success(),
+        "the new token works: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn the_cli_does_not_send_a_token_in_plaintext_off_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = write_token(dir.path(), "read.token", "read-secret-1");
+    let out = run_to_exit(Command::new(bin("nightjar")).args([
+        "--collector",
+        "http://10.255.255.1:7070",
+        "--token-file",
+        token.to_str().unwrap(),
+        "hosts",
+    ]));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("--token-file") && err.contains("plaintext") && err.contains("https://"),
+        "{err}"
+    );
+}
