@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use nightjar_e2e::{
-    Collector, agent_progress, free_port, latest_value, poll, poll_for, start_agent,
+    Collector, agent_progress, free_port, latest_value, log_events, poll, poll_for, start_agent,
     stored_timestamps, unique_host,
 };
 
@@ -209,7 +209,7 @@ fn corrupt_spool_record_is_skipped_counted_and_later_records_delivered() {
 }
 
 #[test]
-fn agent_with_lost_sequence_lease_continues_above_the_collectors_mark() {
+fn agent_with_lost_sequence_lease_takes_a_new_id_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let state_dir = dir.path().join("state");
     let collector = Collector::start(free_port(), &dir.path().join("data"));
@@ -226,44 +226,44 @@ fn agent_with_lost_sequence_lease_continues_above_the_collectors_mark() {
         .max()
         .unwrap();
 
-    // The sequence lease and the spool are lost; the agent id survives.
+    // The sequence lease and the spool are lost; the agent id survives, so
+    // the restarted agent counts from 1 again, below the collector's mark.
     std::fs::remove_file(state_dir.join("seq_lease")).unwrap();
     std::fs::remove_dir_all(state_dir.join("spool")).unwrap();
 
     let second = start_agent(&collector.url(), &host, &state_dir, &[]);
-    poll("three batches above the old mark to be acked", || {
+    poll("batches past the old mark's count to be acked", || {
         let (queued, acked) = agent_progress(&second.stderr_lines());
-        queued
-            .range(old_high + 1..)
-            .nth(2)
-            .filter(|(seq, _)| acked >= **seq)
-            .map(|_| ())
+        (queued.len() as u64 > old_high + 2
+            && acked >= *queued.keys().nth(old_high as usize + 2)?)
+        .then_some(())
     });
     let (queued, acked) = agent_progress(&second.stderr_lines());
     let stored = stored_timestamps(&collector, EVERY_BATCH, &host);
     assert_stored_once(&stored);
-    for (seq, ts) in queued.range(old_high + 1..=acked) {
-        assert!(
-            stored.contains(ts),
-            "batch {seq} (t={ts}) above the old mark was not stored"
-        );
-    }
-    // Only what was in flight before the first ack revealed the old mark is
-    // lost (taken for replays); without the jump it would be every batch up
-    // to the old mark.
-    let lost = queued
+    // The first ack named the old mark, above anything this agent sent:
+    // ignored, and a new id, under which every batch is stored. None is
+    // taken for a replay.
+    let lost: Vec<&u64> = queued
         .range(..=acked)
         .filter(|(_, ts)| !stored.contains(ts))
-        .count();
+        .map(|(seq, _)| seq)
+        .collect();
     assert!(
-        lost <= 2,
-        "{lost} batches were taken for replays (old mark {old_high})"
+        lost.is_empty(),
+        "batches {lost:?} were taken for replays (old mark {old_high})"
     );
     assert!(
         second
             .stderr_lines()
             .iter()
-            .any(|l| l.contains("never allocated")),
-        "the jump was not logged"
+            .any(|l| l.contains("took a new agent id")),
+        "the new id was not logged"
     );
+    let id_now = std::fs::read_to_string(state_dir.join("agent_id")).unwrap();
+    let id_before = log_events(&first.stderr_lines(), "agent starting")[0]["agent_id"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_default();
+    assert_ne!(id_now.trim(), id_before, "the new id is durable");
 }

@@ -190,16 +190,20 @@ async fn command(argv: &[String]) -> Result<(), Failure> {
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| fail("spawn", format!("{}: {e}", argv[0])))?;
-    let mut stderr = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
-        let mut buf = Vec::new();
-        let _ = (&mut pipe).take(4096).read_to_end(&mut buf).await;
-        stderr = String::from_utf8_lossy(&buf).trim().to_owned();
-    }
-    let status = child
-        .wait()
-        .await
-        .map_err(|e| fail("spawn", format!("{}: {e}", argv[0])))?;
+    let pipe = child.stderr.take();
+    let read_stderr = async {
+        let mut kept = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = (&mut pipe).take(4096).read_to_end(&mut kept).await;
+            // The rest is read and dropped, not left unread: closing the
+            // pipe early would kill a chatty command with SIGPIPE, and a
+            // healthy service would be reported down.
+            let _ = tokio::io::copy(&mut pipe, &mut tokio::io::sink()).await;
+        }
+        String::from_utf8_lossy(&kept).trim().to_owned()
+    };
+    let (stderr, status) = tokio::join!(read_stderr, child.wait());
+    let status = status.map_err(|e| fail("spawn", format!("{}: {e}", argv[0])))?;
     if status.success() {
         Ok(())
     } else {
@@ -207,5 +211,30 @@ async fn command(argv: &[String]) -> Result<(), Failure> {
             "exit_code",
             format!("{}: {status}; stderr: {stderr:?}", argv[0]),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::command;
+
+    fn argv(script: &str) -> Vec<String> {
+        ["sh", "-c", script].map(String::from).to_vec()
+    }
+
+    #[tokio::test]
+    async fn a_command_writing_much_to_stderr_is_judged_by_its_exit_code() {
+        // 100 KB to stderr, far past what is kept: not killed by SIGPIPE.
+        let chatty = "head -c 100000 /dev/zero >&2";
+        assert!(command(&argv(chatty)).await.is_ok());
+        let failing = "head -c 100000 /dev/zero | tr '\\0' y >&2; exit 2";
+        let error = command(&argv(failing)).await.unwrap_err();
+        let text = format!("{error:?}");
+        assert!(text.contains("exit status: 2"), "{text}");
+        assert!(
+            text.len() < 6_000,
+            "stderr kept short: {} bytes",
+            text.len()
+        );
     }
 }

@@ -200,12 +200,18 @@ impl Aggregator {
         let weight = 1.0 / line.rate;
         let mut taken = 0;
         let bad_value = Refused("value is not a finite number");
+        let overflow = Refused("the sum would leave the range of a 64-bit float");
         match &mut entry.state {
             State::Counter { total, interval } => {
                 for raw in values(line.values) {
                     let v = parse::parse_f64(raw).ok_or(bad_value)?;
-                    *total += v * weight;
-                    *interval += v * weight;
+                    // A sum past f64's range would be ±inf for good and
+                    // poison the series: refuse the value instead.
+                    let (t, i) = (*total + v * weight, *interval + v * weight);
+                    if !(t.is_finite() && i.is_finite()) {
+                        return Err(overflow);
+                    }
+                    (*total, *interval) = (t, i);
                     taken += 1;
                 }
             }
@@ -213,6 +219,9 @@ impl Aggregator {
                 for raw in values(line.values) {
                     let v = parse::parse_f64(raw).ok_or(bad_value)?;
                     if matches!(raw.first(), Some(b'+' | b'-')) {
+                        if !(*value + v).is_finite() {
+                            return Err(overflow);
+                        }
                         *value += v;
                     } else {
                         *value = v;
@@ -484,6 +493,26 @@ mod tests {
         let out = agg.flush().into_samples(1.0);
         assert_eq!(gauge(&out, "temp"), Some(12.0), "gauges keep their value");
         assert_eq!(gauge(&out, "users"), Some(0.0), "sets count per flush");
+    }
+
+    #[test]
+    fn sums_that_would_overflow_are_refused_and_the_series_stays_finite() {
+        let mut agg = Aggregator::new(10);
+        feed(&mut agg, &["big:1e308|c", "level:1e308|g"]);
+        for line in ["big:1e308|c", "level:+1e308|g"] {
+            let refused = agg.add(&parse::parse_line(line.as_bytes()).unwrap());
+            assert!(refused.is_err(), "{line} must be refused");
+        }
+        let out = agg.flush().into_samples(10.0);
+        assert_eq!(gauge(&out, "big_total"), Some(1e308));
+        assert_eq!(gauge(&out, "level"), Some(1e308));
+        assert!(
+            out.iter().all(|s| match &s.value {
+                AppValue::Gauge(v) => v.is_finite(),
+                AppValue::Histogram(_) => true,
+            }),
+            "no infinite value leaves the agent"
+        );
     }
 
     #[test]
