@@ -410,6 +410,7 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 pub mod feeder;
+pub mod notify;
 pub mod pki;
 pub mod receiver;
 pub mod small_fs;

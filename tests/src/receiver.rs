@@ -38,6 +38,8 @@ pub const BODY: &str = "nightjar test receiver: ok";
 
 #[derive(Default)]
 struct Shared {
+    /// Requests as they arrive, before the delay and the answer (status 0).
+    arrived: Mutex<Vec<Received>>,
     received: Mutex<Vec<Received>>,
     status: AtomicU16,
     delay_ms: AtomicU64,
@@ -57,6 +59,12 @@ async fn record(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, &'static str) {
+    shared.arrived.lock().unwrap().push(Received {
+        path: format!("/{path}"),
+        headers: headers.clone(),
+        body: body.to_vec(),
+        status: 0,
+    });
     let delay = shared.delay_ms.load(Ordering::SeqCst);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -75,6 +83,7 @@ impl Receiver {
     /// Starts a receiver answering 200 on `port`.
     pub fn start(port: u16) -> Receiver {
         let shared = Arc::new(Shared {
+            arrived: Mutex::new(Vec::new()),
             received: Mutex::new(Vec::new()),
             status: AtomicU16::new(200),
             delay_ms: AtomicU64::new(0),
@@ -127,6 +136,19 @@ impl Receiver {
         self.shared
             .delay_ms
             .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Every request that arrived on `path`, answered or not yet (a held
+    /// response: [`Receiver::set_delay`]).
+    pub fn arrived(&self, path: &str) -> Vec<Received> {
+        self.shared
+            .arrived
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| path.is_empty() || r.path == path)
+            .cloned()
+            .collect()
     }
 
     /// Everything received so far on `path` (all paths with "").

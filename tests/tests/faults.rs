@@ -7,6 +7,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use nightjar_e2e::feeder::{Feeder, now_ms};
+use nightjar_e2e::notify::NotifySocket;
+use nightjar_proto::v1 as pb;
+use pb::alert_service_client::AlertServiceClient;
+use pb::ingest_service_client::IngestServiceClient;
+use pb::query_service_client::QueryServiceClient;
 use nightjar_e2e::receiver::Receiver;
 use nightjar_e2e::small_fs::SmallFs;
 use nightjar_e2e::{
@@ -172,4 +177,193 @@ fn a_full_data_dir_acks_nothing_unstored_reports_unhealthy_and_recovers_without_
     assert_eq!(page["alerts"][0]["rule"], "probe_high");
     assert_acked_batches_stored_once(&collector, &agent.stderr_lines(), &host);
     collector.proc.kill();
+}
+
+/// A collector with the probe rule and a webhook to `receiver`, on
+/// `data_dir` (restartable with the same arguments).
+fn start_paging_collector(dir: &Path, port: u16) -> Collector {
+    Collector::start_with(
+        port,
+        &dir.join("data"),
+        &["--config", dir.join("collector.toml").to_str().unwrap()],
+    )
+}
+
+/// The distinct notification ids of the `event` notifications accepted.
+fn accepted_ids(receiver: &Receiver, event: &str) -> Vec<String> {
+    let mut ids: Vec<String> = receiver
+        .accepted("/ops")
+        .iter()
+        .flat_map(|b| b["alerts"].as_array().cloned().unwrap_or_default())
+        .filter(|a| a["event"] == event)
+        .filter_map(|a| a["id"].as_str().map(str::to_owned))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+#[test]
+fn sigkill_while_the_receiver_holds_its_response_open_redelivers_the_same_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(free_port());
+    write_config(dir.path(), &receiver);
+    let port = free_port();
+    let mut collector = start_paging_collector(dir.path(), port);
+    receiver.set_delay(Duration::from_secs(3600));
+    let mut feed = Feeder::new(&collector.url(), &unique_host("held"));
+    feed.send("probe", &[], 99.0);
+    let first = poll("the page to reach the receiver", || {
+        receiver.arrived("/ops").first().map(|r| r.json())
+    });
+    let id = first["alerts"][0]["id"].as_str().unwrap().to_owned();
+    collector.proc.kill();
+    receiver.set_delay(Duration::ZERO);
+    let _collector = start_paging_collector(dir.path(), port);
+    let ids = poll("the page to be delivered after the restart", || {
+        let ids = accepted_ids(&receiver, "firing");
+        (!ids.is_empty()).then_some(ids)
+    });
+    assert_eq!(ids, vec![id], "the same notification, not a new one");
+}
+
+#[test]
+fn sigkill_right_after_a_crossing_batchs_ack_still_pages_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(free_port());
+    write_config(dir.path(), &receiver);
+    let port = free_port();
+    let mut collector = start_paging_collector(dir.path(), port);
+    let mut feed = Feeder::new(&collector.url(), &unique_host("ackkill"));
+    // Acked: the transition and its outbox entry were durable before it.
+    feed.send("probe", &[], 99.0);
+    collector.proc.kill();
+    let _collector = start_paging_collector(dir.path(), port);
+    let ids = poll("the page after the restart", || {
+        let ids = accepted_ids(&receiver, "firing");
+        (!ids.is_empty()).then_some(ids)
+    });
+    assert_eq!(ids.len(), 1, "one page, under one id: {ids:?}");
+}
+
+/// Sends one batch on a stream of its own, as a hostile or buggy client
+/// would; the ack or the status that ended the stream.
+fn send_raw(url: &str, batch: pb::Batch) -> Result<pb::Ack, tonic::Status> {
+    runtime().block_on(async {
+        let mut client = IngestServiceClient::connect(url.to_owned())
+            .await
+            .expect("collector reachable");
+        let mut acks = client.stream(tokio_stream::once(batch)).await?.into_inner();
+        acks.message()
+            .await?
+            .ok_or_else(|| tonic::Status::unknown("stream ended without an ack"))
+    })
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn hostile_batch(agent_id: &str, host: &str, seq: u64, interval_ms: u64) -> pb::Batch {
+    pb::Batch {
+        agent_id: agent_id.into(),
+        host: host.into(),
+        seq,
+        interval_ms,
+        samples: vec![pb::Sample {
+            metric: "memory_used_bytes".into(),
+            labels: vec![pb::Label {
+                name: "host".into(),
+                value: host.into(),
+            }],
+            timestamp_ms: now_ms(),
+            value: Some(pb::sample::Value::Gauge(1.0)),
+        }],
+    }
+}
+
+#[test]
+fn hostile_wire_values_are_refused_and_the_victim_keeps_landing() {
+    let notify = NotifySocket::new();
+    let dir = tempfile::tempdir().unwrap();
+    let collector = Collector::start_env(
+        free_port(),
+        &dir.path().join("data"),
+        &[],
+        &[("NOTIFY_SOCKET", &notify.path), ("WATCHDOG_USEC", "2000000")],
+    );
+    let url = collector.url();
+    let victim = unique_host("victim");
+    let agent = start_agent(&url, &victim, &dir.path().join("state"), &[]);
+    poll("two acked batches", || {
+        (agent_progress(&agent.stderr_lines()).1 >= 2).then_some(())
+    });
+    let victim_id = poll("the victim's agent id", || {
+        nightjar_e2e::log_events(&agent.stderr_lines(), "agent starting")
+            .first()
+            .and_then(|e| e["agent_id"].as_str().map(str::to_owned))
+    });
+
+    // Another host's agent id with a huge seq: stored under that host's
+    // own mark, which is not the victim's.
+    let other = send_raw(&url, hostile_batch(&victim_id, "intruder", 1 << 62, 1_000));
+    assert!(other.is_ok(), "{other:?}");
+    // Values no agent can send: refused, naming the field.
+    for (batch, field) in [
+        (hostile_batch(&victim_id, &victim, u64::MAX, 1_000), "batch.seq"),
+        (hostile_batch(&victim_id, &victim, 0, 1_000), "batch.seq"),
+        (hostile_batch("hostile", "intruder-2", 1, 1 << 62), "batch.interval_ms"),
+    ] {
+        let status = send_raw(&url, batch).unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains(field), "{}", status.message());
+    }
+    let (query, history) = runtime().block_on(async {
+        let mut q = QueryServiceClient::connect(url.clone()).await.unwrap();
+        let query = q
+            .query_range(pb::QueryRangeRequest {
+                selector: Some(pb::Selector {
+                    metric: "memory_used_bytes".into(),
+                    matchers: Vec::new(),
+                }),
+                start_ms: i64::MIN,
+                end_ms: i64::MAX,
+                step_ms: 0,
+                ..Default::default()
+            })
+            .await;
+        let mut a = AlertServiceClient::connect(url.clone()).await.unwrap();
+        let history = a
+            .alert_history(pb::AlertHistoryRequest {
+                since_ms: i64::MIN,
+                limit: u32::MAX,
+                alert_id: String::new(),
+            })
+            .await;
+        (query, history)
+    });
+    let status = query.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("step_ms 0"), "{}", status.message());
+    assert!(history.is_ok(), "an unbounded history request is answered, capped: {history:?}");
+
+    // Still alive, still sweeping, and the victim's batches still land.
+    notify.drain();
+    notify.expect("WATCHDOG=1");
+    let (_, acked_after_attack) = agent_progress(&agent.stderr_lines());
+    poll("three more of the victim's batches to be acked", || {
+        (agent_progress(&agent.stderr_lines()).1 >= acked_after_attack + 3).then_some(())
+    });
+    assert_acked_batches_stored_once(&collector, &agent.stderr_lines(), &victim);
+    let status = status_addr(&collector.proc.stderr_lines()).expect("the status port");
+    let (_, metrics) = http_get(status, "/metrics");
+    let refused: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("collector_batches_refused_total"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no collector_batches_refused_total in {metrics}"));
+    assert_eq!(refused, 3.0, "each refused batch is counted");
 }

@@ -2,49 +2,8 @@
 //! creates: both daemons say READY=1 once they are up, ping WATCHDOG=1 while
 //! they work, and say STOPPING=1 on SIGTERM.
 
-use std::os::unix::net::UnixDatagram;
-use std::time::{Duration, Instant};
-
+use nightjar_e2e::notify::NotifySocket;
 use nightjar_e2e::*;
-
-/// The socket and the messages received on it.
-struct NotifySocket {
-    socket: UnixDatagram,
-    path: String,
-    _dir: tempfile::TempDir,
-}
-
-impl NotifySocket {
-    fn new() -> NotifySocket {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("notify.sock");
-        let socket = UnixDatagram::bind(&path).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        NotifySocket {
-            socket,
-            path: path.to_str().unwrap().to_owned(),
-            _dir: dir,
-        }
-    }
-
-    /// Waits (up to DEADLINE) for a message containing `line` as one of its
-    /// lines; returns the whole message.
-    fn expect(&self, line: &str) -> String {
-        let deadline = Instant::now() + DEADLINE;
-        let mut buf = [0u8; 4096];
-        loop {
-            assert!(Instant::now() < deadline, "no {line} on NOTIFY_SOCKET");
-            if let Ok(n) = self.socket.recv(&mut buf) {
-                let msg = String::from_utf8_lossy(&buf[..n]).to_string();
-                if msg.lines().any(|l| l == line) {
-                    return msg;
-                }
-            }
-        }
-    }
-}
 
 #[test]
 fn collector_notifies_ready_watchdog_and_stopping() {
