@@ -133,6 +133,26 @@ fn segment_name(first_seq: u64) -> String {
     format!("{first_seq:020}.seg")
 }
 
+/// The `acked` file's text: the seq and the CRC-32 of its digits, so a
+/// damaged mark (which, trusted, would drop unacked batches) is noticed.
+fn format_ack_mark(seq: u64) -> String {
+    let digits = seq.to_string();
+    format!("{digits} {:08x}\n", crc32fast::hash(digits.as_bytes()))
+}
+
+/// The seq of an `acked` file, or None if it is damaged. A bare number
+/// (an older agent's, without the checksum) is not trusted either: the
+/// cost is one resend of what is spooled, which the collector stores once.
+fn parse_ack_mark(text: &str) -> Option<u64> {
+    let mut parts = text.split_whitespace();
+    let (digits, sum) = (parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let seq = digits.parse::<u64>().ok()?;
+    (u32::from_str_radix(sum, 16).ok()? == crc32fast::hash(digits.as_bytes())).then_some(seq)
+}
+
 fn crc(seq: u64, payload: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(&seq.to_le_bytes());
@@ -279,8 +299,8 @@ impl Spool {
         std::fs::create_dir_all(dir).map_err(|e| err(dir, format!("cannot create: {e}")))?;
         let acked_path = dir.join("acked");
         let acked_through = match std::fs::read_to_string(&acked_path) {
-            Ok(text) => text.trim().parse::<u64>().unwrap_or_else(|_| {
-                tracing::warn!(path = %acked_path.display(), "unreadable ack mark; resending everything spooled (the collector drops duplicates)");
+            Ok(text) => parse_ack_mark(&text).unwrap_or_else(|| {
+                tracing::warn!(path = %acked_path.display(), text = %text.trim(), "damaged ack mark; resending everything spooled (the collector drops what it has)");
                 0
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
@@ -493,7 +513,7 @@ impl Spool {
     fn persist_ack(&self, acked_through: u64) {
         let path = self.dir.join("acked");
         let tmp = self.dir.join("acked.tmp");
-        let result = std::fs::write(&tmp, format!("{acked_through}\n"))
+        let result = std::fs::write(&tmp, format_ack_mark(acked_through))
             .and_then(|()| std::fs::rename(&tmp, &path));
         if let Err(e) = result {
             tracing::warn!(path = %path.display(), error = %e, "cannot record the ack mark; acked batches may be resent after a restart");
@@ -606,6 +626,17 @@ impl BatchQueue for Spool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ack_marks_carry_a_checksum_and_a_damaged_one_is_not_trusted() {
+        assert_eq!(parse_ack_mark(&format_ack_mark(42)), Some(42));
+        assert_eq!(parse_ack_mark("42\n"), None, "a bare number is not trusted");
+        let flipped = format_ack_mark(42).replace("42", "92");
+        assert_eq!(parse_ack_mark(&flipped), None, "a flipped digit");
+        assert_eq!(parse_ack_mark("18446744073709551615 00000000"), None);
+        assert_eq!(parse_ack_mark("banana"), None);
+        assert_eq!(parse_ack_mark(""), None);
+    }
 
     fn batch(seq: u64, n_samples: usize) -> pb::Batch {
         pb::Batch {

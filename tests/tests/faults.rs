@@ -8,16 +8,16 @@ use std::time::Duration;
 
 use nightjar_e2e::feeder::{Feeder, now_ms};
 use nightjar_e2e::notify::NotifySocket;
-use nightjar_proto::v1 as pb;
-use pb::alert_service_client::AlertServiceClient;
-use pb::ingest_service_client::IngestServiceClient;
-use pb::query_service_client::QueryServiceClient;
 use nightjar_e2e::receiver::Receiver;
 use nightjar_e2e::small_fs::SmallFs;
 use nightjar_e2e::{
     Collector, agent_progress, bin, free_port, http_get, poll, poll_for, start_agent, status_addr,
     stored_timestamps, unique_host,
 };
+use nightjar_proto::v1 as pb;
+use pb::alert_service_client::AlertServiceClient;
+use pb::ingest_service_client::IngestServiceClient;
+use pb::query_service_client::QueryServiceClient;
 
 /// memory_used_bytes is in every batch, so its timestamps stand for batches.
 const EVERY_BATCH: &str = "memory_used_bytes";
@@ -293,7 +293,10 @@ fn hostile_wire_values_are_refused_and_the_victim_keeps_landing() {
         free_port(),
         &dir.path().join("data"),
         &[],
-        &[("NOTIFY_SOCKET", &notify.path), ("WATCHDOG_USEC", "2000000")],
+        &[
+            ("NOTIFY_SOCKET", &notify.path),
+            ("WATCHDOG_USEC", "2000000"),
+        ],
     );
     let url = collector.url();
     let victim = unique_host("victim");
@@ -313,9 +316,15 @@ fn hostile_wire_values_are_refused_and_the_victim_keeps_landing() {
     assert!(other.is_ok(), "{other:?}");
     // Values no agent can send: refused, naming the field.
     for (batch, field) in [
-        (hostile_batch(&victim_id, &victim, u64::MAX, 1_000), "batch.seq"),
+        (
+            hostile_batch(&victim_id, &victim, u64::MAX, 1_000),
+            "batch.seq",
+        ),
         (hostile_batch(&victim_id, &victim, 0, 1_000), "batch.seq"),
-        (hostile_batch("hostile", "intruder-2", 1, 1 << 62), "batch.interval_ms"),
+        (
+            hostile_batch("hostile", "intruder-2", 1, 1 << 62),
+            "batch.interval_ms",
+        ),
     ] {
         let status = send_raw(&url, batch).unwrap_err();
         assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
@@ -347,8 +356,15 @@ fn hostile_wire_values_are_refused_and_the_victim_keeps_landing() {
     });
     let status = query.unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    assert!(status.message().contains("step_ms 0"), "{}", status.message());
-    assert!(history.is_ok(), "an unbounded history request is answered, capped: {history:?}");
+    assert!(
+        status.message().contains("step_ms 0"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        history.is_ok(),
+        "an unbounded history request is answered, capped: {history:?}"
+    );
 
     // Still alive, still sweeping, and the victim's batches still land.
     notify.drain();
@@ -366,4 +382,112 @@ fn hostile_wire_values_are_refused_and_the_victim_keeps_landing() {
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
         .unwrap_or_else(|| panic!("no collector_batches_refused_total in {metrics}"));
     assert_eq!(refused, 3.0, "each refused batch is counted");
+}
+
+/// Spools four batches with no collector, kills the agent, lets `damage`
+/// change the state dir, then delivers: returns the spooled (seq, ts) and
+/// the timestamps stored once the restarted agent's first batch is acked.
+fn deliver_damaged_spool(
+    test: &str,
+    damage: impl FnOnce(&Path, &[u8], &[usize]) -> Vec<u8>,
+) -> (Vec<(u64, i64)>, Vec<i64>) {
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = dir.path().join("state");
+    let port = free_port();
+    let host = unique_host(test);
+    let url = format!("http://127.0.0.1:{port}");
+    let mut first = start_agent(&url, &host, &state_dir, &[]);
+    poll("four spooled batches", || {
+        (agent_progress(&first.stderr_lines()).0.len() >= 4).then_some(())
+    });
+    first.kill();
+    let spooled: Vec<(u64, i64)> = agent_progress(&first.stderr_lines())
+        .0
+        .into_iter()
+        .collect();
+    let segment = std::fs::read_dir(state_dir.join("spool"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "seg"))
+        .expect("a spool segment");
+    let bytes = std::fs::read(&segment).unwrap();
+    // Record offsets, from each header's length field.
+    let mut offsets = vec![0usize];
+    while let Some(&at) = offsets.last() {
+        let next = at + 20 + u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        if next >= bytes.len() {
+            break;
+        }
+        offsets.push(next);
+    }
+    std::fs::write(&segment, damage(&state_dir, &bytes, &offsets)).unwrap();
+
+    let collector = Collector::start(port, &dir.path().join("data"));
+    let second = start_agent(&collector.url(), &host, &state_dir, &[]);
+    let first_new_seq = poll("the restarted agent to spool a batch", || {
+        agent_progress(&second.stderr_lines())
+            .0
+            .keys()
+            .next()
+            .copied()
+    });
+    poll("the restarted agent's first batch to be acked", || {
+        (agent_progress(&second.stderr_lines()).1 >= first_new_seq).then_some(())
+    });
+    assert_acked_batches_stored_once(&collector, &second.stderr_lines(), &host);
+    (spooled, stored_timestamps(&collector, EVERY_BATCH, &host))
+}
+
+#[test]
+fn a_damaged_length_field_loses_only_its_record() {
+    let (spooled, stored) = deliver_damaged_spool("badlen", |_, bytes, offsets| {
+        let mut bytes = bytes.to_vec();
+        let at = offsets[1] + 4;
+        bytes[at..at + 4].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+        bytes
+    });
+    assert!(
+        !stored.contains(&spooled[1].1),
+        "the damaged record was delivered"
+    );
+    for (seq, ts) in spooled.iter().filter(|(seq, _)| *seq != spooled[1].0) {
+        assert!(
+            stored.contains(ts),
+            "record {seq} beside the damaged one is missing"
+        );
+    }
+}
+
+#[test]
+fn a_header_cut_in_half_at_the_tail_loses_only_the_torn_record() {
+    let (spooled, stored) = deliver_damaged_spool("torn", |_, bytes, offsets| {
+        let last = *offsets.last().unwrap();
+        bytes[..last + 10].to_vec()
+    });
+    let torn = spooled.len() - 1;
+    for (seq, ts) in &spooled[..torn] {
+        assert!(
+            stored.contains(ts),
+            "record {seq} before the torn one is missing"
+        );
+    }
+    assert!(
+        !stored.contains(&spooled[torn].1),
+        "the torn record cannot be read"
+    );
+}
+
+#[test]
+fn a_corrupt_acked_file_resends_everything_and_stores_it_once() {
+    let (spooled, stored) = deliver_damaged_spool("badack", |state_dir, bytes, _| {
+        // Trusted, this mark would call every spooled batch delivered.
+        std::fs::write(state_dir.join("spool/acked"), "18446744073709551615\n").unwrap();
+        bytes.to_vec()
+    });
+    for (seq, ts) in &spooled {
+        assert!(
+            stored.contains(ts),
+            "record {seq} was dropped by a damaged ack mark"
+        );
+    }
 }
