@@ -278,9 +278,28 @@ pub fn start_agent_env(
     extra: &[&str],
     env: &[(&str, String)],
 ) -> Proc {
+    start_agent_command(
+        Command::new(bin("nightjar-agent")),
+        collector_url,
+        host,
+        state_dir,
+        extra,
+        env,
+    )
+}
+
+/// Like [`start_agent_env`], running `cmd` (the agent binary, or a wrapper
+/// that runs it: [`small_fs::SmallFs::command`]).
+pub fn start_agent_command(
+    mut cmd: Command,
+    collector_url: &str,
+    host: &str,
+    state_dir: &Path,
+    extra: &[&str],
+    env: &[(&str, String)],
+) -> Proc {
     Proc::spawn(
-        Command::new(bin("nightjar-agent"))
-            .env("RUST_LOG", "nightjar_agent=debug,info")
+        cmd.env("RUST_LOG", "nightjar_agent=debug,info")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .args([
                 "--collector",
@@ -412,5 +431,6 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 pub mod feeder;
 pub mod notify;
 pub mod pki;
+pub mod proxy;
 pub mod receiver;
 pub mod small_fs;

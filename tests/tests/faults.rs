@@ -491,3 +491,123 @@ fn a_corrupt_acked_file_resends_everything_and_stores_it_once() {
         );
     }
 }
+
+/// The value of an unlabelled-by-us counter on a daemon's `/metrics`.
+fn metric(proc: &nightjar_e2e::Proc, name: &str) -> Option<f64> {
+    let status = status_addr(&proc.stderr_lines())?;
+    let (_, body) = http_get(status, "/metrics");
+    body.lines()
+        .find(|l| l.starts_with(name) && !l.starts_with('#'))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn a_full_state_dir_is_counted_and_everything_spooled_is_delivered_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(fs) = small_fs(&dir.path().join("mnt"), 16, "full state dir") else {
+        return;
+    };
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let host = unique_host("fullstate");
+    let agent = nightjar_e2e::start_agent_command(
+        fs.command(bin("nightjar-agent")),
+        &url,
+        &host,
+        &fs.path.join("state"),
+        &[],
+        &[],
+    );
+    poll("three spooled batches", || {
+        (agent_progress(&agent.stderr_lines()).0.len() >= 3).then_some(())
+    });
+    fs.fill();
+    let failures = poll("spool writes to fail and be counted", || {
+        metric(&agent, "agent_spool_write_failures_total").filter(|n| *n >= 3.0)
+    });
+    assert!(failures >= 3.0);
+    assert!(
+        agent
+            .stderr_lines()
+            .iter()
+            .any(|l| l.contains("cannot spool a batch")),
+        "the failure is logged"
+    );
+    fs.free();
+    let spooled_before = agent_progress(&agent.stderr_lines()).0.len();
+    poll("spooling to resume", || {
+        (agent_progress(&agent.stderr_lines()).0.len() >= spooled_before + 2).then_some(())
+    });
+    let collector = Collector::start(port, &dir.path().join("data"));
+    let (queued, _) = agent_progress(&agent.stderr_lines());
+    let target = *queued.keys().max().unwrap();
+    poll_for(
+        "everything spooled to be acked",
+        Duration::from_secs(60),
+        || (agent_progress(&agent.stderr_lines()).1 >= target).then_some(()),
+    );
+    let stored = stored_timestamps(&collector, EVERY_BATCH, &host);
+    for (seq, ts) in &queued {
+        assert!(
+            stored.contains(ts),
+            "spooled batch {seq} (t={ts}) was not delivered"
+        );
+    }
+    assert_acked_batches_stored_once(&collector, &agent.stderr_lines(), &host);
+}
+
+#[test]
+fn a_sixty_second_blackhole_is_noticed_and_leaves_no_hole_and_no_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = Collector::start(free_port(), &dir.path().join("data"));
+    let proxy = nightjar_e2e::proxy::Proxy::start(collector.addr);
+    let host = unique_host("blackhole");
+    let agent = start_agent(
+        &format!("http://{}", proxy.addr),
+        &host,
+        &dir.path().join("state"),
+        &[],
+    );
+    poll("three acked batches through the proxy", || {
+        (agent_progress(&agent.stderr_lines()).1 >= 3).then_some(())
+    });
+    let started = std::time::Instant::now();
+    let failures_before = unreachable_lines(&agent);
+    proxy.set_blackhole(true);
+    // HTTP/2 keepalive (10 s, then 10 s for the answer) ends the frozen
+    // session; nothing closed it.
+    poll_for(
+        "the agent to notice the dead connection",
+        Duration::from_secs(45),
+        || (unreachable_lines(&agent) > failures_before).then_some(()),
+    );
+    // The fault lasts 60 s (reconnects are frozen too), then the route is back.
+    poll_for(
+        "the end of the 60 s blackhole",
+        Duration::from_secs(70),
+        || (started.elapsed() >= Duration::from_secs(60)).then_some(()),
+    );
+    proxy.set_blackhole(false);
+    let (queued, _) = agent_progress(&agent.stderr_lines());
+    let target = *queued.keys().max().unwrap();
+    poll_for(
+        "everything spooled meanwhile to be acked",
+        Duration::from_secs(90),
+        || (agent_progress(&agent.stderr_lines()).1 >= target).then_some(()),
+    );
+    let (queued, acked) = agent_progress(&agent.stderr_lines());
+    let stored = stored_timestamps(&collector, EVERY_BATCH, &host);
+    for (seq, ts) in queued.range(..=acked) {
+        assert!(stored.contains(ts), "hole: batch {seq} (t={ts}) is missing");
+    }
+    assert_acked_batches_stored_once(&collector, &agent.stderr_lines(), &host);
+}
+
+/// How many times the agent logged a failed or ended session.
+fn unreachable_lines(agent: &nightjar_e2e::Proc) -> usize {
+    agent
+        .stderr_lines()
+        .iter()
+        .filter(|l| l.contains("collector unreachable"))
+        .count()
+}
