@@ -15,7 +15,7 @@ fi
 
 # Fuzz builds go to their own target dir (nightly, sanitizer flags).
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-${CARGO_TARGET_DIR:-target}-fuzz}"
-for target in batch_decode spool_scan agent_config rule_file; do
+for target in batch_decode spool_scan agent_config rule_file api_args; do
     echo "fuzzing $target for ${seconds}s..." >&2
     # A scratch copy of the corpus: new inputs found during CI are not kept.
     scratch=$(mktemp -d)

@@ -12,9 +12,6 @@ use nightjar_alerting::engine::Alert;
 use nightjar_alerting::silence::Silence;
 use nightjar_alerting::store::HistoryRecord;
 
-/// Default and largest number of history entries in one answer.
-const HISTORY_LIMIT: usize = 10_000;
-
 /// The alert service.
 pub struct AlertApi {
     alerter: Arc<Alerter>,
@@ -111,10 +108,7 @@ impl pb::alert_service_server::AlertService for AlertApi {
         request: Request<pb::AlertHistoryRequest>,
     ) -> Result<Response<pb::AlertHistoryResponse>, Status> {
         let req = request.into_inner();
-        let limit = match req.limit {
-            0 => 1000,
-            n => (n as usize).min(HISTORY_LIMIT),
-        };
+        let limit = nightjar_model::api_args::history_limit(req.limit);
         let alerter = self.alerter.clone();
         let records = tokio::task::spawn_blocking(move || {
             // The store reads newest first and stops at `limit`.

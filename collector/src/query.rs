@@ -14,17 +14,13 @@ use tonic::{Request, Response, Status};
 
 use aggregate::Aggregation;
 use histogram::Figure;
+use nightjar_model::api_args::{check_range, whole_buckets};
 use nightjar_model::convert::{labels_to_wire, selector_from_wire, series_to_wire};
 use nightjar_model::model::{Labels, Point, SeriesKey, SharedKey};
 use nightjar_model::selector::Selector;
 use nightjar_storage::{Storage, StorageError, Tier};
 
-/// Most buckets one QueryRange may ask for per series (as Prometheus' 11,000).
-pub const MAX_BUCKETS: i64 = 11_000;
-
-/// Longest range of raw points (step 0) one query may read: 31 days. With
-/// the series limits (`[limits]`) this bounds what one answer can hold.
-pub const MAX_RAW_SPAN_MS: i64 = 31 * 86_400_000;
+pub use nightjar_model::api_args::MAX_BUCKETS;
 
 /// The query service over a storage.
 pub struct QueryApi<S> {
@@ -117,16 +113,6 @@ impl<S: Storage> QueryApi<S> {
             histogram::bucket(members.iter().map(Vec::as_slice), step, figure)
         }))
     }
-}
-
-/// Widens `[start, end]` to the whole step buckets it touches.
-fn whole_buckets(start: i64, end: i64, step: i64) -> (i64, i64) {
-    let start = start.div_euclid(step).saturating_mul(step);
-    let end = end
-        .div_euclid(step)
-        .saturating_mul(step)
-        .saturating_add(step - 1);
-    (start, end)
 }
 
 fn invalid(e: impl std::fmt::Display) -> Status {
@@ -252,29 +238,7 @@ impl<S: Storage> pb::query_service_server::QueryService for QueryApi<S> {
         let selector = selector_from_wire(req.selector).map_err(invalid)?;
         let (agg, figure) = aggregation_from_wire(req.aggregation)?;
         let (start, end, step) = (req.start_ms, req.end_ms, req.step_ms);
-        if end < start {
-            return Err(invalid(format!("end_ms {end} is before start_ms {start}")));
-        }
-        if step < 0 {
-            return Err(invalid(format!("step_ms {step} is negative")));
-        }
-        if step == 0 && req.group.is_some() {
-            return Err(invalid(
-                "step_ms 0 (raw points) cannot be combined with group",
-            ));
-        }
-        // In i128: `end - start` over the whole i64 range does not fit.
-        let span = i128::from(end) - i128::from(start);
-        if step > 0 && span / i128::from(step) > i128::from(MAX_BUCKETS) {
-            return Err(invalid(format!(
-                "step_ms {step} over {span} ms gives more than {MAX_BUCKETS} points per series; raise the step"
-            )));
-        }
-        if step == 0 && span > i128::from(MAX_RAW_SPAN_MS) {
-            return Err(invalid(format!(
-                "step_ms 0 (raw points) over {span} ms: at most {MAX_RAW_SPAN_MS} ms (31 days) of raw points per query; give a step"
-            )));
-        }
+        check_range(start, end, step, req.group.is_some()).map_err(invalid)?;
         let by = req.group.map(|g| g.by);
         let mut series = match agg {
             Some(agg) => {

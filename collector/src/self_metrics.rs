@@ -59,6 +59,8 @@ pub struct AlertFigures {
     pub dropped: u64,
     /// Notifications the outbox's full policy dropped since start.
     pub outbox_full: u64,
+    /// Alert-store writes that failed since start.
+    pub store_failures: u64,
 }
 
 impl AlertFigures {
@@ -78,6 +80,7 @@ impl AlertFigures {
         f.failed = c.failed.load(Ordering::Relaxed);
         f.dropped = c.dropped.load(Ordering::Relaxed);
         f.outbox_full = c.outbox_full.load(Ordering::Relaxed);
+        f.store_failures = c.store_failures.load(Ordering::Relaxed);
         f
     }
 }
@@ -168,6 +171,11 @@ pub fn batch(
             None,
             storage_stats.write_delay_micros as f64 / 1e6,
         ),
+        sample(
+            "collector_storage_write_failures_total",
+            None,
+            storage_stats.write_failures as f64,
+        ),
     ];
     if let Some(rate) = samples_per_sec {
         samples.push(sample("collector_samples_stored_per_sec", None, rate));
@@ -195,6 +203,11 @@ pub fn batch(
             "collector_notifications_queued",
             None,
             a.outbox as f64,
+        ));
+        samples.push(sample(
+            "collector_alert_store_write_failures_total",
+            None,
+            a.store_failures as f64,
         ));
         for (outcome, n) in [
             ("delivered", a.delivered),
