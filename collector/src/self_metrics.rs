@@ -346,6 +346,7 @@ mod tests {
                 hosts: 3,
                 samples_per_sec: Some(12.5),
                 alerts: Some(AlertFigures {
+                    store_failures: 0,
                     pending: 1,
                     warning: 2,
                     critical: 3,

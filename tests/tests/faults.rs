@@ -314,6 +314,14 @@ fn hostile_wire_values_are_refused_and_the_victim_keeps_landing() {
     // own mark, which is not the victim's.
     let other = send_raw(&url, hostile_batch(&victim_id, "intruder", 1 << 62, 1_000));
     assert!(other.is_ok(), "{other:?}");
+    poll("the collector to log one agent id on two hosts", || {
+        collector
+            .proc
+            .stderr_lines()
+            .iter()
+            .any(|l| l.contains("one agent id sends for two hosts"))
+            .then_some(())
+    });
     // Values no agent can send: refused, naming the field.
     for (batch, field) in [
         (
