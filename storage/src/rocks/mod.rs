@@ -161,6 +161,9 @@ pub struct RocksStorage {
     /// Tests: every chunk write fails while set.
     #[cfg(test)]
     pub(crate) fail_chunk_writes: std::sync::atomic::AtomicBool,
+    /// Tests: creating a series fails while set.
+    #[cfg(test)]
+    pub(crate) fail_series_creation: std::sync::atomic::AtomicBool,
     /// Series that hold histograms, so histogram reads skip the others.
     histogram_series: RwLock<HashSet<u64>>,
 }
@@ -349,6 +352,8 @@ impl RocksStorage {
             chunk_write_error: Mutex::new(None),
             #[cfg(test)]
             fail_chunk_writes: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(test)]
+            fail_series_creation: std::sync::atomic::AtomicBool::new(false),
             histogram_series: RwLock::default(),
         };
         storage.load()?;

@@ -687,3 +687,21 @@ fn chunks_kept_after_a_failure_are_written_with_the_next_write_in_order() {
         .collect();
     assert_eq!(got, vec![0.0, 1.0, 2.0]);
 }
+
+#[test]
+fn a_batch_that_fails_before_its_write_leaves_nothing_pinning_the_ingest_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = RocksStorage::open(dir.path()).unwrap();
+    s.fail_series_creation.store(true, Ordering::Relaxed);
+    let failing = histogram_batch("ag", "a", 1, &[("lat", 1_000, &[0.5])]);
+    assert!(s.append(&failing, 0).is_err());
+    s.fail_series_creation.store(false, Ordering::Relaxed);
+    s.append(&batch("ag", "a", 2, &[("m", 1_000, 1.0)]), 0)
+        .unwrap();
+    s.flush_heads(Duration::ZERO).unwrap();
+    assert_eq!(
+        s.log_records(),
+        0,
+        "a failed append must not leave its log seq in flight, pinning the floor"
+    );
+}

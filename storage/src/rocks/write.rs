@@ -59,6 +59,14 @@ impl RocksStorage {
         if let Some(id) = self.index.read().expect("poisoned").id(key) {
             return Ok(id);
         }
+        #[cfg(test)]
+        if self.fail_series_creation.load(Ordering::Relaxed) {
+            return Err(StorageError::Io {
+                path: self.path.display().to_string(),
+                operation: "create series",
+                reason: "fails (fail_series_creation)".into(),
+            });
+        }
         let id = *next_id;
         // Not synced on its own: the synced batch that uses it follows in the WAL.
         self.db
