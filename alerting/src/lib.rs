@@ -21,6 +21,7 @@ pub mod hooks;
 pub mod notify;
 pub mod outbox;
 pub mod route;
+pub mod services;
 pub mod silence;
 pub mod store;
 pub mod window;

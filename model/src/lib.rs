@@ -12,4 +12,5 @@ pub mod histogram;
 pub mod limits;
 pub mod model;
 pub mod selector;
+pub mod service;
 pub mod validate;
