@@ -71,6 +71,10 @@ pub struct RawConfig {
     /// Alert rule files or directories (`*.toml` inside); relative paths
     /// are relative to the config file. Unset: the built-in rules.
     pub rules: Option<Vec<PathBuf>>,
+    /// Service files or directories (`*.toml` inside), relative to the
+    /// config file; reloaded on SIGHUP. Unset: no services.
+    #[serde(default)]
+    pub services: Vec<PathBuf>,
     /// How long data is kept.
     #[serde(default)]
     pub retention: RawRetention,
@@ -174,6 +178,8 @@ pub struct Config {
     pub retention: Retention,
     /// Where the alert rules come from.
     pub rules: nightjar_alerting::alerter::RuleSource,
+    /// Service files and directories (`docs/services.md`).
+    pub services: Vec<PathBuf>,
     /// Hooks, routes, maintenance windows, host_down.
     pub alerting: nightjar_alerting::config::Alerting,
     /// TLS for the listener, if configured.
@@ -343,6 +349,7 @@ impl Config {
             minute: tier("retention.1m", &raw.retention.minute, defaults.minute)?,
             hour: tier("retention.1h", &raw.retention.hour, defaults.hour)?,
         };
+        let services = raw.services.iter().map(|p| config_dir.join(p)).collect();
         let rules = match raw.rules {
             None => nightjar_alerting::alerter::RuleSource::Defaults,
             Some(paths) => nightjar_alerting::alerter::RuleSource::Paths(
@@ -416,6 +423,7 @@ impl Config {
             limits,
             retention,
             rules,
+            services,
             alerting,
         })
     }

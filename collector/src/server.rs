@@ -11,6 +11,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::alert_api::AlertApi;
 use crate::auth::{AuthLog, Authenticate, Role, TokenTable};
+use crate::board::{BoardApi, ServiceCatalog};
 use crate::config::Config;
 use crate::ingest::IngestApi;
 use crate::query::QueryApi;
@@ -20,6 +21,7 @@ use nightjar_alerting::alerter::{Alerter, now_ms};
 use nightjar_model::limits::Limits;
 use nightjar_model::model::SeriesKey;
 use nightjar_proto::v1::alert_service_server::AlertServiceServer;
+use nightjar_proto::v1::board_service_server::BoardServiceServer;
 use nightjar_storage::Storage;
 use nightjar_storage::rocks::{
     MAX_OPEN, Recovery, ReopeningAlertStore, ReopeningStorage, RocksAlertStore, RocksStorage,
@@ -41,6 +43,10 @@ pub type Reload = Box<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
 pub async fn run(config: Config, reload: Option<Reload>) -> anyhow::Result<()> {
     // Watch SIGHUP before anything else: unwatched, it would end the process.
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    // Services are checked before anything opens: a bad file is a start error.
+    let catalog = Arc::new(
+        ServiceCatalog::load(config.services.clone()).map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
     let data_dir = config.data_dir.clone();
     let retention = config.retention;
     let storage = tokio::task::spawn_blocking(move || {
@@ -93,6 +99,7 @@ pub async fn run(config: Config, reload: Option<Reload>) -> anyhow::Result<()> {
             tokio::spawn(reload_on_sighup(
                 hangup,
                 alerter.clone(),
+                catalog.clone(),
                 reload,
                 config.clone(),
             ));
@@ -138,6 +145,7 @@ pub async fn run(config: Config, reload: Option<Reload>) -> anyhow::Result<()> {
         auth_log: auth_log.clone(),
         tokens: config.tokens.clone(),
         mtls: config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+        catalog: catalog.clone(),
     };
     tokio::spawn(flush_heads_periodically(storage.clone()));
     let mut builder = tonic::transport::Server::builder();
@@ -215,6 +223,8 @@ pub struct Wiring<S> {
     pub tokens: Option<Arc<TokenTable>>,
     /// Whether agents must present a client certificate.
     pub mtls: bool,
+    /// The declared services (the BoardService fronts them).
+    pub catalog: Arc<ServiceCatalog>,
 }
 
 impl<S: Storage> Wiring<S> {
@@ -241,9 +251,15 @@ impl<S: Storage> Wiring<S> {
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let query = QueryServiceServer::new(QueryApi::new(self.storage.clone()));
         let alerts = AlertServiceServer::new(AlertApi::new(self.alerter.clone()));
+        let board = BoardServiceServer::new(BoardApi::new(
+            self.storage.clone(),
+            self.alerter.clone(),
+            self.catalog.clone(),
+        ));
         Routes::new(InterceptedService::new(ingest, authenticate(Role::Agent)))
             .add_service(InterceptedService::new(query, authenticate(Role::Read)))
             .add_service(InterceptedService::new(alerts, authenticate(Role::Read)))
+            .add_service(InterceptedService::new(board, authenticate(Role::Read)))
     }
 }
 
@@ -415,6 +431,7 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
 async fn reload_on_sighup(
     mut hup: tokio::signal::unix::Signal,
     alerter: Arc<Alerter>,
+    catalog: Arc<ServiceCatalog>,
     reload: Option<Reload>,
     mut current: Config,
 ) {
@@ -456,6 +473,14 @@ async fn reload_on_sighup(
             Ok(Ok(n)) => tracing::info!(rules = n, "SIGHUP: alert rules reloaded"),
             Ok(Err(error)) => {
                 tracing::error!(%error, "SIGHUP: alert rules not reloaded; the previous rules stay in force")
+            }
+            Err(error) => tracing::error!(%error, "SIGHUP: reload task failed"),
+        }
+        let (c, paths) = (catalog.clone(), current.services.clone());
+        match tokio::task::spawn_blocking(move || c.reload(paths)).await {
+            Ok(Ok(n)) => tracing::info!(services = n, "SIGHUP: services reloaded"),
+            Ok(Err(error)) => {
+                tracing::error!(%error, "SIGHUP: services not reloaded; the previous services stay")
             }
             Err(error) => tracing::error!(%error, "SIGHUP: reload task failed"),
         }

@@ -15,6 +15,7 @@ use nightjar_storage::memory::MemoryStorage;
 use tonic::transport::Channel;
 
 use crate::auth::{AuthLog, TokenTable};
+use crate::board::ServiceCatalog;
 use crate::server::Wiring;
 use crate::telemetry::IngestCounters;
 
@@ -29,6 +30,8 @@ pub struct Options {
     pub rules: Option<&'static str>,
     /// `[alerting]`.
     pub alerting: Alerting,
+    /// A service file's text; no services without it.
+    pub services: Option<&'static str>,
 }
 
 /// A collector in this process.
@@ -69,6 +72,14 @@ impl TestCollector {
             .map(|text| Arc::new(TokenTable::parse("tokens", &text).expect("token file parses")));
         let counters = Arc::new(IngestCounters::default());
         let auth_log = Arc::new(AuthLog::default());
+        let catalog = match options.services {
+            None => ServiceCatalog::default(),
+            Some(text) => {
+                let parsed = nightjar_model::service::parse_services("test-services.toml", text)
+                    .expect("services");
+                ServiceCatalog::of(parsed.into_iter().map(|(s, _)| s).collect())
+            }
+        };
         let wiring = Wiring {
             storage: storage.clone(),
             alerter: alerter.clone(),
@@ -76,6 +87,7 @@ impl TestCollector {
             limits: options.limits,
             auth_log: auth_log.clone(),
             tokens,
+            catalog: Arc::new(catalog),
             mtls: false,
         };
         let channel = nightjar_common::in_process::channel(wiring.routes()).await;
@@ -102,6 +114,11 @@ impl TestCollector {
     /// An alert client.
     pub fn alerts(&self) -> pb::alert_service_client::AlertServiceClient<Channel> {
         pb::alert_service_client::AlertServiceClient::new(self.channel.clone())
+    }
+
+    /// A board client.
+    pub fn board(&self) -> pb::board_service_client::BoardServiceClient<Channel> {
+        pb::board_service_client::BoardServiceClient::new(self.channel.clone())
     }
 }
 

@@ -1,0 +1,327 @@
+//! The services and their states for the board: the `BoardService` gRPC
+//! API (list, watch) over the declared services (`ServiceCatalog`, loaded
+//! from the service files and replaced on SIGHUP), evaluated from the
+//! alerter's active alerts and the storage's series
+//! (`nightjar_alerting::services`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use nightjar_alerting::alerter::{Alerter, now_ms};
+use nightjar_alerting::services::{Health, ServiceState, evaluate};
+use nightjar_model::service::{self, Service, ServiceError};
+use nightjar_proto::v1 as pb;
+use nightjar_storage::Storage;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+/// How often a watcher re-evaluates when no alert changed (data arriving
+/// or going away changes grey to green and back).
+const WATCH_TICK: Duration = Duration::from_secs(1);
+
+/// The declared services.
+#[derive(Default)]
+pub struct ServiceCatalog {
+    paths: Vec<PathBuf>,
+    services: RwLock<Arc<Vec<Service>>>,
+}
+
+impl ServiceCatalog {
+    /// Loads the service files at `paths` (none: no services).
+    pub fn load(paths: Vec<PathBuf>) -> Result<ServiceCatalog, ServiceError> {
+        let services = service::load(&paths)?;
+        Ok(ServiceCatalog {
+            paths,
+            services: RwLock::new(Arc::new(services)),
+        })
+    }
+
+    /// Services given directly (tests).
+    pub fn of(services: Vec<Service>) -> ServiceCatalog {
+        ServiceCatalog {
+            paths: Vec::new(),
+            services: RwLock::new(Arc::new(services)),
+        }
+    }
+
+    /// Reads the files again (SIGHUP); on error nothing changes. Returns
+    /// how many services there are now.
+    pub fn reload(&self, paths: Vec<PathBuf>) -> Result<usize, ServiceError> {
+        let services = service::load(&paths)?;
+        let n = services.len();
+        *self.services.write().expect("services lock") = Arc::new(services);
+        Ok(n)
+    }
+
+    /// The paths last loaded.
+    pub fn paths(&self) -> &[PathBuf] {
+        &self.paths
+    }
+
+    /// The services now.
+    pub fn services(&self) -> Arc<Vec<Service>> {
+        self.services.read().expect("services lock").clone()
+    }
+}
+
+/// The board's gRPC API.
+pub struct BoardApi<S> {
+    storage: Arc<S>,
+    alerter: Arc<Alerter>,
+    catalog: Arc<ServiceCatalog>,
+}
+
+impl<S> Clone for BoardApi<S> {
+    fn clone(&self) -> Self {
+        BoardApi {
+            storage: self.storage.clone(),
+            alerter: self.alerter.clone(),
+            catalog: self.catalog.clone(),
+        }
+    }
+}
+
+impl<S: Storage> BoardApi<S> {
+    /// The API over `catalog`, judged by `alerter` and `storage`.
+    pub fn new(storage: Arc<S>, alerter: Arc<Alerter>, catalog: Arc<ServiceCatalog>) -> Self {
+        BoardApi {
+            storage,
+            alerter,
+            catalog,
+        }
+    }
+
+    /// Every service's state now.
+    fn states(&self) -> (Arc<Vec<Service>>, Vec<ServiceState>) {
+        let services = self.catalog.services();
+        let active: Vec<_> = self
+            .alerter
+            .active(now_ms())
+            .into_iter()
+            .map(|(a, _)| a)
+            .collect();
+        let storage = self.storage.clone();
+        let states = evaluate(&services, &active, &|selector| {
+            !storage.series(selector).is_empty()
+        });
+        (services, states)
+    }
+}
+
+fn health_to_wire(h: Health) -> pb::Health {
+    match h {
+        Health::Ok => pb::Health::Ok,
+        Health::Unknown => pb::Health::Unknown,
+        Health::Warning => pb::Health::Warning,
+        Health::Critical => pb::Health::Critical,
+    }
+}
+
+fn status_to_wire(service: &Service, state: &ServiceState) -> pb::ServiceStatus {
+    pb::ServiceStatus {
+        name: service.name.clone(),
+        description: service.description.clone(),
+        team: service.team.clone(),
+        weight: service.weight,
+        health: health_to_wire(state.health) as i32,
+        components: state
+            .components
+            .iter()
+            .zip(&service.components)
+            .map(|(c, declared)| pb::ComponentStatus {
+                name: c.name.clone(),
+                layer: c.layer.as_str().into(),
+                health: health_to_wire(c.health) as i32,
+                alert_ids: c.alerts.clone(),
+                reason: c.reason.clone(),
+                selector: declared.selector_text.clone(),
+            })
+            .collect(),
+        dependencies: state
+            .dependencies
+            .iter()
+            .map(|(name, h)| pb::DependencyStatus {
+                service: name.clone(),
+                health: health_to_wire(*h) as i32,
+            })
+            .collect(),
+        contacts: service
+            .contacts
+            .iter()
+            .map(|c| pb::ServiceContact {
+                team: c.team.clone(),
+                hours: c.hours.clone(),
+                phone: c.phone.clone(),
+                email: c.email.clone(),
+                chat: c.chat.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn to_wire(services: &[Service], states: &[ServiceState]) -> Vec<pb::ServiceStatus> {
+    states
+        .iter()
+        .filter_map(|state| {
+            let service = services.iter().find(|s| s.name == state.name)?;
+            Some(status_to_wire(service, state))
+        })
+        .collect()
+}
+
+#[tonic::async_trait]
+impl<S: Storage> pb::board_service_server::BoardService for BoardApi<S> {
+    async fn list_services(
+        &self,
+        _request: Request<pb::ListServicesRequest>,
+    ) -> Result<Response<pb::ListServicesResponse>, Status> {
+        let me = self.clone();
+        let (services, states) = tokio::task::spawn_blocking(move || me.states())
+            .await
+            .map_err(|e| Status::internal(format!("evaluating services failed: {e}")))?;
+        Ok(Response::new(pb::ListServicesResponse {
+            services: to_wire(&services, &states),
+        }))
+    }
+
+    type WatchServicesStream = ReceiverStream<Result<pb::ServiceEvent, Status>>;
+
+    async fn watch_services(
+        &self,
+        _request: Request<pb::WatchServicesRequest>,
+    ) -> Result<Response<Self::WatchServicesStream>, Status> {
+        let (tx, rx) = mpsc::channel(64);
+        let me = self.clone();
+        let mut alert_events = self.alerter.subscribe();
+        tokio::spawn(async move {
+            let mut last: BTreeMap<String, pb::ServiceStatus> = BTreeMap::new();
+            let mut tick = tokio::time::interval(WATCH_TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let judge = me.clone();
+                let Ok((services, states)) =
+                    tokio::task::spawn_blocking(move || judge.states()).await
+                else {
+                    return;
+                };
+                for status in to_wire(&services, &states) {
+                    let previous = last.get(&status.name);
+                    if previous.is_some_and(|p| *p == status) {
+                        continue;
+                    }
+                    let event = pb::ServiceEvent {
+                        at_ms: now_ms(),
+                        previous: previous.map_or(pb::Health::Unspecified as i32, |p| p.health),
+                        service: Some(status.clone()),
+                    };
+                    if tx.send(Ok(event)).await.is_err() {
+                        return;
+                    }
+                    last.insert(status.name.clone(), status);
+                }
+                // An alert change is judged at once; data coming and going
+                // at the next tick.
+                tokio::select! {
+                    event = alert_events.recv() => {
+                        if matches!(event, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                            return;
+                        }
+                    }
+                    _ = tick.tick() => {}
+                    () = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nightjar_proto::v1 as pb;
+
+    use crate::testing::{Options, TestCollector, now_ms, send, wire_batch};
+
+    const RULES: &str =
+        "[[rule]]\nname = \"hot\"\nmetric = \"temp\"\nwarning = 50\ncritical = 90\n";
+    const SERVICES: &str = "[[service]]\nname = \"shop\"\nteam = \"web\"\n[[service.contact]]\nteam = \"web on call\"\nphone = \"123\"\n[[service.component]]\nname = \"web host\"\nlayer = \"machine\"\nmatchers = [\"host=web-1\"]\n";
+
+    async fn shop(c: &TestCollector) -> pb::ServiceStatus {
+        let mut board = c.board();
+        let answer = board
+            .list_services(pb::ListServicesRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        answer.services.into_iter().next().expect("one service")
+    }
+
+    #[tokio::test]
+    async fn a_service_is_grey_without_data_then_follows_its_alerts() {
+        let c = TestCollector::with(Options {
+            rules: Some(RULES),
+            services: Some(SERVICES),
+            ..Options::default()
+        })
+        .await;
+        let before = shop(&c).await;
+        assert_eq!(
+            before.health,
+            pb::Health::Unknown as i32,
+            "grey, never green without data"
+        );
+        assert!(
+            before.components[0].reason.contains("no data"),
+            "{:?}",
+            before.components[0]
+        );
+        assert_eq!(before.contacts[0].phone, "123");
+        let mut watch = c
+            .board()
+            .watch_services(pb::WatchServicesRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        let first = watch.message().await.unwrap().unwrap();
+        assert_eq!(first.previous, pb::Health::Unspecified as i32);
+        let t = now_ms();
+        send(
+            &c,
+            None,
+            vec![wire_batch("a1", "web-1", 1, &[("temp", t, 20.0)])],
+        )
+        .await;
+        assert_eq!(shop(&c).await.health, pb::Health::Ok as i32);
+        send(
+            &c,
+            None,
+            vec![wire_batch("a1", "web-1", 2, &[("temp", t + 1, 70.0)])],
+        )
+        .await;
+        let amber = shop(&c).await;
+        assert_eq!(amber.health, pb::Health::Warning as i32);
+        assert_eq!(amber.components[0].alert_ids.len(), 1);
+        // The watcher is told of the change to amber (green may come
+        // first, if a tick fell between the two batches).
+        let amber_event = loop {
+            let event = watch.message().await.unwrap().unwrap();
+            if event.service.as_ref().unwrap().health == pb::Health::Warning as i32 {
+                break event;
+            }
+        };
+        assert!(
+            [pb::Health::Ok as i32, pb::Health::Unknown as i32].contains(&amber_event.previous),
+            "{amber_event:?}"
+        );
+        send(
+            &c,
+            None,
+            vec![wire_batch("a1", "web-1", 3, &[("temp", t + 2, 95.0)])],
+        )
+        .await;
+        assert_eq!(shop(&c).await.health, pb::Health::Critical as i32);
+    }
+}
