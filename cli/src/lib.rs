@@ -6,6 +6,7 @@
 //! documents.
 
 pub mod alerts;
+pub mod services;
 pub mod status;
 pub mod table;
 
@@ -17,6 +18,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use nightjar_common::token::BearerToken;
 use nightjar_proto::v1 as pb;
 use pb::alert_service_client::AlertServiceClient;
+use pb::board_service_client::BoardServiceClient;
 use pb::query_service_client::QueryServiceClient;
 use serde_json::json;
 use tonic::transport::Channel;
@@ -103,6 +105,14 @@ pub enum Command {
     /// One row per host: green, amber or red by its worst firing alert,
     /// with CPU, memory and fullest disk.
     Status,
+    /// One row per service: ok, unknown (no data), warning or critical by
+    /// its worst component or dependency.
+    Services,
+    /// One service: its components by layer, dependencies and contacts.
+    Service {
+        /// The service's name (from `nightjar services`).
+        name: String,
+    },
     /// Alerts pending, firing or flapping now; or their history; or a live feed.
     Alerts {
         /// Print alert changes as they happen until interrupted.
@@ -367,7 +377,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let channel = connect(&cli.collector, cli.ca.as_deref(), cli.server_name.clone()).await?;
     let mut client = QueryServiceClient::with_interceptor(channel.clone(), token.clone());
-    let mut alert_client = AlertServiceClient::with_interceptor(channel, token);
+    let mut alert_client = AlertServiceClient::with_interceptor(channel.clone(), token.clone());
+    let mut board_client = BoardServiceClient::with_interceptor(channel, token);
     let addr = cli.collector.clone();
     let out = match cli.command {
         Command::Hosts => hosts(&mut client, cli.json).await,
@@ -394,6 +405,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             query(&mut client, metric, matchers, shape, cli.json).await
         }
         Command::Status => status(&mut client, &mut alert_client, cli.json).await,
+        Command::Services => services::services(&mut board_client, cli.json).await,
+        Command::Service { name } => services::service(&mut board_client, &name, cli.json).await,
         Command::Alerts {
             watch,
             history,
