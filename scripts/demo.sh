@@ -2,7 +2,8 @@
 # The demo command of README.md: builds Nightjar, starts a collector and an
 # agent on loopback with their built-in defaults (the agent samples every
 # second), waits for live data and prints `nightjar status` and the CPU
-# series. Set NIGHTJAR_DEMO_KEEP=1 to leave both running until Ctrl-C, and
+# series, and the state of an example service made of this machine
+# (docs/services.md). Set NIGHTJAR_DEMO_KEEP=1 to leave both running until Ctrl-C, and
 # NIGHTJAR_DEMO_PORT to use another port than the default 7070.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +21,29 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$bin/nightjar-collector" --listen "127.0.0.1:$port" --data-dir "$work/data" >"$work/collector.log" 2>&1 &
+# One example service: this machine (the agent's default host name) and
+# its agent.
+host="$(hostname)"
+cat >"$work/services.toml" <<EOF
+[[service]]
+name = "demo"
+description = "This machine, watched as a service"
+team = "you"
+
+[[service.component]]
+name = "this host"
+layer = "machine"
+matchers = ["host=$host"]
+
+[[service.component]]
+name = "its agent"
+layer = "application"
+metric = "agent_samples_total"
+matchers = ["host=$host"]
+EOF
+echo 'services = ["services.toml"]' >"$work/collector.toml"
+
+"$bin/nightjar-collector" --config "$work/collector.toml" --listen "127.0.0.1:$port" --data-dir "$work/data" >"$work/collector.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do
     "$bin/nightjar" --collector "$url" hosts >/dev/null 2>&1 && break
@@ -45,6 +68,9 @@ echo "\$ nightjar status"
 echo
 echo "\$ nightjar query cpu_usage_percent --label cpu=total --since 1m --step 1s"
 "$bin/nightjar" --collector "$url" query cpu_usage_percent --label cpu=total --since 1m --step 1s
+echo
+echo "\$ nightjar service demo"
+"$bin/nightjar" --collector "$url" service demo
 
 if [ -n "${NIGHTJAR_DEMO_KEEP:-}" ]; then
     echo
