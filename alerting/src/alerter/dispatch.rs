@@ -140,11 +140,22 @@ impl Alerter {
         // An entry the full policy dropped while it was being delivered
         // stays dropped: its retry is not written back.
         changes.outbox.retain(|e| outbox.contains(e.seq));
-        if let Err(error) = self.store.write(&changes) {
-            tracing::error!(%error, "cannot record a delivery; it may be sent again");
-        } else {
-            outbox.apply(&changes);
+        // Changes kept from a failed write go first.
+        let mut unwritten = self.unwritten.lock().expect("unwritten lock");
+        let mut all = std::mem::take(&mut *unwritten);
+        all.then(changes.clone());
+        if let Err(error) = self.store.write(&all) {
+            // The delivery happened (or its retry is scheduled): memory
+            // takes it now, or the entry would be sent again and again
+            // while the store fails. The record waits with the other kept
+            // changes; a crash before it is written redelivers, under the
+            // same notification id.
+            self.counters.store_failures.fetch_add(1, Relaxed);
+            tracing::error!(%error, "cannot record a delivery; kept in memory until the store takes writes");
+            *unwritten = all;
         }
+        outbox.apply(&changes);
+        drop(unwritten);
         outbox.finished(seqs);
     }
 }

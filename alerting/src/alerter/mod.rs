@@ -11,6 +11,8 @@
 //! it; it leaves the outbox only when its hook accepted it (or refused it
 //! for good), or when the full policy drops it (`outbox.rs`). So a crash
 //! between the two redelivers, with the same notification id and dedup key.
+//! The in-memory outbox is the stored one plus the kept changes of failed
+//! writes that recorded deliveries (never new notifications).
 
 mod commands;
 mod commit;
@@ -95,9 +97,10 @@ pub struct Alerter {
     /// the store. Changed only together with a durable store write, under
     /// this lock.
     outbox: Mutex<Outbox>,
-    /// Changes of engine steps whose write failed, oldest first; written
-    /// ahead of the next write (or by the sweep), and only then are their
-    /// notifications queued for delivery. Locked after `outbox`.
+    /// Changes whose write failed, oldest first; written ahead of the next
+    /// write (or by the sweep). An engine step's notifications reach the
+    /// outbox only once written; a delivery's outcome is in memory at
+    /// once (the delivery happened). Locked after `outbox`.
     unwritten: Mutex<Changes>,
     config: RwLock<Arc<Alerting>>,
     silences: RwLock<Vec<Silence>>,

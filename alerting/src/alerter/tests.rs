@@ -304,3 +304,36 @@ async fn a_failed_store_write_delays_the_page_and_never_loses_it() {
         "the alert state is stored"
     );
 }
+
+#[tokio::test]
+async fn a_delivery_whose_record_cannot_be_written_is_not_sent_again() {
+    let hook = receiver().await;
+    let store = Arc::new(MemoryAlertStore::new());
+    let a = alerter(store.clone(), webhook(&hook.url, ""));
+    let t = super::now_ms();
+    a.observe(&batch(1, t, 70.0, &["sda"]), t);
+    assert_eq!(a.outbox_len(), 1, "queued while the store works");
+    store.fail_writes(true);
+    tokio::spawn(a.clone().run_dispatcher());
+    eventually(
+        || "the delivery and its failed record",
+        || !hook.bodies.lock().unwrap().is_empty() && !a.store_writable(),
+    )
+    .await;
+    assert_eq!(a.outbox_len(), 0, "delivered: it left memory at once");
+    store.fail_writes(false);
+    a.sweep(t + 1_000);
+    assert!(
+        a.store_writable(),
+        "the record is written once the store recovers"
+    );
+    assert!(
+        store.outbox().unwrap().is_empty(),
+        "and the stored outbox agrees"
+    );
+    assert_eq!(
+        hook.bodies.lock().unwrap().len(),
+        1,
+        "sent once, not in a loop"
+    );
+}
