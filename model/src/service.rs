@@ -38,6 +38,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::config_files::{self, line_of};
 use crate::selector::{MatchOp, Matcher, Selector};
 
 /// The layers of a service's stack, bottom up.
@@ -217,14 +218,6 @@ struct RawComponent {
     metric: Option<String>,
     #[serde(default)]
     matchers: Vec<String>,
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())]
-        .bytes()
-        .filter(|b| *b == b'\n')
-        .count()
-        + 1
 }
 
 fn is_service_name(s: &str) -> bool {
@@ -459,24 +452,10 @@ fn find_cycle<'a>(
 /// Loads service files and directories (`*.toml` in a directory, sorted)
 /// and checks the references between them.
 pub fn load(paths: &[PathBuf]) -> Result<Vec<Service>, ServiceError> {
-    let mut files = Vec::new();
-    for path in paths {
-        if path.is_dir() {
-            let entries = std::fs::read_dir(path).map_err(|e| io_error(path, e))?;
-            let mut found: Vec<PathBuf> = entries
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-                .collect();
-            found.sort();
-            files.extend(found);
-        } else {
-            files.push(path.clone());
-        }
-    }
+    let files = config_files::toml_files(paths).map_err(|(path, e)| io_error(&path, e))?;
     let mut located = Vec::new();
     for file in files {
-        let text = std::fs::read_to_string(&file).map_err(|e| io_error(&file, e))?;
+        let text = config_files::read(&file).map_err(|(path, e)| io_error(&path, e))?;
         let name = file.display().to_string();
         for (service, line) in parse_services(&name, &text)? {
             located.push((service, name.clone(), line));

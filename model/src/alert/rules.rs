@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::config_files::{self, line_of};
 use crate::selector::{Matcher, Selector};
 
 use super::state::{Level, Op, Thresholds};
@@ -182,14 +183,6 @@ pub fn parse_rules(file: &str, text: &str) -> Result<Vec<Rule>, RuleError> {
         rules.push(validate(raw, &err)?);
     }
     Ok(rules)
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())]
-        .bytes()
-        .filter(|b| *b == b'\n')
-        .count()
-        + 1
 }
 
 fn is_name(s: &str) -> bool {
@@ -417,23 +410,10 @@ fn validate(raw: RawRule, err: &dyn Fn(&str, String) -> RuleError) -> Result<Rul
 /// Loads the rule files and directories (`*.toml` inside, sorted) in
 /// `paths`; names must be unique across all of them.
 pub fn load(paths: &[PathBuf]) -> Result<Vec<Rule>, RuleError> {
-    let mut files = Vec::new();
-    for path in paths {
-        if path.is_dir() {
-            let entries = std::fs::read_dir(path).map_err(|e| io_error(path, e))?;
-            let mut inside: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-                .collect();
-            inside.sort();
-            files.extend(inside);
-        } else {
-            files.push(path.clone());
-        }
-    }
+    let files = config_files::toml_files(paths).map_err(|(path, e)| io_error(&path, e))?;
     let mut rules: Vec<Rule> = Vec::new();
     for file in files {
-        let text = std::fs::read_to_string(&file).map_err(|e| io_error(&file, e))?;
+        let text = config_files::read(&file).map_err(|(path, e)| io_error(&path, e))?;
         let name = file.display().to_string();
         for rule in parse_rules(&name, &text)? {
             check_unique(&rules, &rule, &name)?;
