@@ -255,7 +255,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 queue: queue.clone(),
                 interval: config.interval,
             });
-            tokio::spawn(nightjar_common::status_http::serve(listener, source));
+            tokio::spawn(nightjar_common::status_http::serve(listener, source, None));
         }
         match hangup {
             Ok(hup) => {

@@ -111,6 +111,16 @@ pub async fn run(config: Config, reload: Option<Reload>) -> anyhow::Result<()> {
 
     let counters = Arc::new(IngestCounters::default());
     let auth_log = Arc::new(AuthLog::default());
+    let wiring = Wiring {
+        storage: storage.clone(),
+        alerter: alerter.clone(),
+        counters: counters.clone(),
+        limits: config.limits.clone(),
+        auth_log: auth_log.clone(),
+        tokens: config.tokens.clone(),
+        mtls: config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+        catalog: catalog.clone(),
+    };
     if let Some(addr) = config.http_listen {
         let listener = nightjar_common::status_http::bind("http_listen", addr)
             .await
@@ -118,7 +128,7 @@ pub async fn run(config: Config, reload: Option<Reload>) -> anyhow::Result<()> {
         let bound = listener
             .local_addr()
             .context("reading the HTTP status address")?;
-        tracing::info!(http_listen = %bound, "HTTP status port (/healthz, /metrics) ready");
+        tracing::info!(http_listen = %bound, "HTTP status port (/healthz, /metrics, gRPC-web) ready");
         let source = Arc::new(CollectorStatus {
             name: config.name.clone(),
             storage: storage.clone(),
@@ -127,7 +137,17 @@ pub async fn run(config: Config, reload: Option<Reload>) -> anyhow::Result<()> {
             auth_log: auth_log.clone(),
             last_sweep_ms: last_sweep_ms.clone(),
         });
-        tokio::spawn(nightjar_common::status_http::serve(listener, source));
+        // The same services, with the same authentication, for browsers:
+        // gRPC-web on the HTTP port (the dashboard reads through it).
+        let grpc_web = wiring
+            .routes()
+            .into_axum_router()
+            .layer(tonic_web::GrpcWebLayer::new());
+        tokio::spawn(nightjar_common::status_http::serve(
+            listener,
+            source,
+            Some(grpc_web),
+        ));
     }
     tokio::spawn(crate::self_metrics::run(
         config.name.clone(),
@@ -137,16 +157,6 @@ pub async fn run(config: Config, reload: Option<Reload>) -> anyhow::Result<()> {
         Some(alerter.clone()),
         auth_log.clone(),
     ));
-    let wiring = Wiring {
-        storage: storage.clone(),
-        alerter: alerter.clone(),
-        counters,
-        limits: config.limits.clone(),
-        auth_log: auth_log.clone(),
-        tokens: config.tokens.clone(),
-        mtls: config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
-        catalog: catalog.clone(),
-    };
     tokio::spawn(flush_heads_periodically(storage.clone()));
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &config.tls {

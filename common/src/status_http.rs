@@ -126,12 +126,20 @@ pub async fn bind(key: &str, addr: SocketAddr) -> Result<tokio::net::TcpListener
         .map_err(|e| format!("{key}: cannot listen on {addr}: {e}"))
 }
 
-/// Serves `/healthz` and `/metrics` on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, source: Arc<dyn StatusSource>) {
-    let app = axum::Router::new()
+/// Serves `/healthz` and `/metrics` on `listener` until the process ends,
+/// and the routes of `extra` beside them (the collector's gRPC-web API).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    source: Arc<dyn StatusSource>,
+    extra: Option<axum::Router>,
+) {
+    let mut app = axum::Router::new()
         .route("/healthz", axum::routing::get(healthz))
         .route("/metrics", axum::routing::get(metrics))
         .with_state(source);
+    if let Some(extra) = extra {
+        app = app.merge(extra);
+    }
     if let Err(error) = axum::serve(listener, app).await {
         tracing::error!(%error, "the HTTP status port stopped");
     }

@@ -395,3 +395,43 @@ fn the_cli_does_not_send_a_token_in_plaintext_off_loopback() {
         "{err}"
     );
 }
+
+#[test]
+fn grpc_web_on_the_http_port_asks_for_the_same_tokens() {
+    let s = secure_collector();
+    let status_port = poll("the status port", || {
+        status_addr(&s.collector.proc.stderr_lines())
+    });
+    let ask = |token: Option<&str>| {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![
+            ("content-type", "application/grpc-web+proto"),
+            ("x-grpc-web", "1"),
+        ];
+        if let Some(a) = &auth {
+            headers.push(("authorization", a.as_str()));
+        }
+        let (_, head, body) = http_post(
+            status_port,
+            "/nightjar.v1.BoardService/ListServices",
+            &headers,
+            &[0, 0, 0, 0, 0],
+        );
+        format!("{head}\n{}", String::from_utf8_lossy(&body))
+    };
+    let without = ask(None);
+    assert!(
+        without.contains("grpc-status: 16") || without.contains("grpc-status:16"),
+        "{without}"
+    );
+    let with = ask(Some("read-secret-1"));
+    assert!(
+        with.contains("grpc-status:0") || with.contains("grpc-status: 0"),
+        "{with}"
+    );
+    let agent = ask(Some("agent-secret-1"));
+    assert!(
+        agent.contains("grpc-status: 7") || agent.contains("grpc-status:7"),
+        "an agent token cannot read: {agent}"
+    );
+}

@@ -170,3 +170,38 @@ fn a_bad_service_file_stops_the_start_and_sighup_reloads_a_good_one() {
         String::from_utf8_lossy(&missing.stderr)
     );
 }
+
+#[test]
+fn browsers_read_the_board_through_grpc_web_on_the_http_port() {
+    use prost::Message as _;
+    let dir = tempfile::tempdir().unwrap();
+    let host = unique_host("grpcweb");
+    let c = start(dir.path(), &services_file(&host));
+    let status_port = poll("the status port", || status_addr(&c.proc.stderr_lines()));
+    // One gRPC-web frame: flag 0, length 0, an empty ListServicesRequest.
+    let (status, head, body) = http_post(
+        status_port,
+        "/nightjar.v1.BoardService/ListServices",
+        &[
+            ("content-type", "application/grpc-web+proto"),
+            ("x-grpc-web", "1"),
+        ],
+        &[0, 0, 0, 0, 0],
+    );
+    assert!(status.contains("200"), "{head}");
+    assert!(
+        head.to_lowercase().contains("application/grpc-web"),
+        "{head}"
+    );
+    assert_eq!(body[0], 0, "a data frame first");
+    let len = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+    let answer = nightjar_proto::v1::ListServicesResponse::decode(&body[5..5 + len]).unwrap();
+    assert_eq!(answer.services.len(), 1);
+    assert_eq!(answer.services[0].name, "shop");
+    assert_eq!(answer.services[0].contacts[0].phone, "+44 20 7946 0000");
+    let trailer = String::from_utf8_lossy(&body[5 + len + 5..]);
+    assert_eq!(body[5 + len], 0x80, "then the trailer frame");
+    assert!(trailer.contains("grpc-status:0"), "{trailer}");
+    // The plain HTTP routes stay as they were.
+    assert_eq!(http_get(status_port, "/healthz").0, 200);
+}
