@@ -138,7 +138,11 @@ pub async fn serve(
         .route("/metrics", axum::routing::get(metrics))
         .with_state(source);
     if let Some(extra) = extra {
-        app = app.merge(extra);
+        // The gRPC router's fallback answers in gRPC terms; any other
+        // path of this port is plainly not found.
+        app = app
+            .merge(extra)
+            .fallback(|| async { axum::http::StatusCode::NOT_FOUND });
     }
     if let Err(error) = axum::serve(listener, app).await {
         tracing::error!(%error, "the HTTP status port stopped");
