@@ -264,6 +264,19 @@ impl Collector {
     }
 }
 
+/// Runs a collector with `config` that is expected to refuse to start (a
+/// bad rule or service file); its output, for the error it printed.
+pub fn collector_refusing_to_start(config: &Path, data_dir: &Path) -> Output {
+    run_to_exit(
+        Command::new(bin("nightjar-collector"))
+            .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--config")
+            .arg(config),
+    )
+}
+
 /// Starts an agent sending to `collector_url` every second, with JSON debug
 /// logs on stderr (so tests can read its batch and ack events).
 pub fn start_agent(collector_url: &str, host: &str, state_dir: &Path, extra: &[&str]) -> Proc {

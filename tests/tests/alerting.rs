@@ -636,14 +636,8 @@ fn bad_rule_files_are_refused_with_file_line_and_field() {
         "rules = [\"rules.toml\"]\n",
     )
     .unwrap();
-    let out = run_to_exit(
-        std::process::Command::new(bin("nightjar-collector"))
-            .args(["--listen", &format!("127.0.0.1:{}", free_port())])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--config")
-            .arg(dir.path().join("collector.toml")),
-    );
+    let out =
+        collector_refusing_to_start(&dir.path().join("collector.toml"), &dir.path().join("data"));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("field `critical`"));
     // A good file checks out.

@@ -121,14 +121,8 @@ fn a_bad_service_file_stops_the_start_and_sighup_reloads_a_good_one() {
         "rules = [\"rules.toml\"]\nservices = [\"services.toml\"]\n",
     )
     .unwrap();
-    let out = run_to_exit(
-        std::process::Command::new(bin("nightjar-collector"))
-            .args(["--listen", &format!("127.0.0.1:{}", free_port())])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--config")
-            .arg(dir.path().join("collector.toml")),
-    );
+    let out =
+        collector_refusing_to_start(&dir.path().join("collector.toml"), &dir.path().join("data"));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
