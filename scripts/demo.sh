@@ -3,15 +3,19 @@
 # agent on loopback with their built-in defaults (the agent samples every
 # second), waits for live data and prints `nightjar status` and the CPU
 # series, and the state of an example service made of this machine
-# (docs/services.md). Set NIGHTJAR_DEMO_KEEP=1 to leave both running until Ctrl-C, and
-# NIGHTJAR_DEMO_PORT to use another port than the default 7070.
+# (docs/services.md), and the web dashboard's address (docs/dashboard.md).
+# Set NIGHTJAR_DEMO_KEEP=1 to leave both running until Ctrl-C, and
+# NIGHTJAR_DEMO_PORT to use other ports than the default 7070 (gRPC) and
+# 7071 (HTTP: the dashboard, /healthz, /metrics).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-build-deps.sh
-cargo build --workspace --bins
+scripts/build-web.sh
+NIGHTJAR_REQUIRE_WEB=1 cargo build --workspace --bins
 bin="${CARGO_TARGET_DIR:-target}/debug"
 port="${NIGHTJAR_DEMO_PORT:-7070}"
 url="http://127.0.0.1:$port"
+board="http://127.0.0.1:$((port + 1))/"
 work="$(mktemp -d)"
 pids=()
 cleanup() {
@@ -43,7 +47,7 @@ matchers = ["host=$host"]
 EOF
 echo 'services = ["services.toml"]' >"$work/collector.toml"
 
-"$bin/nightjar-collector" --config "$work/collector.toml" --listen "127.0.0.1:$port" --data-dir "$work/data" >"$work/collector.log" 2>&1 &
+"$bin/nightjar-collector" --config "$work/collector.toml" --listen "127.0.0.1:$port" --http-listen "127.0.0.1:$((port + 1))" --data-dir "$work/data" >"$work/collector.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do
     "$bin/nightjar" --collector "$url" hosts >/dev/null 2>&1 && break
@@ -71,6 +75,12 @@ echo "\$ nightjar query cpu_usage_percent --label cpu=total --since 1m --step 1s
 echo
 echo "\$ nightjar service demo"
 "$bin/nightjar" --collector "$url" service demo
+echo
+if [ -n "${NIGHTJAR_DEMO_KEEP:-}" ]; then
+    echo "The board (services, hosts, alerts, charts): open $board in a browser"
+else
+    echo "The board (services, hosts, alerts, charts) is at $board while the demo runs: NIGHTJAR_DEMO_KEEP=1 $0 keeps it running"
+fi
 
 if [ -n "${NIGHTJAR_DEMO_KEEP:-}" ]; then
     echo

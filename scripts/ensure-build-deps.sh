@@ -4,7 +4,11 @@
 # and clang's own headers (stdbool.h): Debian's libclang-dev brings both.
 # The deployment tests check the systemd units with systemd-analyze
 # (Debian's systemd package; no running systemd is needed).
+# With --browser, also Debian's Chromium, which the dashboard's browser
+# tests drive (playwright-core never downloads a browser of its own).
 set -euo pipefail
+browser=""
+[ "${1:-}" = "--browser" ] && browser=1
 
 have_libclang() {
     compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" >/dev/null &&
@@ -14,6 +18,7 @@ have_libclang() {
 missing=()
 have_libclang || missing+=(libclang-dev)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
+command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
 
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]} (RocksDB's bindings; systemd unit checks)..." >&2
@@ -24,6 +29,18 @@ if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Chromium with its recommended fonts, so screenshots have real glyphs.
+if [ -n "$browser" ] && ! [ -x /usr/bin/chromium ]; then
+    echo "installing chromium (the dashboard's browser tests)..." >&2
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "error: chromium is missing; run: sudo apt-get install -y chromium" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq chromium >/dev/null
 fi
 
 command -v cargo >/dev/null || {

@@ -89,6 +89,10 @@ pub enum Command {
         /// How far back to look.
         #[arg(long, default_value = "15m", value_parser = parse_duration)]
         since: Duration,
+        /// Where the range ends, in epoch milliseconds (as `--json` and the
+        /// dashboard's charts give times); default now. For a past incident.
+        #[arg(long, value_name = "EPOCH_MS", value_parser = parse_epoch_ms)]
+        end: Option<i64>,
         /// Bucket width; 0 prints the raw stored points.
         #[arg(long, default_value = "10s", value_parser = parse_duration_or_zero)]
         step: Duration,
@@ -264,6 +268,16 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         })
 }
 
+fn parse_epoch_ms(s: &str) -> Result<i64, String> {
+    let ms: i64 = s.trim().parse().map_err(|_| {
+        format!("{s:?} is not a time; write epoch milliseconds, e.g. 1764590400000")
+    })?;
+    if ms <= 0 {
+        return Err(format!("{ms} is before 1970; write epoch milliseconds"));
+    }
+    Ok(ms)
+}
+
 fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
     if s.trim() == "0" {
         return Ok(Duration::ZERO);
@@ -388,6 +402,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             host,
             labels,
             since,
+            end,
             step,
             agg,
             by,
@@ -398,6 +413,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let shape = RangeShape {
                 since,
+                end,
                 step,
                 agg,
                 by,
@@ -558,6 +574,7 @@ fn labels_sort_key(labels: &[pb::Label]) -> Vec<(&str, &str)> {
 /// The time range, step, aggregation and grouping of `query`.
 struct RangeShape {
     since: Duration,
+    end: Option<i64>,
     step: Duration,
     agg: Agg,
     by: Option<Vec<String>>,
@@ -572,11 +589,12 @@ async fn query(
 ) -> anyhow::Result<String> {
     let RangeShape {
         since,
+        end,
         step,
         agg,
         by,
     } = shape;
-    let end = now_ms();
+    let end = end.unwrap_or_else(now_ms);
     let group = by.map(|labels| pb::Grouping {
         by: labels.into_iter().filter(|l| !l.is_empty()).collect(),
     });
@@ -804,6 +822,17 @@ mod tests {
         check("env=", Ok(("env", Equal, "")));
         check("env", Err("is not a matcher"));
         check("=x", Err("label name is empty"));
+    }
+
+    #[test]
+    fn ends_are_epoch_milliseconds() {
+        assert_eq!(parse_epoch_ms("1764590400000"), Ok(1_764_590_400_000));
+        assert!(
+            parse_epoch_ms("yesterday")
+                .unwrap_err()
+                .contains("write epoch milliseconds")
+        );
+        assert!(parse_epoch_ms("-5").unwrap_err().contains("before 1970"));
     }
 
     #[test]

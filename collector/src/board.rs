@@ -138,6 +138,9 @@ fn status_to_wire(service: &Service, state: &ServiceState) -> pb::ServiceStatus 
                 alert_ids: c.alerts.clone(),
                 reason: c.reason.clone(),
                 selector: declared.selector_text.clone(),
+                series: Some(nightjar_model::convert::selector_to_wire(
+                    &declared.selector,
+                )),
             })
             .collect(),
         dependencies: state

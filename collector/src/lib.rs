@@ -10,6 +10,7 @@ pub mod alert_api;
 pub mod auth;
 pub mod board;
 pub mod config;
+pub mod dashboard;
 pub mod ingest;
 pub mod query;
 pub mod self_metrics;

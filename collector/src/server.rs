@@ -128,7 +128,7 @@ pub async fn run(config: Config, reload: Option<Reload>) -> anyhow::Result<()> {
         let bound = listener
             .local_addr()
             .context("reading the HTTP status address")?;
-        tracing::info!(http_listen = %bound, "HTTP status port (/healthz, /metrics, gRPC-web) ready");
+        tracing::info!(http_listen = %bound, "HTTP status port (/healthz, /metrics, gRPC-web, the dashboard at /) ready");
         let source = Arc::new(CollectorStatus {
             name: config.name.clone(),
             storage: storage.clone(),
@@ -142,7 +142,8 @@ pub async fn run(config: Config, reload: Option<Reload>) -> anyhow::Result<()> {
         let grpc_web = wiring
             .routes()
             .into_axum_router()
-            .layer(tonic_web::GrpcWebLayer::new());
+            .layer(tonic_web::GrpcWebLayer::new())
+            .merge(crate::dashboard::router());
         tokio::spawn(nightjar_common::status_http::serve(
             listener,
             source,

@@ -181,6 +181,38 @@ pub fn selector_from_wire(selector: Option<pb::Selector>) -> Result<Selector, Ma
     })
 }
 
+/// Converts a selector to its wire form (regexes as written, without the
+/// anchors `Matcher::regex` adds).
+pub fn selector_to_wire(selector: &Selector) -> pb::Selector {
+    let pattern = |re: &regex::Regex| {
+        let s = re.as_str();
+        s.strip_prefix("^(?:")
+            .and_then(|s| s.strip_suffix(")$"))
+            .unwrap_or(s)
+            .to_owned()
+    };
+    pb::Selector {
+        metric: selector.metric.clone().unwrap_or_default(),
+        matchers: selector
+            .matchers
+            .iter()
+            .map(|m| {
+                let (op, value) = match &m.op {
+                    MatchOp::Equal(v) => (pb::MatchOp::Equal, v.clone()),
+                    MatchOp::NotEqual(v) => (pb::MatchOp::NotEqual, v.clone()),
+                    MatchOp::Regex(re) => (pb::MatchOp::Regex, pattern(re)),
+                    MatchOp::NotRegex(re) => (pb::MatchOp::NotRegex, pattern(re)),
+                };
+                pb::LabelMatcher {
+                    name: m.name.clone(),
+                    op: op as i32,
+                    value,
+                }
+            })
+            .collect(),
+    }
+}
+
 /// Converts labels to wire labels.
 pub fn labels_to_wire(labels: &Labels) -> Vec<pb::Label> {
     labels
@@ -224,6 +256,50 @@ mod tests {
             timestamp_ms: 1_000,
             value: value.map(pb::sample::Value::Gauge),
         }
+    }
+
+    #[test]
+    fn selectors_go_to_the_wire_as_written() {
+        let written = ["host=~web-.*", "process!=nginx", "dc=lon", "role!~db|cache"];
+        let selector = Selector {
+            metric: Some("process_up".into()),
+            matchers: written.iter().map(|m| Matcher::parse(m).unwrap()).collect(),
+        };
+        let wire = selector_to_wire(&selector);
+        assert_eq!(wire.metric, "process_up");
+        let ops: Vec<(i32, &str)> = wire
+            .matchers
+            .iter()
+            .map(|m| (m.op, m.value.as_str()))
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                (pb::MatchOp::Regex as i32, "web-.*"),
+                (pb::MatchOp::NotEqual as i32, "nginx"),
+                (pb::MatchOp::Equal as i32, "lon"),
+                (pb::MatchOp::NotRegex as i32, "db|cache"),
+            ]
+        );
+        // And back: the same series match.
+        let back = selector_from_wire(Some(wire)).unwrap();
+        let key = |host: &str| SeriesKey {
+            metric: "process_up".into(),
+            labels: crate::model::Labels::from_pairs(
+                [
+                    ("host", host),
+                    ("process", "java"),
+                    ("dc", "lon"),
+                    ("role", "web"),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            )
+            .unwrap(),
+        };
+        assert!(back.matches(&key("web-1")) && selector.matches(&key("web-1")));
+        assert!(!back.matches(&key("db-1")));
     }
 
     #[track_caller]
