@@ -22,11 +22,25 @@ use tonic::{Request, Response, Status};
 /// or going away changes grey to green and back).
 const WATCH_TICK: Duration = Duration::from_secs(1);
 
-/// The declared services.
+/// The declared services, and the one evaluation loop that every watcher
+/// of them shares.
 #[derive(Default)]
 pub struct ServiceCatalog {
     paths: Vec<PathBuf>,
     services: RwLock<Arc<Vec<Service>>>,
+    watched: Watched,
+}
+
+/// The latest states, judged by one loop that runs while anyone watches:
+/// an open board costs one evaluation a second (and one per alert
+/// change) however many boards are open.
+#[derive(Default)]
+struct Watched {
+    /// `Some(states)` once the running loop has judged; `None` before.
+    states: std::sync::OnceLock<tokio::sync::watch::Sender<Option<Arc<Vec<pb::ServiceStatus>>>>>,
+    /// Whether the loop runs. Held while subscribing and while the loop
+    /// decides to end, so that a new watcher never finds it just ending.
+    running: std::sync::Mutex<bool>,
 }
 
 impl ServiceCatalog {
@@ -36,6 +50,7 @@ impl ServiceCatalog {
         Ok(ServiceCatalog {
             paths,
             services: RwLock::new(Arc::new(services)),
+            watched: Watched::default(),
         })
     }
 
@@ -44,6 +59,7 @@ impl ServiceCatalog {
         ServiceCatalog {
             paths: Vec::new(),
             services: RwLock::new(Arc::new(services)),
+            watched: Watched::default(),
         }
     }
 
@@ -197,22 +213,14 @@ impl<S: Storage> pb::board_service_server::BoardService for BoardApi<S> {
         _request: Request<pb::WatchServicesRequest>,
     ) -> Result<Response<Self::WatchServicesStream>, Status> {
         let (tx, rx) = mpsc::channel(64);
-        let me = self.clone();
-        let mut alert_events = self.alerter.subscribe();
+        let mut states = self.subscribe();
         tokio::spawn(async move {
             let mut last: BTreeMap<String, pb::ServiceStatus> = BTreeMap::new();
-            let mut tick = tokio::time::interval(WATCH_TICK);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                let judge = me.clone();
-                let Ok((services, states)) =
-                    tokio::task::spawn_blocking(move || judge.states()).await
-                else {
-                    return;
-                };
-                for status in to_wire(&services, &states) {
+                let snapshot = states.borrow_and_update().clone();
+                for status in snapshot.iter().flat_map(|s| s.iter()) {
                     let previous = last.get(&status.name);
-                    if previous.is_some_and(|p| *p == status) {
+                    if previous.is_some_and(|p| p == status) {
                         continue;
                     }
                     let event = pb::ServiceEvent {
@@ -223,22 +231,76 @@ impl<S: Storage> pb::board_service_server::BoardService for BoardApi<S> {
                     if tx.send(Ok(event)).await.is_err() {
                         return;
                     }
-                    last.insert(status.name.clone(), status);
+                    last.insert(status.name.clone(), status.clone());
                 }
-                // An alert change is judged at once; data coming and going
-                // at the next tick.
                 tokio::select! {
-                    event = alert_events.recv() => {
-                        if matches!(event, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
-                            return;
-                        }
-                    }
-                    _ = tick.tick() => {}
+                    changed = states.changed() => if changed.is_err() { return },
                     () = tx.closed() => return,
                 }
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+impl<S: Storage> BoardApi<S> {
+    /// The shared states, starting the loop that judges them if none runs.
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<Option<Arc<Vec<pb::ServiceStatus>>>> {
+        let watched = &self.catalog.watched;
+        let sender = watched
+            .states
+            .get_or_init(|| tokio::sync::watch::channel(None).0);
+        let mut running = watched.running.lock().expect("watch lock");
+        let receiver = sender.subscribe();
+        if !*running {
+            *running = true;
+            // States judged by an earlier loop are stale by now.
+            sender.send_replace(None);
+            tokio::spawn(self.clone().judge_while_watched());
+        }
+        receiver
+    }
+
+    /// Judges every service at once, again at each alert change and every
+    /// WATCH_TICK (data coming and going), until no one watches.
+    async fn judge_while_watched(self) {
+        let watched = &self.catalog.watched;
+        let sender = watched.states.get().expect("set before the loop starts");
+        let mut alert_events = self.alerter.subscribe();
+        let mut tick = tokio::time::interval(WATCH_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            {
+                let mut running = watched.running.lock().expect("watch lock");
+                if sender.receiver_count() == 0 {
+                    *running = false;
+                    return;
+                }
+            }
+            let judge = self.clone();
+            let Ok((services, states)) = tokio::task::spawn_blocking(move || judge.states()).await
+            else {
+                *watched.running.lock().expect("watch lock") = false;
+                return;
+            };
+            let wire = Arc::new(to_wire(&services, &states));
+            sender.send_if_modified(|current| {
+                if current.as_ref().is_some_and(|c| *c == wire) {
+                    return false;
+                }
+                *current = Some(wire);
+                true
+            });
+            tokio::select! {
+                event = alert_events.recv() => {
+                    if matches!(event, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                        *watched.running.lock().expect("watch lock") = false;
+                        return;
+                    }
+                }
+                _ = tick.tick() => {}
+            }
+        }
     }
 }
 
@@ -326,5 +388,80 @@ mod tests {
         )
         .await;
         assert_eq!(shop(&c).await.health, pb::Health::Critical as i32);
+    }
+
+    /// Watchers share one judging loop: a late watcher starts from the
+    /// current states, and once every watcher is gone the loop ends and a
+    /// new one starts from fresh states, not stale ones.
+    #[tokio::test]
+    async fn watchers_share_one_loop_that_ends_with_the_last_watcher() {
+        let c = TestCollector::with(Options {
+            rules: Some(RULES),
+            services: Some(SERVICES),
+            ..Options::default()
+        })
+        .await;
+        let watch = || async {
+            c.board()
+                .watch_services(pb::WatchServicesRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+        };
+        let health = |e: &pb::ServiceEvent| e.service.as_ref().unwrap().health;
+        let mut first = watch().await;
+        assert_eq!(
+            health(&first.message().await.unwrap().unwrap()),
+            pb::Health::Unknown as i32
+        );
+        let t = now_ms();
+        send(
+            &c,
+            None,
+            vec![wire_batch("a1", "web-1", 1, &[("temp", t, 95.0)])],
+        )
+        .await;
+        let red = loop {
+            let e = first.message().await.unwrap().unwrap();
+            if health(&e) == pb::Health::Critical as i32 {
+                break e;
+            }
+        };
+        assert_eq!(
+            red.service.as_ref().unwrap().components[0].alert_ids.len(),
+            1
+        );
+        // A second watcher: its first event is today's state, at once.
+        let mut second = watch().await;
+        let e = second.message().await.unwrap().unwrap();
+        assert_eq!(
+            (health(&e), e.previous),
+            (pb::Health::Critical as i32, pb::Health::Unspecified as i32)
+        );
+        drop(first);
+        drop(second);
+        let running = || *c.catalog.watched.running.lock().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while running() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the loop ends without watchers"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        send(
+            &c,
+            None,
+            vec![wire_batch("a1", "web-1", 2, &[("temp", t + 1, 20.0)])],
+        )
+        .await;
+        let mut third = watch().await;
+        let e = third.message().await.unwrap().unwrap();
+        assert!(running());
+        assert_eq!(
+            health(&e),
+            pb::Health::Ok as i32,
+            "fresh states, not the loop's last"
+        );
     }
 }

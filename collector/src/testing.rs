@@ -46,6 +46,8 @@ pub struct TestCollector {
     pub counters: Arc<IngestCounters>,
     /// Its refusal counters.
     pub auth_log: Arc<AuthLog>,
+    /// Its declared services.
+    pub catalog: Arc<ServiceCatalog>,
     /// A client channel to its services.
     pub channel: Channel,
 }
@@ -80,6 +82,7 @@ impl TestCollector {
                 ServiceCatalog::of(parsed.into_iter().map(|(s, _)| s).collect())
             }
         };
+        let catalog = Arc::new(catalog);
         let wiring = Wiring {
             storage: storage.clone(),
             alerter: alerter.clone(),
@@ -87,7 +90,7 @@ impl TestCollector {
             limits: options.limits,
             auth_log: auth_log.clone(),
             tokens,
-            catalog: Arc::new(catalog),
+            catalog: catalog.clone(),
             mtls: false,
         };
         let channel = nightjar_common::in_process::channel(wiring.routes()).await;
@@ -97,6 +100,7 @@ impl TestCollector {
             alerter,
             counters,
             auth_log,
+            catalog,
             channel,
         }
     }

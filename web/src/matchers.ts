@@ -25,22 +25,6 @@ export function parseMatcher(text: string): Matcher | null {
   return { name: m[1], op: m[2] as Matcher["op"], value };
 }
 
-/** The matchers inside a selector as the collector prints it:
- * `metric{k="v", k=~"re"}` or `{...}`. */
-export function parseSelector(text: string): { metric: string; matchers: Matcher[] } {
-  const brace = text.indexOf("{");
-  const metric = (brace < 0 ? text : text.slice(0, brace)).trim();
-  const matchers: Matcher[] = [];
-  if (brace >= 0) {
-    const inner = text.slice(brace + 1, text.lastIndexOf("}"));
-    for (const part of inner.match(/[A-Za-z_][A-Za-z0-9_]*\s*(=~|!~|!=|=)\s*"(?:[^"\\]|\\.)*"/g) ?? []) {
-      const m = parseMatcher(part);
-      if (m) matchers.push(m);
-    }
-  }
-  return { metric, matchers };
-}
-
 export function matches(m: Matcher, value: string | undefined): boolean {
   const v = value ?? "";
   switch (m.op) {
@@ -61,5 +45,3 @@ export function selector(metric: string, matchers: Matcher[]): Selector {
     matchers: matchers.map((m) => ({ name: m.name, op: OPS[m.op], value: m.value })),
   });
 }
-
-export const show = (m: Matcher) => `${m.name}${m.op}${JSON.stringify(m.value)}`;
