@@ -91,6 +91,9 @@ pub struct RawMaintenance {
     weekdays: Vec<String>,
     start: Option<String>,
     duration: Option<String>,
+    /// A one-off window (a planned change): RFC 3339 times.
+    from: Option<String>,
+    until: Option<String>,
 }
 
 /// What a hook does.
@@ -340,6 +343,34 @@ impl Alerting {
         let mut maintenance = Vec::new();
         for (i, m) in raw.maintenance.into_iter().enumerate() {
             let key = format!("alerting.maintenance[{i}]");
+            if m.from.is_some() || m.until.is_some() {
+                let time = |field: &str, v: &Option<String>| -> Result<i64, String> {
+                    let v = v.as_deref().ok_or_else(|| {
+                        format!("{key}.{field}: missing (a one-off window needs from and until)")
+                    })?;
+                    v.parse::<jiff::Timestamp>()
+                        .map(|t| t.as_millisecond())
+                        .map_err(|e| format!("{key}.{field}: {v:?} is not an RFC 3339 time like 2026-12-01T22:00:00Z ({e})"))
+                };
+                let (from, until) = (time("from", &m.from)?, time("until", &m.until)?);
+                if until <= from {
+                    return Err(format!("{key}.until: ends before it starts"));
+                }
+                if m.start.is_some() || m.duration.is_some() || !m.weekdays.is_empty() {
+                    return Err(format!(
+                        "{key}: a one-off window (from, until) takes no weekdays, start or duration"
+                    ));
+                }
+                maintenance.push(Maintenance {
+                    name: m.name.unwrap_or_else(|| format!("maintenance[{i}]")),
+                    matchers: matchers(&format!("{key}.match"), &m.match_)?,
+                    weekdays: Vec::new(),
+                    start_minute: 0,
+                    duration_ms: until - from,
+                    once_from_ms: Some(from),
+                });
+                continue;
+            }
             let weekdays = if m.weekdays.is_empty() {
                 (0..7).collect()
             } else {
@@ -370,6 +401,7 @@ impl Alerting {
                 weekdays,
                 start_minute,
                 duration_ms: length.as_millis() as i64,
+                once_from_ms: None,
             });
         }
         let router = Router::new(

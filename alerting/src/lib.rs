@@ -14,6 +14,7 @@
 //! host_down, repeats and escalation.
 
 pub mod alerter;
+pub mod availability;
 pub mod backtest;
 pub mod config;
 pub mod engine;

@@ -65,6 +65,9 @@ pub struct Maintenance {
     pub start_minute: u32,
     /// Length (ms).
     pub duration_ms: i64,
+    /// A one-off window from this time (epoch ms) for `duration_ms`,
+    /// instead of a weekly one.
+    pub once_from_ms: Option<i64>,
 }
 
 const DAY_MS: i64 = 86_400_000;
@@ -72,6 +75,9 @@ const DAY_MS: i64 = 86_400_000;
 impl Maintenance {
     /// Whether the window is open at `now`.
     pub fn is_open(&self, now: i64) -> bool {
+        if let Some(from) = self.once_from_ms {
+            return from <= now && now < from + self.duration_ms;
+        }
         // A window may run past midnight: check windows starting today and
         // on the previous days it could still cover.
         let days_back = (self.duration_ms / DAY_MS) + 1;
@@ -83,6 +89,26 @@ impl Maintenance {
             let start = day * DAY_MS + i64::from(self.start_minute) * 60_000;
             self.weekdays.contains(&weekday) && start <= now && now < start + self.duration_ms
         })
+    }
+
+    /// The times it is open within `[from_ms, to_ms)`, sorted (a window
+    /// running past midnight included from the day it starts).
+    pub fn intervals(&self, from_ms: i64, to_ms: i64) -> Vec<(i64, i64)> {
+        if let Some(start) = self.once_from_ms {
+            let (a, b) = (start.max(from_ms), (start + self.duration_ms).min(to_ms));
+            return if a < b { vec![(a, b)] } else { Vec::new() };
+        }
+        let days_back = (self.duration_ms / DAY_MS) + 1;
+        let first = from_ms.div_euclid(DAY_MS) - days_back;
+        let last = to_ms.div_euclid(DAY_MS);
+        (first..=last)
+            .filter(|day| self.weekdays.contains(&((day + 3).rem_euclid(7) as u8)))
+            .filter_map(|day| {
+                let start = day * DAY_MS + i64::from(self.start_minute) * 60_000;
+                let (a, b) = (start.max(from_ms), (start + self.duration_ms).min(to_ms));
+                (a < b).then_some((a, b))
+            })
+            .collect()
     }
 
     /// Whether it covers an alert with `labels` at `now`.
@@ -148,8 +174,30 @@ mod tests {
             weekdays: vec![weekday("sat").unwrap()],
             start_minute: clock_time("23:00").unwrap(),
             duration_ms: 2 * 3_600_000,
+            once_from_ms: None,
         };
         let sat = 2 * DAY_MS;
+        // As intervals: the Saturday night and the next one, cut to the range.
+        assert_eq!(
+            m.intervals(sat, sat + 8 * DAY_MS),
+            [
+                (sat + 23 * 3_600_000, sat + 25 * 3_600_000),
+                (sat + 7 * DAY_MS + 23 * 3_600_000, sat + 8 * DAY_MS)
+            ]
+        );
+        assert_eq!(
+            m.intervals(sat + DAY_MS, sat + 2 * DAY_MS),
+            [(sat + DAY_MS, sat + 25 * 3_600_000)],
+            "Sunday starts inside Saturday's window"
+        );
+        let once = Maintenance {
+            once_from_ms: Some(1_000),
+            duration_ms: 500,
+            weekdays: vec![],
+            ..m.clone()
+        };
+        assert!(once.is_open(1_200) && !once.is_open(1_500) && !once.is_open(999));
+        assert_eq!(once.intervals(0, 1_300), [(1_000, 1_300)]);
         assert!(!m.is_open(sat + 22 * 3_600_000));
         assert!(m.is_open(sat + 23 * 3_600_000));
         assert!(

@@ -6,6 +6,7 @@
 //! documents.
 
 pub mod alerts;
+pub mod report;
 pub mod services;
 pub mod status;
 pub mod table;
@@ -151,6 +152,12 @@ pub enum Command {
         /// check, reload or backtest.
         #[command(subcommand)]
         action: alerts::RulesCommand,
+    },
+    /// Reports: availability against the SLA, and adjusting an outage.
+    Report {
+        /// availability or adjust.
+        #[command(subcommand)]
+        what: report::ReportCommand,
     },
     /// Bearer tokens: make one, or hash one for the collector's token file.
     Token {
@@ -350,7 +357,7 @@ fn format_value(v: f64) -> String {
     }
 }
 
-fn format_time(ms: i64) -> String {
+pub(crate) fn format_time(ms: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
 }
@@ -392,7 +399,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let channel = connect(&cli.collector, cli.ca.as_deref(), cli.server_name.clone()).await?;
     let mut client = QueryServiceClient::with_interceptor(channel.clone(), token.clone());
     let mut alert_client = AlertServiceClient::with_interceptor(channel.clone(), token.clone());
-    let mut board_client = BoardServiceClient::with_interceptor(channel, token);
+    let mut board_client = BoardServiceClient::with_interceptor(channel.clone(), token.clone());
+    let mut availability_client =
+        pb::availability_service_client::AvailabilityServiceClient::with_interceptor(
+            channel, token,
+        );
     let addr = cli.collector.clone();
     let out = match cli.command {
         Command::Hosts => hosts(&mut client, cli.json).await,
@@ -421,6 +432,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             query(&mut client, metric, matchers, shape, cli.json).await
         }
         Command::Status => status(&mut client, &mut alert_client, cli.json).await,
+        Command::Report { what } => {
+            report::report(&mut availability_client, what, cli.json, now_ms()).await
+        }
         Command::Services => services::services(&mut board_client, cli.json).await,
         Command::Service { name } => services::service(&mut board_client, &name, cli.json).await,
         Command::Alerts {
@@ -441,6 +455,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Token { .. } => unreachable!("handled before connecting"),
     };
+    // The collector's refusal in its own words, not tonic's debug form.
+    let out = out.map_err(|e| match e.downcast_ref::<tonic::Status>() {
+        Some(status) => anyhow::anyhow!("{}: {}", status.code().description(), status.message()),
+        None => e,
+    });
     let text = out.with_context(|| format!("collector at {addr}"))?;
     print!("{text}");
     Ok(())

@@ -29,6 +29,7 @@ pub struct ServiceCatalog {
     paths: Vec<PathBuf>,
     services: RwLock<Arc<Vec<Service>>>,
     watched: Watched,
+    presence: DataPresence,
 }
 
 /// The latest states, judged by one loop that runs while anyone watches:
@@ -51,6 +52,7 @@ impl ServiceCatalog {
             paths,
             services: RwLock::new(Arc::new(services)),
             watched: Watched::default(),
+            presence: DataPresence::default(),
         })
     }
 
@@ -60,6 +62,7 @@ impl ServiceCatalog {
             paths: Vec::new(),
             services: RwLock::new(Arc::new(services)),
             watched: Watched::default(),
+            presence: DataPresence::default(),
         }
     }
 
@@ -80,6 +83,18 @@ impl ServiceCatalog {
     /// The services now.
     pub fn services(&self) -> Arc<Vec<Service>> {
         self.services.read().expect("services lock").clone()
+    }
+
+    /// Whether any series of `storage` matches `selector` (remembered, see
+    /// [`DataPresence`]).
+    pub fn has_data<S: Storage>(
+        &self,
+        selector: &nightjar_model::selector::Selector,
+        storage: &S,
+    ) -> bool {
+        let total = storage.series_counts("").1;
+        self.presence
+            .has_data(selector, total, || !storage.series(selector).is_empty())
     }
 }
 
@@ -119,11 +134,69 @@ impl<S: Storage> BoardApi<S> {
             .into_iter()
             .map(|(a, _)| a)
             .collect();
-        let storage = self.storage.clone();
+        let storage = &*self.storage;
+        let catalog = &self.catalog;
         let states = evaluate(&services, &active, &|selector| {
-            !storage.series(selector).is_empty()
+            catalog.has_data(selector, storage)
         });
         (services, states)
+    }
+}
+
+/// Whether a component's selector matches any series, remembered: asking
+/// the storage means matching every series against the selector, and the
+/// board judges every second. A "no" holds while the number of series is
+/// unchanged (data for a grey component comes as new series, and turns it
+/// green at the next judgement); a "yes" is asked again after `YES_FOR`,
+/// as series leave only by retention.
+#[derive(Default)]
+struct DataPresence {
+    known: std::sync::Mutex<std::collections::HashMap<String, Known>>,
+}
+
+#[derive(Clone, Copy)]
+struct Known {
+    yes: bool,
+    at: std::time::Instant,
+    series_total: u64,
+}
+
+impl DataPresence {
+    const YES_FOR: Duration = Duration::from_secs(600);
+
+    fn has_data(
+        &self,
+        selector: &nightjar_model::selector::Selector,
+        series_total: u64,
+        ask: impl FnOnce() -> bool,
+    ) -> bool {
+        let key = format!("{selector:?}");
+        let now = std::time::Instant::now();
+        if let Some(k) = self.known.lock().expect("presence lock").get(&key) {
+            let fresh = if k.yes {
+                now.duration_since(k.at) < Self::YES_FOR
+            } else {
+                k.series_total == series_total
+            };
+            if fresh {
+                return k.yes;
+            }
+        }
+        let yes = ask();
+        let mut known = self.known.lock().expect("presence lock");
+        // Selectors of services removed on reload go with the next clear.
+        if known.len() > 100_000 {
+            known.clear();
+        }
+        known.insert(
+            key,
+            Known {
+                yes,
+                at: now,
+                series_total,
+            },
+        );
+        yes
     }
 }
 
@@ -269,6 +342,11 @@ impl<S: Storage> BoardApi<S> {
         let mut alert_events = self.alerter.subscribe();
         let mut tick = tokio::time::interval(WATCH_TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // What the last judgement saw: without an alert change, a state
+        // can only change when series come (grey to green) or the service
+        // files are reloaded; a tick with neither judges nothing.
+        let mut judged: Option<(Arc<Vec<Service>>, u64)> = None;
+        let mut alert_changed = true;
         loop {
             {
                 let mut running = watched.running.lock().expect("watch lock");
@@ -277,26 +355,38 @@ impl<S: Storage> BoardApi<S> {
                     return;
                 }
             }
-            let judge = self.clone();
-            let Ok((services, states)) = tokio::task::spawn_blocking(move || judge.states()).await
-            else {
-                *watched.running.lock().expect("watch lock") = false;
-                return;
-            };
-            let wire = Arc::new(to_wire(&services, &states));
-            sender.send_if_modified(|current| {
-                if current.as_ref().is_some_and(|c| *c == wire) {
-                    return false;
-                }
-                *current = Some(wire);
-                true
-            });
+            let seen = (self.catalog.services(), self.storage.series_counts("").1);
+            let same = judged
+                .as_ref()
+                .is_some_and(|(s, n)| Arc::ptr_eq(s, &seen.0) && *n == seen.1);
+            if !same || alert_changed {
+                judged = Some(seen);
+                alert_changed = false;
+                let judge = self.clone();
+                let Ok((services, states)) =
+                    tokio::task::spawn_blocking(move || judge.states()).await
+                else {
+                    *watched.running.lock().expect("watch lock") = false;
+                    return;
+                };
+                let wire = Arc::new(to_wire(&services, &states));
+                sender.send_if_modified(|current| {
+                    if current.as_ref().is_some_and(|c| *c == wire) {
+                        return false;
+                    }
+                    *current = Some(wire);
+                    true
+                });
+            }
             tokio::select! {
                 event = alert_events.recv() => {
                     if matches!(event, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
                         *watched.running.lock().expect("watch lock") = false;
                         return;
                     }
+                    // Further events of the same burst: one judgement.
+                    while alert_events.try_recv().is_ok() {}
+                    alert_changed = true;
                 }
                 _ = tick.tick() => {}
             }

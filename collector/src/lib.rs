@@ -8,6 +8,7 @@
 
 pub mod alert_api;
 pub mod auth;
+pub mod availability;
 pub mod board;
 pub mod config;
 pub mod dashboard;

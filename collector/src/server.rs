@@ -21,6 +21,7 @@ use nightjar_alerting::alerter::{Alerter, now_ms};
 use nightjar_model::limits::Limits;
 use nightjar_model::model::SeriesKey;
 use nightjar_proto::v1::alert_service_server::AlertServiceServer;
+use nightjar_proto::v1::availability_service_server::AvailabilityServiceServer;
 use nightjar_proto::v1::board_service_server::BoardServiceServer;
 use nightjar_storage::Storage;
 use nightjar_storage::rocks::{
@@ -83,6 +84,7 @@ pub async fn run(config: Config, reload: Option<Reload>) -> anyhow::Result<()> {
     .await
     .context("opening the alert store")??;
     let alerter = Arc::new(alerter);
+    let timeline: Arc<dyn nightjar_alerting::availability::TimelineStore> = alert_store.clone();
     tokio::spawn(recover_periodically(storage.clone(), alert_store));
     seed_alerter(&alerter, &*storage, &config.name, now_ms());
     tracing::info!(rules = alerter.rules().len(), "alert rules loaded");
@@ -120,7 +122,20 @@ pub async fn run(config: Config, reload: Option<Reload>) -> anyhow::Result<()> {
         tokens: config.tokens.clone(),
         mtls: config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
         catalog: catalog.clone(),
+        timeline: timeline.clone(),
     };
+    // Every service's state timeline, recorded as it happens.
+    let recorder = Arc::new(nightjar_alerting::availability::Recorder::new(
+        timeline,
+        now_ms(),
+    ));
+    tokio::spawn(crate::availability::record_periodically(
+        recorder,
+        storage.clone(),
+        alerter.clone(),
+        catalog.clone(),
+        config.name.clone(),
+    ));
     if let Some(addr) = config.http_listen {
         let listener = nightjar_common::status_http::bind("http_listen", addr)
             .await
@@ -236,6 +251,9 @@ pub struct Wiring<S> {
     pub mtls: bool,
     /// The declared services (the BoardService fronts them).
     pub catalog: Arc<ServiceCatalog>,
+    /// The services' availability timelines (the AvailabilityService
+    /// reports from them).
+    pub timeline: Arc<dyn nightjar_alerting::availability::TimelineStore>,
 }
 
 impl<S: Storage> Wiring<S> {
@@ -267,10 +285,20 @@ impl<S: Storage> Wiring<S> {
             self.alerter.clone(),
             self.catalog.clone(),
         ));
+        let availability =
+            AvailabilityServiceServer::new(crate::availability::AvailabilityApi::new(
+                self.timeline.clone(),
+                self.alerter.clone(),
+                self.catalog.clone(),
+            ));
         Routes::new(InterceptedService::new(ingest, authenticate(Role::Agent)))
             .add_service(InterceptedService::new(query, authenticate(Role::Read)))
             .add_service(InterceptedService::new(alerts, authenticate(Role::Read)))
             .add_service(InterceptedService::new(board, authenticate(Role::Read)))
+            .add_service(InterceptedService::new(
+                availability,
+                authenticate(Role::Read),
+            ))
     }
 }
 

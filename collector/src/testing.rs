@@ -91,6 +91,7 @@ impl TestCollector {
             auth_log: auth_log.clone(),
             tokens,
             catalog: catalog.clone(),
+            timeline: Arc::new(nightjar_alerting::availability::MemoryTimelineStore::default()),
             mtls: false,
         };
         let channel = nightjar_common::in_process::channel(wiring.routes()).await;

@@ -7,6 +7,7 @@
 
 pub mod alert;
 pub mod api_args;
+pub mod availability;
 pub mod config_files;
 pub mod convert;
 pub mod histogram;

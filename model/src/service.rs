@@ -38,6 +38,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::availability::schedule::{Calendar, Schedule};
+use crate::availability::timeline::Users;
 use crate::config_files::{self, line_of};
 use crate::selector::{MatchOp, Matcher, Selector};
 
@@ -97,6 +99,10 @@ pub struct Component {
     pub selector: Selector,
     /// The selector as written, for display.
     pub selector_text: String,
+    /// How much of the users' work is lost while it is critical (0–1,
+    /// default 1), and while it is warning (default 0).
+    pub impact: f64,
+    pub warning_impact: f64,
 }
 
 impl Component {
@@ -143,6 +149,21 @@ pub struct Service {
     pub components: Vec<Component>,
     /// Services it needs.
     pub depends_on: Vec<String>,
+    /// Its agreed availability, if it has a target (docs/availability.md).
+    pub availability: Option<Availability>,
+}
+
+/// What a service's availability is measured against.
+#[derive(Clone, Debug)]
+pub struct Availability {
+    /// The agreed availability, percent (e.g. 99.9).
+    pub target_percent: f64,
+    /// The window of the error budget and the burn rates (default 30 days).
+    pub slo_window_ms: i64,
+    /// When it is agreed to be available.
+    pub schedule: Schedule,
+    /// Who its users are, by an alert label; `None`: one group.
+    pub users: Option<Users>,
 }
 
 /// A service file could not be used.
@@ -183,6 +204,27 @@ impl std::error::Error for ServiceError {}
 struct RawFile {
     #[serde(default)]
     service: Vec<toml::Spanned<RawService>>,
+    #[serde(default)]
+    calendar: Vec<toml::Spanned<RawCalendar>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCalendar {
+    name: Option<String>,
+    timezone: Option<String>,
+    #[serde(default)]
+    hours: Vec<String>,
+    #[serde(default)]
+    holidays: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUsers {
+    label: Option<String>,
+    #[serde(default)]
+    shares: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -198,6 +240,10 @@ struct RawService {
     contact: Vec<RawContact>,
     #[serde(default)]
     component: Vec<toml::Spanned<RawComponent>>,
+    availability_target: Option<f64>,
+    slo_window: Option<String>,
+    schedule: Option<String>,
+    users: Option<RawUsers>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -218,6 +264,8 @@ struct RawComponent {
     metric: Option<String>,
     #[serde(default)]
     matchers: Vec<String>,
+    impact: Option<f64>,
+    warning_impact: Option<f64>,
 }
 
 fn is_service_name(s: &str) -> bool {
@@ -237,6 +285,35 @@ pub fn parse_services(file: &str, text: &str) -> Result<Vec<(Service, usize)>, S
         field: String::new(),
         reason: e.message().trim_end().to_owned(),
     })?;
+    let mut calendars: BTreeMap<String, Calendar> = BTreeMap::new();
+    for spanned in raw.calendar {
+        let line = line_of(text, spanned.span().start);
+        let c = spanned.into_inner();
+        let name = c.name.unwrap_or_default();
+        let err = |field: &str, reason: String| ServiceError {
+            file: file.to_owned(),
+            line,
+            service: String::new(),
+            field: format!("calendar {name:?}: {field}"),
+            reason,
+        };
+        if name.is_empty() || name == "24x7" {
+            return Err(err("name", "missing (and \"24x7\" is taken)".into()));
+        }
+        let Some(tz) = c.timezone else {
+            return Err(err(
+                "timezone",
+                "missing; write an IANA name like \"Europe/London\"".into(),
+            ));
+        };
+        let calendar = Calendar::new(&name, &tz, &c.hours, &c.holidays).map_err(|e| {
+            let (field, reason) = e.0.split_once(": ").unwrap_or(("", &e.0));
+            err(field, reason.to_owned())
+        })?;
+        if calendars.insert(name.clone(), calendar).is_some() {
+            return Err(err("name", "declared twice in this file".into()));
+        }
+    }
     let mut out = Vec::with_capacity(raw.service.len());
     for spanned in raw.service {
         let line = line_of(text, spanned.span().start);
@@ -321,6 +398,17 @@ pub fn parse_services(file: &str, text: &str) -> Result<Vec<(Service, usize)>, S
             if let Some(why) = contradiction(&matchers) {
                 return Err(err(line, &field("matchers"), why));
             }
+            let share = |key: &str, v: Option<f64>, default: f64| match v {
+                None => Ok(default),
+                Some(v) if (0.0..=1.0).contains(&v) => Ok(v),
+                Some(v) => Err(err(
+                    line,
+                    &field(key),
+                    format!("{v} must be between 0 and 1 (a share of the users' work)"),
+                )),
+            };
+            let impact = share("impact", c.impact, 1.0)?;
+            let warning_impact = share("warning_impact", c.warning_impact, 0.0)?;
             let mut text_parts: Vec<String> = c.matchers.clone();
             if let Some(m) = &c.metric {
                 text_parts.insert(0, m.clone());
@@ -333,8 +421,18 @@ pub fn parse_services(file: &str, text: &str) -> Result<Vec<(Service, usize)>, S
                     matchers,
                 },
                 selector_text: text_parts.join(" "),
+                impact,
+                warning_impact,
             });
         }
+        let availability = availability_of(
+            &raw.availability_target,
+            raw.slo_window,
+            raw.schedule,
+            raw.users,
+            &calendars,
+        )
+        .map_err(|(field, reason)| err(line, field, reason))?;
         out.push((
             Service {
                 name,
@@ -344,11 +442,103 @@ pub fn parse_services(file: &str, text: &str) -> Result<Vec<(Service, usize)>, S
                 contacts,
                 components,
                 depends_on: raw.depends_on,
+                availability,
             },
             line,
         ));
     }
     Ok(out)
+}
+
+/// The availability section of a service: its target, SLO window,
+/// schedule (a calendar of the same file, or 24×7) and user shares.
+fn availability_of(
+    target: &Option<f64>,
+    window: Option<String>,
+    schedule: Option<String>,
+    users: Option<RawUsers>,
+    calendars: &BTreeMap<String, Calendar>,
+) -> Result<Option<Availability>, (&'static str, String)> {
+    let Some(target) = *target else {
+        for (field, given) in [
+            ("slo_window", window.is_some()),
+            ("schedule", schedule.is_some()),
+            ("users", users.is_some()),
+        ] {
+            if given {
+                return Err((
+                    field,
+                    "needs availability_target (the agreed availability, e.g. 99.9)".into(),
+                ));
+            }
+        }
+        return Ok(None);
+    };
+    if !(target > 0.0 && target < 100.0) {
+        return Err((
+            "availability_target",
+            format!("{target} must be a percentage above 0 and below 100, e.g. 99.9"),
+        ));
+    }
+    let slo_window_ms = match window {
+        None => 30 * 86_400_000,
+        Some(w) => {
+            let d = nightjar_common::duration::parse("slo_window", &w)
+                .map_err(|e| ("slo_window", e.to_string()))?;
+            if d < std::time::Duration::from_secs(3600) {
+                return Err(("slo_window", format!("{w:?} is shorter than an hour")));
+            }
+            d.as_millis() as i64
+        }
+    };
+    let schedule = match schedule.as_deref() {
+        None | Some("24x7") => Schedule::Always,
+        Some(name) => Schedule::Calendar(calendars.get(name).cloned().ok_or_else(|| {
+            (
+                "schedule",
+                format!("no calendar is named {name:?} in this file; declare [[calendar]] name = {name:?} here, or write \"24x7\""),
+            )
+        })?),
+    };
+    let users = match users {
+        None => None,
+        Some(u) => {
+            let label = u.label.unwrap_or_default();
+            if label.is_empty() {
+                return Err((
+                    "users",
+                    "label: missing (the alert label that names the users hit, e.g. \"region\")"
+                        .into(),
+                ));
+            }
+            if u.shares.is_empty() {
+                return Err((
+                    "users",
+                    "shares: missing, e.g. { AMRS = 0.5, EMEA = 0.4, APAC = 0.1 }".into(),
+                ));
+            }
+            if let Some((k, v)) = u.shares.iter().find(|(_, v)| !(**v > 0.0 && **v <= 1.0)) {
+                return Err((
+                    "users",
+                    format!("shares: {k} = {v} must be above 0 and at most 1"),
+                ));
+            }
+            let sum: f64 = u.shares.values().sum();
+            if (sum - 1.0).abs() > 1e-6 {
+                return Err(("users", format!("shares: they sum to {sum}, not 1")));
+            }
+            Some(Users {
+                label,
+                shares: u.shares,
+            })
+        }
+    };
+    Ok(Some(Availability {
+        target_percent: target,
+        slo_window_ms,
+        schedule,
+        users,
+    }))
 }
 
 /// Why `matchers` can match nothing, if they cannot: two equalities on
@@ -560,6 +750,66 @@ matchers = ["host=db-1"]
             "checkout_latency_seconds{host=\"web-1\"}"
         ));
         assert!(!latency.matches_alert(&labels(&[("host", "web-1")]), "cpu{host=\"web-1\"}"));
+    }
+
+    const AVAILABLE: &str = "[[calendar]]\nname = \"london\"\ntimezone = \"Europe/London\"\nhours = [\"Mon-Fri 07:00-19:00\"]\nholidays = [\"2026-12-25\"]\n\n[[service]]\nname = \"reports\"\navailability_target = 99.5\nschedule = \"london\"\nslo_window = \"7d\"\nusers = { label = \"region\", shares = { AMRS = 0.5, EMEA = 0.4, APAC = 0.1 } }\n[[service.component]]\nname = \"feed\"\nlayer = \"business\"\nmetric = \"feed_rows\"\nimpact = 0.2\nwarning_impact = 0.05\n";
+
+    #[test]
+    fn availability_targets_schedules_users_and_impacts_parse() {
+        let (s, _) = parse_services("s.toml", AVAILABLE).unwrap().remove(0);
+        let a = s.availability.expect("an availability section");
+        assert_eq!(a.target_percent, 99.5);
+        assert_eq!(a.slo_window_ms, 7 * 86_400_000);
+        assert_eq!(a.schedule.name(), "london");
+        let users = a.users.unwrap();
+        assert_eq!(
+            (users.label.as_str(), users.shares["APAC"]),
+            ("region", 0.1)
+        );
+        assert_eq!(
+            (s.components[0].impact, s.components[0].warning_impact),
+            (0.2, 0.05)
+        );
+        // Without a target: no availability, full impact when critical.
+        let plain = "[[service]]\nname = \"a\"\n[[service.component]]\nname = \"x\"\nlayer = \"machine\"\nmatchers = [\"host=a\"]\n";
+        let (s, _) = parse_services("s.toml", plain).unwrap().remove(0);
+        assert!(s.availability.is_none());
+        assert_eq!(
+            (s.components[0].impact, s.components[0].warning_impact),
+            (1.0, 0.0)
+        );
+    }
+
+    #[test]
+    fn bad_availability_input_names_what_is_wrong() {
+        let with = |from: &str, to: &str| error(&AVAILABLE.replace(from, to));
+        assert_eq!(
+            with("APAC = 0.1", "APAC = 0.05"),
+            "s.toml:7: service \"reports\": users: shares: they sum to 0.9500000000000001, not 1"
+        );
+        assert!(with("Europe/London", "Europe/Atlantis").starts_with(
+            "s.toml:1: calendar \"london\": timezone: \"Europe/Atlantis\" is not a known time zone"
+        ));
+        assert!(
+            with("schedule = \"london\"", "schedule = \"paris\"")
+                .contains("schedule: no calendar is named \"paris\" in this file")
+        );
+        assert!(
+            with("availability_target = 99.5", "availability_target = 100")
+                .contains("availability_target: 100 must be a percentage above 0 and below 100")
+        );
+        assert!(
+            with("availability_target = 99.5\n", "")
+                .contains("slo_window: needs availability_target")
+        );
+        assert!(
+            with("impact = 0.2", "impact = 1.5")
+                .contains("component \"feed\": impact: 1.5 must be between 0 and 1")
+        );
+        assert!(
+            with("Mon-Fri 07:00-19:00", "Mon-Fri 19:00-07:00")
+                .contains("calendar \"london\": hours: ")
+        );
     }
 
     #[test]

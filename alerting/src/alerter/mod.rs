@@ -392,6 +392,11 @@ impl Alerter {
         self.unwritten.lock().expect("unwritten lock").is_empty()
     }
 
+    /// The maintenance windows now configured.
+    pub fn maintenance(&self) -> Vec<crate::silence::Maintenance> {
+        self.config.read().expect("config lock").maintenance.clone()
+    }
+
     /// Notifications waiting for delivery.
     pub fn outbox_len(&self) -> usize {
         self.outbox.lock().expect("outbox lock").len()

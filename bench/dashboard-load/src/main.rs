@@ -436,7 +436,10 @@ async fn main() -> anyhow::Result<()> {
                 );
                 stdin.write_all(b"next\n").await?;
             }
-            json if json.starts_with('{') => results = serde_json::from_str(json)?,
+            json if json.starts_with('{') => {
+                results = serde_json::from_str(json)?;
+                break;
+            }
             other => eprintln!("{other}"),
         }
     }

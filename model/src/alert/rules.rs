@@ -157,6 +157,99 @@ struct RawRule {
     runbook: Option<String>,
     flap_changes: Option<i64>,
     flap_window: Option<String>,
+    /// `kind = "burn_rate"`: the service whose error budget it watches.
+    service: Option<String>,
+}
+
+/// The series the collector emits for burn-rate rules
+/// (`docs/availability.md`): per service and condition, how fast the
+/// budget burns over both of the condition's windows, as a multiple of the
+/// condition's rate (1 = at the threshold).
+pub const BURN_RATE_METRIC: &str = "service_burn_rate_ratio";
+
+/// `kind = "burn_rate"`: two threshold rules on [`BURN_RATE_METRIC`], one
+/// that pages (critical) on the fast and slow conditions and one
+/// (`<name>_ticket`, warning) on the slow-burn ticket condition.
+fn burn_rate_rules(
+    raw: RawRule,
+    err: &dyn Fn(&str, String) -> RuleError,
+) -> Result<Vec<Rule>, RuleError> {
+    for (field, present) in [
+        ("metric", raw.metric.is_some()),
+        ("match", !raw.match_.is_empty()),
+        ("matchers", !raw.matchers.is_empty()),
+        ("window", raw.window.is_some()),
+        ("aggregation", raw.aggregation.is_some()),
+        ("op", raw.op.is_some()),
+        ("warning", raw.warning.is_some()),
+        ("critical", raw.critical.is_some()),
+        ("recovery", raw.recovery.is_some()),
+        ("after", raw.after.is_some()),
+        ("severity", raw.severity.is_some()),
+    ] {
+        if present {
+            return Err(err(field, "burn_rate rules take only service, for, labels, summary, runbook and flap fields: the metric and thresholds are the error budget's".into()));
+        }
+    }
+    let name = raw.name.clone().unwrap_or_default();
+    let mut service_matcher = Vec::new();
+    if let Some(service) = &raw.service {
+        if service.is_empty() {
+            return Err(err("service", "empty; name a service with an availability_target, or leave it out for all of them".into()));
+        }
+        service_matcher.push(format!("service={service}"));
+    }
+    let summary = raw.summary.clone();
+    let expand = |suffix: &str,
+                  condition: &str,
+                  warning: Option<f64>,
+                  critical: Option<f64>,
+                  what: &str| {
+        RawRule {
+        name: Some(format!("{name}{suffix}")),
+        kind: Some("threshold".into()),
+        metric: Some(BURN_RATE_METRIC.into()),
+        match_: BTreeMap::new(),
+        matchers: [service_matcher.clone(), vec![condition.to_owned()]].concat(),
+        window: None,
+        aggregation: None,
+        op: Some(">=".into()),
+        warning,
+        critical,
+        recovery: Some(1.0),
+        for_: raw.for_.clone(),
+        after: None,
+        severity: None,
+        labels: raw.labels.clone(),
+        summary: Some(summary.clone().unwrap_or_else(|| format!("{{{{labels.service}}}} {what}: {{{{value}}}}× the threshold ({{{{labels.condition}}}})"))),
+        runbook: raw.runbook.clone(),
+        flap_changes: raw.flap_changes,
+        flap_window: raw.flap_window.clone(),
+        service: raw.service.clone(),
+    }
+    };
+    Ok(vec![
+        validate(
+            expand(
+                "",
+                "condition=~page_fast|page_slow",
+                None,
+                Some(1.0),
+                "burns its error budget fast",
+            ),
+            err,
+        )?,
+        validate(
+            expand(
+                "_ticket",
+                "condition=ticket",
+                Some(1.0),
+                None,
+                "burns its error budget steadily",
+            ),
+            err,
+        )?,
+    ])
 }
 
 /// Parses one rule file's text; `file` names it in errors.
@@ -180,7 +273,17 @@ pub fn parse_rules(file: &str, text: &str) -> Result<Vec<Rule>, RuleError> {
             field: field.to_owned(),
             reason,
         };
-        rules.push(validate(raw, &err)?);
+        if raw.kind.as_deref() == Some("burn_rate") {
+            rules.extend(burn_rate_rules(raw, &err)?);
+        } else {
+            if raw.service.is_some() {
+                return Err(err(
+                    "service",
+                    "only burn_rate rules take this field".into(),
+                ));
+            }
+            rules.push(validate(raw, &err)?);
+        }
     }
     Ok(rules)
 }
@@ -367,7 +470,7 @@ fn validate(raw: RawRule, err: &dyn Fn(&str, String) -> RuleError) -> Result<Rul
         other => {
             return Err(err(
                 "kind",
-                format!("{other:?} is not threshold or absence"),
+                format!("{other:?} is not threshold, absence or burn_rate"),
             ));
         }
     };
@@ -508,6 +611,36 @@ runbook = "https://runbooks/cpu"
             "cpu_usage_percent",
             &[("cpu", "total"), ("host", "web-1")]
         )));
+    }
+
+    #[test]
+    fn a_burn_rate_rule_is_a_page_and_a_ticket_on_the_budget_series() {
+        let rules = parse_rules("b.toml", "[[rule]]\nname = \"reports_budget\"\nkind = \"burn_rate\"\nservice = \"reports\"\nlabels = { team = \"bi\" }\n").unwrap();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0].name, "reports_budget");
+        assert_eq!(rules[1].name, "reports_budget_ticket");
+        assert_eq!(
+            rules[0].selector_text,
+            "service_burn_rate_ratio{service=reports,condition=~page_fast|page_slow}"
+        );
+        let RuleKind::Threshold { thresholds, .. } = &rules[0].kind else {
+            panic!()
+        };
+        assert_eq!((thresholds.warning, thresholds.critical), (None, Some(1.0)));
+        let RuleKind::Threshold { thresholds, .. } = &rules[1].kind else {
+            panic!()
+        };
+        assert_eq!((thresholds.warning, thresholds.critical), (Some(1.0), None));
+        assert_eq!(rules[1].labels["team"], "bi");
+        let err = |text: &str| parse_rules("b.toml", text).unwrap_err().to_string();
+        assert!(
+            err("[[rule]]\nname = \"x\"\nkind = \"burn_rate\"\nwarning = 3\n")
+                .contains("b.toml:1: rule \"x\": field `warning`: burn_rate rules take only")
+        );
+        assert!(
+            err("[[rule]]\nname = \"x\"\nmetric = \"m\"\nwarning = 1\nservice = \"s\"\n")
+                .contains("field `service`: only burn_rate rules take this field")
+        );
     }
 
     #[test]

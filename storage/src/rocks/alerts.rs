@@ -23,14 +23,16 @@ const CF_ALERTS: &str = "alerts";
 const CF_OUTBOX: &str = "outbox";
 const CF_HISTORY: &str = "history";
 const CF_SILENCES: &str = "silences";
+/// Service timelines, judging spans and adjustments (`timeline.rs`).
+pub(super) const CF_TIMELINE: &str = "timeline";
 
 /// The alert database.
 pub struct RocksAlertStore {
-    db: DB,
+    pub(super) db: DB,
     path: String,
     next_seq: AtomicU64,
     /// Whether the last write failed.
-    write_failed: std::sync::atomic::AtomicBool,
+    pub(super) write_failed: std::sync::atomic::AtomicBool,
 }
 
 fn json<T: Serialize>(value: &T) -> Vec<u8> {
@@ -43,7 +45,7 @@ impl RocksAlertStore {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
-        let cfs = [CF_ALERTS, CF_OUTBOX, CF_HISTORY, CF_SILENCES]
+        let cfs = [CF_ALERTS, CF_OUTBOX, CF_HISTORY, CF_SILENCES, CF_TIMELINE]
             .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         let display = path.display().to_string();
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| StoreError {
@@ -82,7 +84,7 @@ impl RocksAlertStore {
         self.next_seq.fetch_max(seq + 1, Ordering::Relaxed);
     }
 
-    fn error(&self, operation: &'static str, reason: impl ToString) -> StoreError {
+    pub(super) fn error(&self, operation: &'static str, reason: impl ToString) -> StoreError {
         StoreError {
             path: self.path.clone(),
             operation,
@@ -90,7 +92,7 @@ impl RocksAlertStore {
         }
     }
 
-    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+    pub(super) fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
         self.db
             .cf_handle(name)
             .expect("column family created at open")

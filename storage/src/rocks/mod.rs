@@ -58,6 +58,7 @@ mod read;
 mod reopen;
 #[cfg(test)]
 mod tests;
+mod timeline;
 mod write;
 
 pub use alerts::RocksAlertStore;

@@ -353,3 +353,48 @@ impl AlertStore for ReopeningAlertStore {
         seq
     }
 }
+
+impl nightjar_alerting::availability::TimelineStore for ReopeningAlertStore {
+    fn record(
+        &self,
+        changes: &[(String, i64, nightjar_model::availability::Judged)],
+    ) -> Result<(), StoreError> {
+        self.with("writing the timeline", |s| s.record(changes))
+    }
+
+    fn judged_through(&self, span_start_ms: i64, through_ms: i64) -> Result<(), StoreError> {
+        self.with("writing the timeline", |s| {
+            s.judged_through(span_start_ms, through_ms)
+        })
+    }
+
+    fn timeline(
+        &self,
+        service: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(i64, nightjar_model::availability::Judged)>, StoreError> {
+        self.with("reading the timeline", |s| {
+            s.timeline(service, from_ms, to_ms)
+        })
+    }
+
+    fn judging(&self, from_ms: i64, to_ms: i64) -> Result<Vec<(i64, i64)>, StoreError> {
+        self.with("reading the timeline", |s| s.judging(from_ms, to_ms))
+    }
+
+    fn adjust(
+        &self,
+        service: &str,
+        adjustment: &nightjar_model::availability::timeline::Adjustment,
+    ) -> Result<(), StoreError> {
+        self.with("writing an adjustment", |s| s.adjust(service, adjustment))
+    }
+
+    fn adjustments(
+        &self,
+        service: &str,
+    ) -> Result<Vec<nightjar_model::availability::timeline::Adjustment>, StoreError> {
+        self.with("reading adjustments", |s| s.adjustments(service))
+    }
+}

@@ -28,6 +28,7 @@ export async function renderBoard(main: HTMLElement, route: Route, signal: Abort
     alerts.alertHistory({ sinceMs: BigInt(since), limit: 200 }, { signal }),
     query.listHosts({}, { signal }),
   ]);
+  performance.mark("board:data");
   const services = new Map<string, ServiceStatus>(list.services.map((s) => [s.name, s]));
   const set = new AlertSet(active.alerts);
   const hosts = hostList.hosts;
@@ -130,6 +131,7 @@ export async function renderBoard(main: HTMLElement, route: Route, signal: Abort
 
   drawServices();
   drawHosts();
+  performance.mark("board:drawn");
 
   const loadReadings = async () => {
     const latest = async (metric: string, key: keyof Readings, extra: [string, string][] = [], reduce = (a: number, b: number) => b) => {
@@ -154,6 +156,7 @@ export async function renderBoard(main: HTMLElement, route: Route, signal: Abort
     drawHosts();
   };
   await loadReadings();
+  performance.mark("board:readings");
   main.dataset.ready = "true";
 
   const timer = setInterval(() => loadReadings().catch(() => {}), 15000);

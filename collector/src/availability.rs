@@ -1,0 +1,373 @@
+//! Availability against the SLA (docs/availability.md): the loop that
+//! records every service's state timeline as it happens (`Recorder`, every
+//! `STEP` and at each alert change), and the `AvailabilityService` gRPC API
+//! that reports from the recorded timelines (never from raw points).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nightjar_alerting::alerter::{Alerter, now_ms};
+use nightjar_alerting::availability::{Recorder, TimelineStore, maintenance_of, report_of};
+use nightjar_alerting::services::evaluate;
+use nightjar_model::availability::timeline::Adjustment;
+use nightjar_model::availability::{MINUTE_MS, combined};
+use nightjar_proto::v1 as pb;
+use nightjar_storage::Storage;
+use tonic::{Request, Response, Status};
+
+use crate::board::ServiceCatalog;
+
+/// How often services are judged and the judging span extended when no
+/// alert changes: the resolution of unknown (collector down) time.
+pub const STEP: Duration = Duration::from_secs(2);
+
+/// How often the burn rates are computed and stored as
+/// `service_burn_rate_ratio` (what `kind = "burn_rate"` rules watch).
+pub const BURN_EVERY: Duration = Duration::from_secs(5);
+
+/// Each service's burn-rate conditions now: per condition, the slower of
+/// its long and short windows' burn rates over the condition's rate, as
+/// a batch of the collector's own series.
+pub fn burn_batch(
+    store: &dyn TimelineStore,
+    services: &[nightjar_model::service::Service],
+    maintenance: &[nightjar_alerting::silence::Maintenance],
+    collector: &str,
+    now: i64,
+) -> Result<nightjar_model::model::Batch, nightjar_alerting::store::StoreError> {
+    use nightjar_alerting::availability::burn_rate_of;
+    use nightjar_model::model::{Labels, Point, Sample, SeriesKey};
+    let mut samples = Vec::new();
+    for s in services {
+        let Some(a) = &s.availability else { continue };
+        for w in nightjar_model::availability::timeline::burn_windows(a.slo_window_ms) {
+            let long = burn_rate_of(store, s, maintenance, w.long_ms, now)?.unwrap_or(0.0);
+            let short = burn_rate_of(store, s, maintenance, w.short_ms, now)?.unwrap_or(0.0);
+            let labels = Labels::from_pairs(vec![
+                ("host".to_owned(), collector.to_owned()),
+                ("service".to_owned(), s.name.clone()),
+                ("condition".to_owned(), w.name.to_owned()),
+            ])
+            .expect("distinct label names");
+            samples.push(Sample {
+                series: SeriesKey {
+                    metric: nightjar_model::alert::rules::BURN_RATE_METRIC.to_owned(),
+                    labels,
+                },
+                point: Point {
+                    timestamp_ms: now,
+                    value: long.min(short) / w.rate,
+                },
+            });
+        }
+    }
+    Ok(nightjar_model::model::Batch {
+        agent_id: format!("nightjar-collector/{collector}/availability"),
+        host: collector.to_owned(),
+        // Storage takes a batch once per (host, agent id, seq): the time
+        // in ms rises from batch to batch, across restarts too.
+        seq: now.max(1) as u64,
+        interval_ms: BURN_EVERY.as_millis() as u64,
+        samples,
+        histograms: Vec::new(),
+    })
+}
+
+/// Judges and records until the process ends, and stores and evaluates
+/// the burn rates every `BURN_EVERY`. A failed write is logged once per
+/// run of failures and tried again at the next step.
+pub async fn record_periodically<S: Storage>(
+    recorder: Arc<Recorder<dyn TimelineStore>>,
+    storage: Arc<S>,
+    alerter: Arc<Alerter>,
+    catalog: Arc<ServiceCatalog>,
+    collector: String,
+) {
+    let mut alert_events = alerter.subscribe();
+    let mut tick = tokio::time::interval(STEP);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    let mut last_burn = 0i64;
+    loop {
+        let (recorder, storage, alerter, catalog, collector) = (
+            recorder.clone(),
+            storage.clone(),
+            alerter.clone(),
+            catalog.clone(),
+            collector.clone(),
+        );
+        let now = now_ms();
+        let burn_now = now - last_burn >= BURN_EVERY.as_millis() as i64;
+        if burn_now {
+            last_burn = now;
+        }
+        let stepped = tokio::task::spawn_blocking(move || {
+            let services = catalog.services();
+            let active: Vec<_> = alerter.active(now).into_iter().map(|(a, _)| a).collect();
+            let states = evaluate(&services, &active, &|selector| {
+                catalog.has_data(selector, &*storage)
+            });
+            let changed = recorder.step(&services, &states, &active, now)?;
+            if burn_now && services.iter().any(|s| s.availability.is_some()) {
+                let batch = burn_batch(
+                    recorder.store(),
+                    &services,
+                    &alerter.maintenance(),
+                    &collector,
+                    now,
+                )?;
+                match storage.append(&batch, now) {
+                    // Burn-rate rules watch these series like any other.
+                    Ok(_) => alerter.observe_own(&batch, now),
+                    Err(error) => tracing::warn!(%error, "cannot store the burn rates"),
+                }
+            }
+            Ok::<usize, nightjar_alerting::store::StoreError>(changed)
+        })
+        .await;
+        match stepped {
+            Ok(Ok(_)) if failing => {
+                failing = false;
+                tracing::info!("availability timeline writes work again");
+            }
+            Ok(Err(error)) if !failing => {
+                failing = true;
+                tracing::error!(%error, "cannot record the availability timeline; retrying every {} s", STEP.as_secs());
+            }
+            _ => {}
+        }
+        tokio::select! {
+            event = alert_events.recv() => {
+                if matches!(event, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                    return;
+                }
+            }
+            _ = tick.tick() => {}
+        }
+    }
+}
+
+/// The availability API.
+pub struct AvailabilityApi {
+    store: Arc<dyn TimelineStore>,
+    alerter: Arc<Alerter>,
+    catalog: Arc<ServiceCatalog>,
+}
+
+impl AvailabilityApi {
+    /// Reports from `store`'s timelines of `catalog`'s services.
+    pub fn new(
+        store: Arc<dyn TimelineStore>,
+        alerter: Arc<Alerter>,
+        catalog: Arc<ServiceCatalog>,
+    ) -> Self {
+        AvailabilityApi {
+            store,
+            alerter,
+            catalog,
+        }
+    }
+}
+
+fn minutes(ms: f64) -> f64 {
+    ms / MINUTE_MS as f64
+}
+
+fn report_blocking(
+    store: &dyn TimelineStore,
+    catalog: &ServiceCatalog,
+    maintenance: &[nightjar_alerting::silence::Maintenance],
+    req: &pb::AvailabilityReportRequest,
+) -> Result<pb::AvailabilityReportResponse, Status> {
+    let (from, to) = (req.from_ms, req.to_ms);
+    if to <= from {
+        return Err(Status::invalid_argument(format!(
+            "window: ends ({to}) before it starts ({from})"
+        )));
+    }
+    if to - from > 400 * 86_400_000 {
+        return Err(Status::invalid_argument("window: longer than 400 days"));
+    }
+    let services = catalog.services();
+    let chosen: Vec<_> = if req.service.is_empty() {
+        services
+            .iter()
+            .filter(|s| s.availability.is_some())
+            .collect()
+    } else {
+        let s = services
+            .iter()
+            .find(|s| s.name == req.service)
+            .ok_or_else(|| {
+                let names: Vec<&str> = services
+                    .iter()
+                    .filter(|s| s.availability.is_some())
+                    .map(|s| s.name.as_str())
+                    .collect();
+                Status::not_found(format!(
+                    "service: no service is named {:?}; services with a target: {}",
+                    req.service,
+                    names.join(", ")
+                ))
+            })?;
+        if s.availability.is_none() {
+            return Err(Status::failed_precondition(format!(
+                "service {:?} has no availability_target (docs/availability.md)",
+                s.name
+            )));
+        }
+        vec![s]
+    };
+    let mut out = Vec::new();
+    let mut outage_intervals = Vec::new();
+    let mut scheduled_union = Vec::new();
+    for s in chosen {
+        let a = s.availability.as_ref().expect("chosen have one");
+        let r = report_of(store, s, maintenance, from, to)
+            .map_err(|e| Status::unavailable(e.to_string()))?
+            .expect("a target");
+        outage_intervals.push(
+            r.outages
+                .iter()
+                .map(|o| (o.start_ms, o.end_ms))
+                .collect::<Vec<_>>(),
+        );
+        scheduled_union.extend(a.schedule.intervals(from, to));
+        let restore = if r.outages.is_empty() {
+            0.0
+        } else {
+            r.outages
+                .iter()
+                .map(|o| (o.end_ms - o.start_ms) as f64)
+                .sum::<f64>()
+                / r.outages.len() as f64
+        };
+        out.push(pb::ServiceAvailability {
+            service: s.name.clone(),
+            schedule: a.schedule.name().to_owned(),
+            target_percent: r.target_percent,
+            availability_percent: r.availability_percent,
+            raw_availability_percent: r.raw_availability_percent,
+            met: r.met,
+            scheduled_minutes: minutes(r.scheduled_ms as f64),
+            excluded_minutes: minutes(r.excluded_ms as f64),
+            unknown_minutes: minutes(r.unknown_ms as f64),
+            known_minutes: minutes(r.known_ms as f64),
+            raw_outage_minutes: minutes(r.raw_outage_ms as f64),
+            weighted_outage_minutes: minutes(r.weighted_outage_ms),
+            budget_minutes: minutes(r.budget_ms),
+            budget_used_minutes: minutes(r.budget_used_ms),
+            budget_left_minutes: minutes(r.budget_left_ms),
+            incidents: r.outages.len() as u32,
+            mean_minutes_to_restore: minutes(restore),
+            weight: s.weight,
+            outages: r
+                .outages
+                .iter()
+                .map(|o| pb::OutageReport {
+                    start_ms: o.start_ms,
+                    end_ms: o.end_ms,
+                    raw_minutes: minutes(o.raw_ms as f64),
+                    weighted_minutes: minutes(o.weighted_ms),
+                    worst: o.worst,
+                    adjusted_by: o
+                        .adjustment
+                        .as_ref()
+                        .map(|a| a.by.clone())
+                        .unwrap_or_default(),
+                    adjusted_why: o
+                        .adjustment
+                        .as_ref()
+                        .map(|a| a.why.clone())
+                        .unwrap_or_default(),
+                    adjusted_share: o.adjustment.as_ref().map_or(0.0, |a| a.share),
+                    adjusted_impact: o.adjustment.as_ref().map_or(0.0, |a| a.impact),
+                })
+                .collect(),
+        });
+    }
+    let percents: Vec<f64> = out.iter().map(|s| s.availability_percent).collect();
+    let weighted: Vec<(f64, f64)> = out
+        .iter()
+        .map(|s| (s.availability_percent, s.weight))
+        .collect();
+    let scheduled = nightjar_model::availability::normalise(scheduled_union);
+    Ok(pb::AvailabilityReportResponse {
+        mean_percent: combined::mean(&percents).unwrap_or(100.0),
+        weighted_mean_percent: combined::weighted_mean(&weighted).unwrap_or(100.0),
+        all_of_percent: combined::all_of(&scheduled, &outage_intervals),
+        services: out,
+    })
+}
+
+#[tonic::async_trait]
+impl pb::availability_service_server::AvailabilityService for AvailabilityApi {
+    async fn report(
+        &self,
+        request: Request<pb::AvailabilityReportRequest>,
+    ) -> Result<Response<pb::AvailabilityReportResponse>, Status> {
+        let req = request.into_inner();
+        let (store, catalog) = (self.store.clone(), self.catalog.clone());
+        let maintenance = self.alerter.maintenance();
+        tokio::task::spawn_blocking(move || report_blocking(&*store, &catalog, &maintenance, &req))
+            .await
+            .map_err(|e| Status::internal(format!("report failed: {e}")))?
+            .map(Response::new)
+    }
+
+    async fn adjust_outage(
+        &self,
+        request: Request<pb::AdjustOutageRequest>,
+    ) -> Result<Response<pb::AdjustOutageResponse>, Status> {
+        let req = request.into_inner();
+        let services = self.catalog.services();
+        if !services
+            .iter()
+            .any(|s| s.name == req.service && s.availability.is_some())
+        {
+            return Err(Status::not_found(format!(
+                "service: no service with an availability target is named {:?}",
+                req.service
+            )));
+        }
+        for (field, v) in [("share", req.share), ("impact", req.impact)] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(Status::invalid_argument(format!(
+                    "{field}: {v} must be between 0 and 1"
+                )));
+            }
+        }
+        if req.by.trim().is_empty() || req.why.trim().is_empty() {
+            return Err(Status::invalid_argument(
+                "by and why: an adjustment says who made it and why",
+            ));
+        }
+        let adjustment = Adjustment {
+            outage_start_ms: req.outage_start_ms,
+            share: req.share,
+            impact: req.impact,
+            by: req.by,
+            why: req.why,
+            at_ms: now_ms(),
+        };
+        let store = self.store.clone();
+        let service = req.service.clone();
+        tokio::task::spawn_blocking(move || store.adjust(&service, &adjustment))
+            .await
+            .map_err(|e| Status::internal(format!("adjusting failed: {e}")))?
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        tracing::info!(service = %req.service, outage_start_ms = req.outage_start_ms, "outage adjusted");
+        Ok(Response::new(pb::AdjustOutageResponse {}))
+    }
+}
+
+/// The maintenance windows of `service` in a window (for the dashboard's
+/// and tests' use).
+pub fn maintenance_for(
+    alerter: &Alerter,
+    service: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Vec<(i64, i64)> {
+    maintenance_of(service, &alerter.maintenance(), from_ms, to_ms)
+}
