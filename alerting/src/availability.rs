@@ -22,22 +22,29 @@ use crate::store::StoreError;
 /// than this means the collector was not judging.
 pub const HEARTBEAT_MS: i64 = 10_000;
 
+/// One recorded change of a service: from `at_ms` on it lost `judged`,
+/// because of `alerts` (the ids of the alerts behind its failing
+/// components; what time to acknowledge is measured by).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Change {
+    pub at_ms: i64,
+    #[serde(flatten)]
+    pub judged: Judged,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<String>,
+}
+
 /// Durable storage of timelines (the collector's RocksDB alert store, or
 /// memory in tests). Every write is synced before it returns.
 pub trait TimelineStore: Send + Sync + 'static {
-    /// Appends changes: (service, from when, what it lost from then on).
-    fn record(&self, changes: &[(String, i64, Judged)]) -> Result<(), StoreError>;
+    /// Appends changes, each of one service.
+    fn record(&self, changes: &[(String, Change)]) -> Result<(), StoreError>;
     /// The collector judged from `span_start_ms` through `through_ms`
     /// (one span per run of the collector, extended by each heartbeat).
     fn judged_through(&self, span_start_ms: i64, through_ms: i64) -> Result<(), StoreError>;
     /// `service`'s changes in `[from_ms, to_ms)`, and the last one before
     /// `from_ms` (the state the window starts in), oldest first.
-    fn timeline(
-        &self,
-        service: &str,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<(i64, Judged)>, StoreError>;
+    fn timeline(&self, service: &str, from_ms: i64, to_ms: i64) -> Result<Vec<Change>, StoreError>;
     /// The judging spans that overlap `[from_ms, to_ms)`.
     fn judging(&self, from_ms: i64, to_ms: i64) -> Result<Vec<(i64, i64)>, StoreError>;
     /// Stores an operator's adjustment of one outage of `service`.
@@ -49,13 +56,13 @@ pub trait TimelineStore: Send + Sync + 'static {
 /// A [`TimelineStore`] in memory, for tests.
 #[derive(Default)]
 pub struct MemoryTimelineStore {
-    changes: Mutex<Vec<(String, i64, Judged)>>,
+    changes: Mutex<Vec<(String, Change)>>,
     spans: Mutex<std::collections::BTreeMap<i64, i64>>,
     adjustments: Mutex<Vec<(String, Adjustment)>>,
 }
 
 impl TimelineStore for MemoryTimelineStore {
-    fn record(&self, changes: &[(String, i64, Judged)]) -> Result<(), StoreError> {
+    fn record(&self, changes: &[(String, Change)]) -> Result<(), StoreError> {
         self.changes
             .lock()
             .expect("lock")
@@ -71,17 +78,12 @@ impl TimelineStore for MemoryTimelineStore {
         Ok(())
     }
 
-    fn timeline(
-        &self,
-        service: &str,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<(i64, Judged)>, StoreError> {
+    fn timeline(&self, service: &str, from_ms: i64, to_ms: i64) -> Result<Vec<Change>, StoreError> {
         let all = self.changes.lock().expect("lock");
-        let mine: Vec<(i64, Judged)> = all
+        let mine: Vec<Change> = all
             .iter()
-            .filter(|(s, _, _)| s == service)
-            .map(|(_, t, j)| (*t, *j))
+            .filter(|(s, _)| s == service)
+            .map(|(_, c)| c.clone())
             .collect();
         Ok(window_of(&mine, from_ms, to_ms))
     }
@@ -119,13 +121,13 @@ impl TimelineStore for MemoryTimelineStore {
 
 /// The changes in `[from, to)` of a sorted timeline, with the last one
 /// before `from`.
-pub fn window_of(sorted: &[(i64, Judged)], from_ms: i64, to_ms: i64) -> Vec<(i64, Judged)> {
-    let first_inside = sorted.partition_point(|(t, _)| *t < from_ms);
+pub fn window_of(sorted: &[Change], from_ms: i64, to_ms: i64) -> Vec<Change> {
+    let first_inside = sorted.partition_point(|c| c.at_ms < from_ms);
     let start = first_inside.saturating_sub(1);
     sorted[start..]
         .iter()
-        .take_while(|(t, _)| *t < to_ms)
-        .copied()
+        .take_while(|c| c.at_ms < to_ms)
+        .cloned()
         .collect()
 }
 
@@ -159,13 +161,32 @@ pub fn judge_now(service: &Service, state: &ServiceState, active: &[Alert]) -> J
     avail::judge(users, &components)
 }
 
+/// The alerts behind the components that take something away now (the
+/// ones whose acknowledgement starts the response to an outage).
+pub fn alerts_behind(service: &Service, state: &ServiceState) -> Vec<String> {
+    let mut ids: Vec<String> = service
+        .components
+        .iter()
+        .zip(&state.components)
+        .filter(|(declared, now)| match now.health {
+            Health::Critical => declared.impact > 0.0,
+            Health::Warning => declared.warning_impact > 0.0,
+            Health::Ok | Health::Unknown => false,
+        })
+        .flat_map(|(_, now)| now.alerts.iter().cloned())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 /// Records each service's changes and the collector's judging span.
 pub struct Recorder<T: ?Sized> {
     store: std::sync::Arc<T>,
     /// When this run of the collector began judging.
     span_start_ms: i64,
-    /// What was last recorded per service (or read back at start).
-    last: Mutex<HashMap<String, Judged>>,
+    /// What was last recorded per service.
+    last: Mutex<HashMap<String, (Judged, Vec<String>)>>,
 }
 
 impl<T: TimelineStore + ?Sized> Recorder<T> {
@@ -201,17 +222,27 @@ impl<T: TimelineStore + ?Sized> Recorder<T> {
                 continue;
             }
             let judged = judge_now(service, state, active);
-            let changed = last.get(&service.name).is_none_or(|prev| {
-                (prev.lost - judged.lost).abs() > 1e-9 || prev.unknown != judged.unknown
+            let alerts = alerts_behind(service, state);
+            let changed = last.get(&service.name).is_none_or(|(prev, prev_alerts)| {
+                (prev.lost - judged.lost).abs() > 1e-9
+                    || prev.unknown != judged.unknown
+                    || *prev_alerts != alerts
             });
             if changed {
-                changes.push((service.name.clone(), now_ms, judged));
+                changes.push((
+                    service.name.clone(),
+                    Change {
+                        at_ms: now_ms,
+                        judged,
+                        alerts,
+                    },
+                ));
             }
         }
         if !changes.is_empty() {
             self.store.record(&changes)?;
-            for (name, _, judged) in &changes {
-                last.insert(name.clone(), *judged);
+            for (name, c) in &changes {
+                last.insert(name.clone(), (c.judged, c.alerts.clone()));
             }
         }
         self.store.judged_through(self.span_start_ms, now_ms)?;
@@ -251,7 +282,11 @@ pub fn report_of<T: TimelineStore + ?Sized>(
     let Some(a) = &service.availability else {
         return Ok(None);
     };
-    let timeline = store.timeline(&service.name, from_ms, to_ms)?;
+    let timeline: Vec<(i64, Judged)> = store
+        .timeline(&service.name, from_ms, to_ms)?
+        .into_iter()
+        .map(|c| (c.at_ms, c.judged))
+        .collect();
     // A span is judged through its last heartbeat; the time after it, up
     // to the next heartbeat that did not come, is unknown.
     let judging: Vec<(i64, i64)> = store.judging(from_ms, to_ms)?;

@@ -164,6 +164,8 @@ pub async fn report(
                     from_ms,
                     to_ms,
                     service: service.unwrap_or_default(),
+                    daily: false,
+                    max_outages: 10,
                 })
                 .await?
                 .into_inner();
@@ -210,6 +212,8 @@ fn report_json(r: &pb::AvailabilityReportResponse, from_ms: i64, to_ms: i64) -> 
             "budget_left_minutes": s.budget_left_minutes,
             "incidents": s.incidents,
             "mean_minutes_to_restore": s.mean_minutes_to_restore,
+            "mean_minutes_to_acknowledge": s.mean_minutes_to_acknowledge,
+            "acknowledged": s.acknowledged,
             "weight": s.weight,
             "outages": s.outages.iter().map(|o| json!({
                 "start_ms": o.start_ms,
@@ -221,6 +225,7 @@ fn report_json(r: &pb::AvailabilityReportResponse, from_ms: i64, to_ms: i64) -> 
                 "adjusted_why": o.adjusted_why,
                 "adjusted_share": o.adjusted_share,
                 "adjusted_impact": o.adjusted_impact,
+                "acknowledged_ms": o.acknowledged_ms,
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     })
@@ -253,7 +258,7 @@ fn adjusted(o: &pb::OutageReport) -> String {
     }
 }
 
-const HEADER: [&str; 11] = [
+const HEADER: [&str; 13] = [
     "SERVICE",
     "AVAILABILITY",
     "TARGET",
@@ -265,6 +270,8 @@ const HEADER: [&str; 11] = [
     "WEIGHTED MIN",
     "UNKNOWN MIN",
     "INCIDENTS",
+    "MTTA MIN",
+    "MTTR MIN",
 ];
 
 fn row(s: &pb::ServiceAvailability) -> Vec<String> {
@@ -280,6 +287,16 @@ fn row(s: &pb::ServiceAvailability) -> Vec<String> {
         min(s.weighted_outage_minutes),
         min(s.unknown_minutes),
         s.incidents.to_string(),
+        if s.acknowledged > 0 {
+            min(s.mean_minutes_to_acknowledge)
+        } else {
+            "-".into()
+        },
+        if s.incidents > 0 {
+            min(s.mean_minutes_to_restore)
+        } else {
+            "-".into()
+        },
     ]
 }
 
@@ -326,12 +343,12 @@ fn render_table(r: &pb::AvailabilityReportResponse, from_ms: i64, to_ms: i64) ->
 
 fn render_csv(r: &pb::AvailabilityReportResponse) -> String {
     let mut out = String::from(
-        "service,availability_percent,target_percent,met,budget_minutes,budget_used_minutes,budget_left_minutes,raw_outage_minutes,weighted_outage_minutes,unknown_minutes,incidents,mean_minutes_to_restore\n",
+        "service,availability_percent,target_percent,met,budget_minutes,budget_used_minutes,budget_left_minutes,raw_outage_minutes,weighted_outage_minutes,unknown_minutes,incidents,mean_minutes_to_restore,mean_minutes_to_acknowledge\n",
     );
     for s in &r.services {
         let _ = writeln!(
             out,
-            "{},{:.4},{},{},{:.2},{:.2},{:.2},{:.2},{:.2},{:.2},{},{:.2}",
+            "{},{:.4},{},{},{:.2},{:.2},{:.2},{:.2},{:.2},{:.2},{},{:.2},{:.2}",
             csv_field(&s.service),
             s.availability_percent,
             s.target_percent,
@@ -343,7 +360,8 @@ fn render_csv(r: &pb::AvailabilityReportResponse) -> String {
             s.weighted_outage_minutes,
             s.unknown_minutes,
             s.incidents,
-            s.mean_minutes_to_restore
+            s.mean_minutes_to_restore,
+            s.mean_minutes_to_acknowledge
         );
     }
     out
@@ -363,11 +381,11 @@ fn render_markdown(r: &pb::AvailabilityReportResponse, from_ms: i64, to_ms: i64)
         crate::format_time(from_ms),
         crate::format_time(to_ms)
     );
-    out.push_str("| Service | Availability | Target | Met | Budget left (min) | Outage min (raw / weighted) | Unknown min | Incidents |\n|---|---|---|---|---|---|---|---|\n");
+    out.push_str("| Service | Availability | Target | Met | Budget left (min) | Outage min (raw / weighted) | Unknown min | Incidents | Time to ack / restore (min) |\n|---|---|---|---|---|---|---|---|---|\n");
     for s in &r.services {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} of {} | {} / {} | {} | {} |",
+            "| {} | {} | {} | {} | {} of {} | {} / {} | {} | {} | {} / {} |",
             s.service.replace('|', "\\|"),
             pct(s.availability_percent),
             pct(s.target_percent),
@@ -377,7 +395,17 @@ fn render_markdown(r: &pb::AvailabilityReportResponse, from_ms: i64, to_ms: i64)
             min(s.raw_outage_minutes),
             min(s.weighted_outage_minutes),
             min(s.unknown_minutes),
-            s.incidents
+            s.incidents,
+            if s.acknowledged > 0 {
+                min(s.mean_minutes_to_acknowledge)
+            } else {
+                "-".into()
+            },
+            if s.incidents > 0 {
+                min(s.mean_minutes_to_restore)
+            } else {
+                "-".into()
+            },
         );
     }
     let _ = writeln!(

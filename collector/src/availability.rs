@@ -173,10 +173,40 @@ fn minutes(ms: f64) -> f64 {
     ms / MINUTE_MS as f64
 }
 
+/// When each outage of `changes` (by its start) was first acknowledged:
+/// the first ack, while it lasted, of an alert recorded behind it.
+fn acknowledged(
+    outages: &[nightjar_model::availability::Outage],
+    changes: &[nightjar_alerting::availability::Change],
+    acks: &[(String, i64)],
+    to: i64,
+) -> std::collections::HashMap<i64, i64> {
+    let mut out = std::collections::HashMap::new();
+    for o in outages {
+        let mut ids: Vec<&str> = Vec::new();
+        for (i, c) in changes.iter().enumerate() {
+            let until = changes.get(i + 1).map_or(to, |n| n.at_ms);
+            if c.at_ms < o.end_ms && until > o.start_ms {
+                ids.extend(c.alerts.iter().map(String::as_str));
+            }
+        }
+        if let Some(at) = acks
+            .iter()
+            .filter(|(id, at)| *at >= o.start_ms && *at <= o.end_ms && ids.contains(&id.as_str()))
+            .map(|(_, at)| *at)
+            .min()
+        {
+            out.insert(o.start_ms, at);
+        }
+    }
+    out
+}
+
 fn report_blocking(
     store: &dyn TimelineStore,
     catalog: &ServiceCatalog,
     maintenance: &[nightjar_alerting::silence::Maintenance],
+    acks: &[(String, i64)],
     req: &pb::AvailabilityReportRequest,
 ) -> Result<pb::AvailabilityReportResponse, Status> {
     let (from, to) = (req.from_ms, req.to_ms);
@@ -233,6 +263,20 @@ fn report_blocking(
                 .collect::<Vec<_>>(),
         );
         scheduled_union.extend(a.schedule.intervals(from, to));
+        let changes = store
+            .timeline(&s.name, from, to)
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let acked = acknowledged(&r.outages, &changes, acks, to);
+        let to_ack: Vec<f64> = r
+            .outages
+            .iter()
+            .filter_map(|o| acked.get(&o.start_ms).map(|at| (at - o.start_ms) as f64))
+            .collect();
+        let mean_to_ack = if to_ack.is_empty() {
+            0.0
+        } else {
+            to_ack.iter().sum::<f64>() / to_ack.len() as f64
+        };
         let restore = if r.outages.is_empty() {
             0.0
         } else {
@@ -242,7 +286,13 @@ fn report_blocking(
                 .sum::<f64>()
                 / r.outages.len() as f64
         };
+        let days = if req.daily {
+            daily(store, s, maintenance, from, to, r.budget_ms)?
+        } else {
+            Vec::new()
+        };
         out.push(pb::ServiceAvailability {
+            days,
             service: s.name.clone(),
             schedule: a.schedule.name().to_owned(),
             target_percent: r.target_percent,
@@ -260,10 +310,15 @@ fn report_blocking(
             budget_left_minutes: minutes(r.budget_left_ms),
             incidents: r.outages.len() as u32,
             mean_minutes_to_restore: minutes(restore),
+            mean_minutes_to_acknowledge: minutes(mean_to_ack),
+            acknowledged: to_ack.len() as u32,
             weight: s.weight,
             outages: r
-                .outages
-                .iter()
+                .top_talkers(match req.max_outages {
+                    0 => 10,
+                    n => n.min(1000) as usize,
+                })
+                .into_iter()
                 .map(|o| pb::OutageReport {
                     start_ms: o.start_ms,
                     end_ms: o.end_ms,
@@ -282,6 +337,7 @@ fn report_blocking(
                         .unwrap_or_default(),
                     adjusted_share: o.adjustment.as_ref().map_or(0.0, |a| a.share),
                     adjusted_impact: o.adjustment.as_ref().map_or(0.0, |a| a.impact),
+                    acknowledged_ms: acked.get(&o.start_ms).copied().unwrap_or(0),
                 })
                 .collect(),
         });
@@ -300,6 +356,39 @@ fn report_blocking(
     })
 }
 
+/// Each UTC day of `[from, to)` for `service`, with the window's budget
+/// left at each day's end.
+fn daily(
+    store: &dyn TimelineStore,
+    service: &nightjar_model::service::Service,
+    maintenance: &[nightjar_alerting::silence::Maintenance],
+    from: i64,
+    to: i64,
+    budget_ms: f64,
+) -> Result<Vec<pb::DailyAvailability>, Status> {
+    const DAY: i64 = 86_400_000;
+    let mut out = Vec::new();
+    let mut spent = 0.0;
+    let mut day = from.div_euclid(DAY) * DAY;
+    while day < to {
+        let (a, b) = (day.max(from), (day + DAY).min(to));
+        let r = report_of(store, service, maintenance, a, b)
+            .map_err(|e| Status::unavailable(e.to_string()))?
+            .expect("a target");
+        spent += r.weighted_outage_ms;
+        out.push(pb::DailyAvailability {
+            day_start_ms: day,
+            availability_percent: r.availability_percent,
+            weighted_outage_minutes: minutes(r.weighted_outage_ms),
+            unknown_minutes: minutes(r.unknown_ms as f64),
+            scheduled_minutes: minutes(r.scheduled_ms as f64),
+            budget_left_minutes: minutes(budget_ms - spent),
+        });
+        day += DAY;
+    }
+    Ok(out)
+}
+
 #[tonic::async_trait]
 impl pb::availability_service_server::AvailabilityService for AvailabilityApi {
     async fn report(
@@ -307,12 +396,26 @@ impl pb::availability_service_server::AvailabilityService for AvailabilityApi {
         request: Request<pb::AvailabilityReportRequest>,
     ) -> Result<Response<pb::AvailabilityReportResponse>, Status> {
         let req = request.into_inner();
-        let (store, catalog) = (self.store.clone(), self.catalog.clone());
+        let (store, catalog, alerter) = (
+            self.store.clone(),
+            self.catalog.clone(),
+            self.alerter.clone(),
+        );
         let maintenance = self.alerter.maintenance();
-        tokio::task::spawn_blocking(move || report_blocking(&*store, &catalog, &maintenance, &req))
-            .await
-            .map_err(|e| Status::internal(format!("report failed: {e}")))?
-            .map(Response::new)
+        tokio::task::spawn_blocking(move || {
+            // The acks of the window, for the time to acknowledge.
+            let acks: Vec<(String, i64)> = alerter
+                .history(req.from_ms, nightjar_model::api_args::HISTORY_LIMIT, None)
+                .map_err(|e| Status::unavailable(e.to_string()))?
+                .into_iter()
+                .filter(|h| h.kind == "acknowledged")
+                .map(|h| (h.alert_id, h.at_ms))
+                .collect();
+            report_blocking(&*store, &catalog, &maintenance, &acks, &req)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("report failed: {e}")))?
+        .map(Response::new)
     }
 
     async fn adjust_outage(
@@ -370,4 +473,58 @@ pub fn maintenance_for(
     to_ms: i64,
 ) -> Vec<(i64, i64)> {
     maintenance_of(service, &alerter.maintenance(), from_ms, to_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use nightjar_alerting::availability::Change;
+    use nightjar_model::availability::{Judged, Outage};
+
+    fn outage(start_ms: i64, end_ms: i64) -> Outage {
+        Outage {
+            start_ms,
+            end_ms,
+            raw_ms: end_ms - start_ms,
+            weighted_ms: 0.0,
+            worst: 1.0,
+            adjustment: None,
+        }
+    }
+
+    fn change(at_ms: i64, lost: f64, alerts: &[&str]) -> Change {
+        Change {
+            at_ms,
+            judged: Judged {
+                lost,
+                unknown: false,
+            },
+            alerts: alerts.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn an_outage_is_acknowledged_by_the_first_ack_of_an_alert_behind_it_while_it_lasts() {
+        let outages = [outage(100, 200), outage(300, 400)];
+        let changes = [
+            change(100, 1.0, &["a"]),
+            change(150, 1.0, &["a", "c"]),
+            change(200, 0.0, &[]),
+            change(300, 0.5, &["b"]),
+            change(400, 0.0, &[]),
+        ];
+        let acks = [
+            ("x".to_owned(), 110),
+            ("c".to_owned(), 170),
+            ("a".to_owned(), 160),
+            ("b".to_owned(), 450),
+            ("b".to_owned(), 290),
+        ];
+        let acked = super::acknowledged(&outages, &changes, &acks, 500);
+        assert_eq!(
+            acked.get(&100),
+            Some(&160),
+            "x is not behind it; a at 160 is the first"
+        );
+        assert_eq!(acked.get(&300), None, "b was acked only before and after");
+    }
 }

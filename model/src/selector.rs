@@ -103,9 +103,14 @@ impl Matcher {
 pub struct Selector {
     /// Metric name to match exactly, or any.
     pub metric: Option<String>,
-    /// Label matchers; `__name__` is not special here.
+    /// Label matchers; one on `__name__` matches the metric name (as in
+    /// Prometheus), so one selector can take several metrics
+    /// (`__name__=~"net_rx_.*|net_tx_.*"`).
     pub matchers: Vec<Matcher>,
 }
+
+/// The pseudo-label that stands for the metric name in matchers.
+pub const NAME_LABEL: &str = "__name__";
 
 impl Selector {
     /// Whether the series is selected.
@@ -113,9 +118,13 @@ impl Selector {
         if self.metric.as_ref().is_some_and(|m| *m != series.metric) {
             return false;
         }
-        self.matchers
-            .iter()
-            .all(|m| m.matches(series.labels.get(&m.name)))
+        self.matchers.iter().all(|m| {
+            if m.name == NAME_LABEL {
+                m.matches(Some(&series.metric))
+            } else {
+                m.matches(series.labels.get(&m.name))
+            }
+        })
     }
 }
 
@@ -159,6 +168,12 @@ mod tests {
         check(None, vec![eq("host", "a"), eq("cpu", "0")], &cpu, false);
         check(None, vec![eq("region", "")], &cpu, true);
         check(None, vec![ne("region", "")], &cpu, false);
+        // __name__ is the metric name: several metrics in one selector.
+        let either = Matcher::regex(NAME_LABEL, "cpu_usage_percent|load_average", false).unwrap();
+        check(None, vec![either.clone(), eq("host", "a")], &cpu, true);
+        let mem = SeriesKey::of("memory_used_bytes", &[("host", "a")]);
+        check(None, vec![either, eq("host", "a")], &mem, false);
+        check(None, vec![eq(NAME_LABEL, "memory_used_bytes")], &mem, true);
         check(
             None,
             vec![Matcher::regex("cpu", "tot.*", false).unwrap()],

@@ -17,6 +17,7 @@ const services = `
 name = "shop"
 description = "Web shop"
 team = "payments"
+availability_target = 99.9
 
 [[service.contact]]
 team = "payments on call"
@@ -165,6 +166,21 @@ test("the board follows a rule through amber, red and green; pages agree with th
   await page.waitForSelector("main[data-ready=true] [data-layer=business]");
   assert.match(await page.textContent("[data-layer=business]"), /queue depth/);
   assert.match(await page.textContent("main"), /\+44 20 7946 0000/);
+  // Its availability: a bar per day of the last 30, today's with the
+  // outage this test made, and the budget burn-down.
+  await page.waitForSelector('[data-availability="shop"] .bars');
+  assert.equal(await page.locator('[data-availability="shop"] .bar').count(), 30);
+  const today = await page.locator('[data-availability="shop"] .bar').last().getAttribute("title");
+  assert.match(today, /min lost/, today);
+  const report = await cli(collector.grpc, ["report", "availability", "--window", "1d", "--service", "shop"]);
+  assert.ok(report.services[0].weighted_outage_minutes > 0, "the rule's outage is in the report");
+  assert.equal(report.services[0].incidents, 1);
+  // Acked on the page during the outage: the time to acknowledge is from
+  // the outage's start to that ack.
+  const o = report.services[0].outages[0];
+  assert.ok(o.acknowledged_ms > o.start_ms && o.acknowledged_ms <= o.end_ms, JSON.stringify(o));
+  assert.equal(report.services[0].acknowledged, 1);
+  assert.ok(Math.abs(report.services[0].mean_minutes_to_acknowledge - (o.acknowledged_ms - o.start_ms) / 60000) < 1e-9);
   await screenshot(page, "service");
   await page.click(`.host-links a:text-is("${host}")`);
   await page.waitForSelector("main[data-ready=true] .chart");

@@ -83,18 +83,21 @@ export class Chart {
       agg: this.spec.agg ?? "AVG",
       by: this.spec.by,
     };
-    const answers = await Promise.all(
-      q.metrics.map((metric) =>
-        query.queryRange({
-          selector: selector(metric, q.matchers),
-          startMs: BigInt(startMs),
-          endMs: BigInt(endMs),
-          stepMs: BigInt(stepMs),
-          aggregation: Aggregation[q.agg],
-        }),
-      ),
-    );
-    const all = answers.flatMap((a) => a.series);
+    // Several metrics in one question: `__name__` matches the metric name.
+    const sel =
+      q.metrics.length === 1
+        ? selector(q.metrics[0], q.matchers)
+        : selector("", [...q.matchers, { name: "__name__", op: "=~", value: q.metrics.join("|") }]);
+    const answer = await query.queryRange({
+      selector: sel,
+      startMs: BigInt(startMs),
+      endMs: BigInt(endMs),
+      stepMs: BigInt(stepMs),
+      aggregation: Aggregation[q.agg],
+    });
+    // In the order the chart lists its metrics.
+    const order = (m: string) => q.metrics.indexOf(m);
+    const all = [...answer.series].sort((a, b) => order(a.metric) - order(b.metric));
     const series = all.slice(0, MAX_SERIES);
     const { labels, data } = align(series, q.by, q.metrics.length > 1);
     this.el.dataset.query = JSON.stringify(q);

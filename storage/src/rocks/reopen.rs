@@ -357,7 +357,7 @@ impl AlertStore for ReopeningAlertStore {
 impl nightjar_alerting::availability::TimelineStore for ReopeningAlertStore {
     fn record(
         &self,
-        changes: &[(String, i64, nightjar_model::availability::Judged)],
+        changes: &[(String, nightjar_alerting::availability::Change)],
     ) -> Result<(), StoreError> {
         self.with("writing the timeline", |s| s.record(changes))
     }
@@ -373,7 +373,7 @@ impl nightjar_alerting::availability::TimelineStore for ReopeningAlertStore {
         service: &str,
         from_ms: i64,
         to_ms: i64,
-    ) -> Result<Vec<(i64, nightjar_model::availability::Judged)>, StoreError> {
+    ) -> Result<Vec<nightjar_alerting::availability::Change>, StoreError> {
         self.with("reading the timeline", |s| {
             s.timeline(service, from_ms, to_ms)
         })

@@ -5,15 +5,18 @@
 //!
 //! Keys (times are i64 with the sign bit flipped, big-endian, so byte order
 //! is time order):
-//! - `s` ++ service length (u16 BE) ++ service ++ time → JSON `Judged`
+//! - `s` ++ service length (u16 BE) ++ service ++ time → JSON `Change`
+//!   (`lost`, `unknown`, and the ids of the alerts behind, if any)
 //! - `j` ++ span start → JSON span end (ms)
 //! - `a` ++ service length ++ service ++ time of the adjustment → JSON `Adjustment`
 
 use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
 
-use nightjar_alerting::availability::TimelineStore;
+use nightjar_alerting::availability::{Change, TimelineStore};
 use nightjar_alerting::store::StoreError;
-use nightjar_model::availability::timeline::{Adjustment, Judged};
+use nightjar_model::availability::timeline::Adjustment;
+#[cfg(test)]
+use nightjar_model::availability::timeline::Judged;
 
 use super::alerts::{CF_TIMELINE, RocksAlertStore};
 
@@ -77,11 +80,15 @@ impl RocksAlertStore {
 }
 
 impl TimelineStore for RocksAlertStore {
-    fn record(&self, changes: &[(String, i64, Judged)]) -> Result<(), StoreError> {
+    fn record(&self, changes: &[(String, Change)]) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
-        for (service, at, judged) in changes {
-            let value = serde_json::to_vec(judged).expect("judged serializes");
-            batch.put_cf(self.cf(CF_TIMELINE), service_key(b's', service, *at), value);
+        for (service, change) in changes {
+            let value = serde_json::to_vec(change).expect("changes serialize");
+            batch.put_cf(
+                self.cf(CF_TIMELINE),
+                service_key(b's', service, change.at_ms),
+                value,
+            );
         }
         self.synced(batch)
     }
@@ -94,15 +101,16 @@ impl TimelineStore for RocksAlertStore {
         self.synced(batch)
     }
 
-    fn timeline(
-        &self,
-        service: &str,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<(i64, Judged)>, StoreError> {
+    fn timeline(&self, service: &str, from_ms: i64, to_ms: i64) -> Result<Vec<Change>, StoreError> {
         let prefix = service_prefix(b's', service);
         let from = service_key(b's', service, from_ms);
         let cf = self.cf(CF_TIMELINE);
+        // The key holds the time; a record read back takes it from there.
+        let change = |key: &[u8], value: &[u8]| -> Option<Change> {
+            let at_ms = time_of(key.get(prefix.len()..)?)?;
+            let c: Change = serde_json::from_slice(value).ok()?;
+            Some(Change { at_ms, ..c })
+        };
         let mut out = Vec::new();
         // The state the window starts in: the last change before it.
         let mut back = self
@@ -110,28 +118,24 @@ impl TimelineStore for RocksAlertStore {
             .iterator_cf(cf, IteratorMode::From(&from, Direction::Reverse));
         if let Some(item) = back.next() {
             let (key, value) = item.map_err(|e| self.error("reading the timeline", e))?;
-            let key = key.to_vec();
-            let before = if key.as_slice() >= from.as_slice() {
+            let before = if *key >= *from.as_slice() {
                 back.next()
                     .transpose()
                     .map_err(|e| self.error("reading the timeline", e))?
                     .map(|(k, v)| (k.to_vec(), v.to_vec()))
             } else {
-                Some((key, value.to_vec()))
+                Some((key.to_vec(), value.to_vec()))
             };
             if let Some((key, value)) = before
                 && key.starts_with(&prefix)
-                && let (Some(at), Ok(judged)) = (
-                    time_of(&key[prefix.len()..]),
-                    serde_json::from_slice::<Judged>(&value),
-                )
+                && let Some(c) = change(&key, &value)
             {
-                out.push((at, judged));
+                out.push(c);
             }
         }
-        for (key, judged) in self.scan::<Judged>(&prefix, &from)? {
+        for (key, c) in self.scan::<Change>(&prefix, &from)? {
             match time_of(&key[prefix.len()..]) {
-                Some(at) if at < to_ms => out.push((at, judged)),
+                Some(at_ms) if at_ms < to_ms => out.push(Change { at_ms, ..c }),
                 _ => break,
             }
         }
@@ -183,19 +187,36 @@ mod tests {
         }
     }
 
+    fn c(at_ms: i64, lost: f64) -> Change {
+        let alerts = if lost > 0.0 {
+            vec![format!("alert-{at_ms}")]
+        } else {
+            vec![]
+        };
+        Change {
+            at_ms,
+            judged: j(lost),
+            alerts,
+        }
+    }
+
+    fn times(v: Vec<Change>) -> Vec<(i64, Judged)> {
+        v.into_iter().map(|c| (c.at_ms, c.judged)).collect()
+    }
+
     #[test]
     fn timelines_spans_and_adjustments_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = RocksAlertStore::open(dir.path()).unwrap();
             s.record(&[
-                ("shop".into(), 1_000, j(0.0)),
-                ("shop-eu".into(), 1_500, j(1.0)),
+                ("shop".into(), c(1_000, 0.0)),
+                ("shop-eu".into(), c(1_500, 1.0)),
             ])
             .unwrap();
             s.record(&[
-                ("shop".into(), 2_000, j(0.5)),
-                ("shop".into(), 3_000, j(0.0)),
+                ("shop".into(), c(2_000, 0.5)),
+                ("shop".into(), c(3_000, 0.0)),
             ])
             .unwrap();
             s.judged_through(500, 2_500).unwrap();
@@ -217,16 +238,24 @@ mod tests {
         let s = RocksAlertStore::open(dir.path()).unwrap();
         // The window 2500..4000 starts in the state recorded at 2000.
         assert_eq!(
-            s.timeline("shop", 2_500, 4_000).unwrap(),
+            times(s.timeline("shop", 2_500, 4_000).unwrap()),
             [(2_000, j(0.5)), (3_000, j(0.0))]
         );
-        assert_eq!(s.timeline("shop", 0, 2_000).unwrap(), [(1_000, j(0.0))]);
         assert_eq!(
-            s.timeline("shop", 2_000, 2_001).unwrap(),
+            times(s.timeline("shop", 0, 2_000).unwrap()),
+            [(1_000, j(0.0))]
+        );
+        assert_eq!(
+            s.timeline("shop", 2_000, 2_001).unwrap()[1].alerts,
+            ["alert-2000"],
+            "the alerts behind come back"
+        );
+        assert_eq!(
+            times(s.timeline("shop", 2_000, 2_001).unwrap()),
             [(1_000, j(0.0)), (2_000, j(0.5))]
         );
         assert_eq!(
-            s.timeline("shop-eu", 0, 10_000).unwrap(),
+            times(s.timeline("shop-eu", 0, 10_000).unwrap()),
             [(1_500, j(1.0))],
             "a prefix of another name is another service"
         );

@@ -36,11 +36,30 @@ function specs(host: Matcher): ChartSpec[] {
 export async function renderHost(main: HTMLElement, route: Route, signal: AbortSignal) {
   const name = route.arg;
   const range = RANGES.find((r) => r.name === route.params.get("range")) ?? RANGES[1];
+  // The charts ask at once, beside the host and its alerts.
+  const charts = specs({ name: "host", op: "=", value: name }).map((s) => new Chart(s));
+  const alertBox = h("section", { class: "card", "aria-labelledby": "host-alerts" }, h("h2", { id: "host-alerts" }, "Alerts"));
+  const title = h("h1", {}, name);
+  const about = h("p", { class: "muted" });
+  // The page first, so the charts know their width; then every question
+  // at once: the charts' beside the host's and its alerts'.
+  fill(
+    main,
+    h("p", {}, h("a", { href: "#/" }, "← Board")),
+    h("div", { class: "board-head" }, title, h("nav", { class: "segmented", "aria-label": "Time range" }, RANGES.map((r) => h("a", { href: `#/host/${encodeURIComponent(name)}?range=${r.name}`, "aria-pressed": String(r === range) }, r.name)))),
+    about,
+    alertBox,
+    h("div", { class: "charts" }, charts.map((c) => c.el)),
+  );
+  const load = async () => {
+    const end = Date.now();
+    await Promise.all(charts.map((c) => c.load(end - range.ms, end, range.stepMs)));
+  };
+  const loaded = load();
   const [hostList, active] = await Promise.all([query.listHosts({}, { signal }), alerts.listAlerts({}, { signal })]);
   const info = hostList.hosts.find((x) => x.host === name);
   const set = new AlertSet(active.alerts);
-  const alertBox = h("section", { class: "card", "aria-labelledby": "host-alerts" });
-  const title = h("h1", {});
+  about.textContent = info ? `Last data ${ago(Number(info.lastSeenMs))}, every ${Number(info.intervalMs) / 1000} s, ${info.seriesCount} series.` : "The collector has no data from this host.";
   const drawAlerts = () => {
     const mine = [...set.byId.values()].filter((a) => label(a, "host") === name);
     const state = worst(mine.map((a) => alertState(a.state, a.severity)));
@@ -54,21 +73,8 @@ export async function renderHost(main: HTMLElement, route: Route, signal: AbortS
         : h("p", { class: "muted" }, "Nothing is firing on this host."),
     );
   };
-  const charts = specs({ name: "host", op: "=", value: name }).map((s) => new Chart(s));
-  fill(
-    main,
-    h("p", {}, h("a", { href: "#/" }, "← Board")),
-    h("div", { class: "board-head" }, title, h("nav", { class: "segmented", "aria-label": "Time range" }, RANGES.map((r) => h("a", { href: `#/host/${encodeURIComponent(name)}?range=${r.name}`, "aria-pressed": String(r === range) }, r.name)))),
-    h("p", { class: "muted" }, info ? `Last data ${ago(Number(info.lastSeenMs))}, every ${Number(info.intervalMs) / 1000} s, ${info.seriesCount} series.` : "The collector has no data from this host."),
-    alertBox,
-    h("div", { class: "charts" }, charts.map((c) => c.el)),
-  );
   drawAlerts();
-  const load = async () => {
-    const end = Date.now();
-    await Promise.all(charts.map((c) => c.load(end - range.ms, end, range.stepMs)));
-  };
-  await load();
+  await loaded;
   main.dataset.ready = "true";
   // Live: short ranges slide with the clock, long ones at their step.
   const every = Math.max(5000, Math.min(range.stepMs, 60000));

@@ -9,6 +9,7 @@ import { fill, h, num, when } from "../dom";
 import { alertState, badge, stateOf } from "../health";
 import { type Matcher, matches } from "../matchers";
 import type { Route } from "../main";
+import { availabilitySection } from "./availability";
 
 const LAYERS = [
   ["business", "Business: transactions and their SLAs"],
@@ -74,7 +75,8 @@ export async function renderService(main: HTMLElement, route: Route, signal: Abo
     );
   };
 
-  fill(main, h("p", {}, h("a", { href: "#/" }, "← Board")), head, stack, h("h2", {}, "Business metrics, last hour"), charts);
+  const days = route.params.get("days") === "90" ? 90 : 30;
+  fill(main, h("p", {}, h("a", { href: "#/" }, "← Board")), head, availabilitySection(svc.name, days, signal), stack, h("h2", {}, "Business metrics, last hour"), charts);
   draw(svc);
 
   const range = RANGES[1];
