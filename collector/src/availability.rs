@@ -175,28 +175,43 @@ fn minutes(ms: f64) -> f64 {
 
 /// When each outage of `changes` (by its start) was first acknowledged:
 /// the first ack, while it lasted, of an alert recorded behind it.
+/// `changes` are sorted by time (as the store returns them); `acks` need
+/// not be.
 fn acknowledged(
     outages: &[nightjar_model::availability::Outage],
     changes: &[nightjar_alerting::availability::Change],
     acks: &[(String, i64)],
     to: i64,
 ) -> std::collections::HashMap<i64, i64> {
+    let mut acks: Vec<&(String, i64)> = acks.iter().collect();
+    acks.sort_by_key(|(_, at)| *at);
     let mut out = std::collections::HashMap::new();
     for o in outages {
+        // The changes in force during the outage: the last one at or before
+        // its start, and those after it until its end.
+        let first = changes
+            .partition_point(|c| c.at_ms <= o.start_ms)
+            .saturating_sub(1);
         let mut ids: Vec<&str> = Vec::new();
-        for (i, c) in changes.iter().enumerate() {
+        for (i, c) in changes.iter().enumerate().skip(first) {
+            if c.at_ms >= o.end_ms {
+                break;
+            }
             let until = changes.get(i + 1).map_or(to, |n| n.at_ms);
-            if c.at_ms < o.end_ms && until > o.start_ms {
+            if until > o.start_ms {
                 ids.extend(c.alerts.iter().map(String::as_str));
             }
         }
-        if let Some(at) = acks
+        if ids.is_empty() {
+            continue;
+        }
+        let from = acks.partition_point(|(_, at)| *at < o.start_ms);
+        if let Some((_, at)) = acks[from..]
             .iter()
-            .filter(|(id, at)| *at >= o.start_ms && *at <= o.end_ms && ids.contains(&id.as_str()))
-            .map(|(_, at)| *at)
-            .min()
+            .take_while(|(_, at)| *at <= o.end_ms)
+            .find(|(id, _)| ids.contains(&id.as_str()))
         {
-            out.insert(o.start_ms, at);
+            out.insert(o.start_ms, *at);
         }
     }
     out
