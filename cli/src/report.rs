@@ -287,17 +287,27 @@ fn row(s: &pb::ServiceAvailability) -> Vec<String> {
         min(s.weighted_outage_minutes),
         min(s.unknown_minutes),
         s.incidents.to_string(),
-        if s.acknowledged > 0 {
-            min(s.mean_minutes_to_acknowledge)
-        } else {
-            "-".into()
-        },
-        if s.incidents > 0 {
-            min(s.mean_minutes_to_restore)
-        } else {
-            "-".into()
-        },
+        time_to_ack(s),
+        time_to_restore(s),
     ]
+}
+
+/// Mean time to acknowledge, or "-" when no outage was acknowledged.
+fn time_to_ack(s: &pb::ServiceAvailability) -> String {
+    if s.acknowledged > 0 {
+        min(s.mean_minutes_to_acknowledge)
+    } else {
+        "-".into()
+    }
+}
+
+/// Mean time to restore, or "-" without outages.
+fn time_to_restore(s: &pb::ServiceAvailability) -> String {
+    if s.incidents > 0 {
+        min(s.mean_minutes_to_restore)
+    } else {
+        "-".into()
+    }
 }
 
 fn render_table(r: &pb::AvailabilityReportResponse, from_ms: i64, to_ms: i64) -> String {
@@ -396,16 +406,8 @@ fn render_markdown(r: &pb::AvailabilityReportResponse, from_ms: i64, to_ms: i64)
             min(s.weighted_outage_minutes),
             min(s.unknown_minutes),
             s.incidents,
-            if s.acknowledged > 0 {
-                min(s.mean_minutes_to_acknowledge)
-            } else {
-                "-".into()
-            },
-            if s.incidents > 0 {
-                min(s.mean_minutes_to_restore)
-            } else {
-                "-".into()
-            },
+            time_to_ack(s),
+            time_to_restore(s),
         );
     }
     let _ = writeln!(

@@ -63,6 +63,29 @@ summary = "the US report smoke test fails"
     .unwrap();
 }
 
+/// An agent whose command check `smoke` is up while the file it returns
+/// exists: the test fails the check by removing the file.
+fn smoke_agent(dir: &Path, collector: &Collector, name: &str) -> (std::path::PathBuf, Proc) {
+    let up_file = dir.join("up");
+    std::fs::write(&up_file, "").unwrap();
+    let agent_config = dir.join("agent.toml");
+    std::fs::write(
+        &agent_config,
+        format!(
+            "[[check]]\nname = \"smoke\"\ncommand = [\"test\", \"-e\", \"{}\"]\ninterval = \"1s\"\ntimeout = \"1s\"\n",
+            up_file.display()
+        ),
+    )
+    .unwrap();
+    let agent = start_agent(
+        &collector.url(),
+        &unique_host(name),
+        &dir.join("state"),
+        &["--config", agent_config.to_str().unwrap()],
+    );
+    (up_file, agent)
+}
+
 fn start_collector(dir: &Path, port: u16) -> Collector {
     Collector::start_with(
         port,
@@ -101,24 +124,7 @@ fn a_failed_check_a_maintenance_window_and_a_collector_stop_are_reported() {
     let (maint_from, maint_until) = (fail_at + 5_000, fail_at + 10_000);
     write_config(dir.path(), maint_from, maint_until);
     let mut collector = start_collector(dir.path(), port);
-    let up_file = dir.path().join("up");
-    std::fs::write(&up_file, "").unwrap();
-    let agent_config = dir.path().join("agent.toml");
-    std::fs::write(
-        &agent_config,
-        format!(
-            "[[check]]\nname = \"smoke\"\ncommand = [\"test\", \"-e\", \"{}\"]\ninterval = \"1s\"\ntimeout = \"1s\"\n",
-            up_file.display()
-        ),
-    )
-    .unwrap();
-    let host = unique_host("availability");
-    let _agent = start_agent(
-        &collector.url(),
-        &host,
-        &dir.path().join("state"),
-        &["--config", agent_config.to_str().unwrap()],
-    );
+    let (up_file, _agent) = smoke_agent(dir.path(), &collector, "availability");
     poll("the service judged ok", || {
         let s = collector.cli_json(&["service", "reports"]);
         (s["health"] == "ok").then_some(())
@@ -374,23 +380,7 @@ service = "regional"
     )
     .unwrap();
     let collector = start_collector(dir.path(), free_port());
-    let up_file = dir.path().join("up");
-    std::fs::write(&up_file, "").unwrap();
-    let agent_config = dir.path().join("agent.toml");
-    std::fs::write(
-        &agent_config,
-        format!(
-            "[[check]]\nname = \"smoke\"\ncommand = [\"test\", \"-e\", \"{}\"]\ninterval = \"1s\"\ntimeout = \"1s\"\n",
-            up_file.display()
-        ),
-    )
-    .unwrap();
-    let _agent = start_agent(
-        &collector.url(),
-        &unique_host("burn"),
-        &dir.path().join("state"),
-        &["--config", agent_config.to_str().unwrap()],
-    );
+    let (up_file, _agent) = smoke_agent(dir.path(), &collector, "burn");
     poll("both services judged ok", || {
         let v = collector.cli_json(&["services"]);
         v.as_array()
