@@ -33,7 +33,7 @@ export function availabilitySection(service: string, days: number, signal: Abort
       const burn = h("div", { class: "plot" });
       fill(
         body,
-        h("p", {}, h("strong", { class: "figure-value" }, `${s.availabilityPercent.toFixed(3)} %`), ` against a target of ${s.targetPercent} % · `, s.met ? "✔ met" : "✖ missed", ` · budget left ${num(s.budgetLeftMinutes)} of ${num(s.budgetMinutes)} min · ${s.incidents} incidents · ${num(s.unknownMinutes)} min unknown`),
+        h("p", {}, h("strong", { class: "figure-value" }, `${s.availabilityPercent.toFixed(3)} %`), ` against a target of ${s.targetPercent} % · `, s.met ? "✔ met" : "✖ missed", ` · budget left ${num(s.budgetLeftMinutes)} of ${num(s.budgetMinutes)} min · ${s.incidents} incident${s.incidents === 1 ? "" : "s"} · ${num(s.unknownMinutes)} min unknown`),
         bars,
         h("h3", {}, "Error budget left (minutes)"),
         burn,
