@@ -77,7 +77,12 @@ test("the board follows a rule through amber, red and green; pages agree with th
     await collector.proc.stop();
   });
 
-  await gauge(5);
+  // The agent's statsd port may not listen yet: send until the gauge is stored.
+  await poll("the first gauge stored", async () => {
+    await gauge(5);
+    const stored = await cli(collector.grpc, ["query", "shop_queue_depth", "--since", "5m", "--step", "0"]);
+    return stored.length > 0 && stored[0].points.length > 0;
+  });
   await page.goto(`${collector.http}/`);
   await page.waitForSelector("main[data-ready=true]");
 
