@@ -17,11 +17,6 @@ use crate::services::{Health, ServiceState};
 use crate::silence::Maintenance;
 use crate::store::StoreError;
 
-/// How long a judging span may go without a heartbeat before the time is
-/// taken as unknown: a recorder beats every `HEARTBEAT_MS`, so a gap longer
-/// than this means the collector was not judging.
-pub const HEARTBEAT_MS: i64 = 10_000;
-
 /// One recorded change of a service: from `at_ms` on it lost `judged`,
 /// because of `alerts` (the ids of the alerts behind its failing
 /// components; what time to acknowledge is measured by).
@@ -279,16 +274,28 @@ pub fn report_of<T: TimelineStore + ?Sized>(
     from_ms: i64,
     to_ms: i64,
 ) -> Result<Option<Report>, StoreError> {
+    if service.availability.is_none() {
+        return Ok(None);
+    }
+    let changes = store.timeline(&service.name, from_ms, to_ms)?;
+    report_from(store, service, maintenance, from_ms, to_ms, &changes)
+}
+
+/// [`report_of`] with the window's changes already read (a caller that
+/// needs them too reads them once).
+pub fn report_from<T: TimelineStore + ?Sized>(
+    store: &T,
+    service: &Service,
+    maintenance: &[Maintenance],
+    from_ms: i64,
+    to_ms: i64,
+    changes: &[Change],
+) -> Result<Option<Report>, StoreError> {
     let Some(a) = &service.availability else {
         return Ok(None);
     };
-    let timeline: Vec<(i64, Judged)> = store
-        .timeline(&service.name, from_ms, to_ms)?
-        .into_iter()
-        .map(|c| (c.at_ms, c.judged))
-        .collect();
-    // A span is judged through its last heartbeat; the time after it, up
-    // to the next heartbeat that did not come, is unknown.
+    let timeline: Vec<(i64, Judged)> = changes.iter().map(|c| (c.at_ms, c.judged)).collect();
+    // Time outside the judging spans (the collector was not running) is unknown.
     let judging: Vec<(i64, i64)> = store.judging(from_ms, to_ms)?;
     let adjustments = store.adjustments(&service.name)?;
     let excluded = maintenance_of(&service.name, maintenance, from_ms, to_ms);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nightjar_alerting::alerter::{Alerter, now_ms};
-use nightjar_alerting::availability::{Recorder, TimelineStore, maintenance_of, report_of};
+use nightjar_alerting::availability::{Recorder, TimelineStore, report_from, report_of};
 use nightjar_alerting::services::evaluate;
 use nightjar_model::availability::timeline::Adjustment;
 use nightjar_model::availability::{MINUTE_MS, combined};
@@ -268,7 +268,11 @@ fn report_blocking(
     let mut scheduled_union = Vec::new();
     for s in chosen {
         let a = s.availability.as_ref().expect("chosen have one");
-        let r = report_of(store, s, maintenance, from, to)
+        // Read once: the figures and the time to acknowledge both need them.
+        let changes = store
+            .timeline(&s.name, from, to)
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let r = report_from(store, s, maintenance, from, to, &changes)
             .map_err(|e| Status::unavailable(e.to_string()))?
             .expect("a target");
         outage_intervals.push(
@@ -278,9 +282,6 @@ fn report_blocking(
                 .collect::<Vec<_>>(),
         );
         scheduled_union.extend(a.schedule.intervals(from, to));
-        let changes = store
-            .timeline(&s.name, from, to)
-            .map_err(|e| Status::unavailable(e.to_string()))?;
         let acked = acknowledged(&r.outages, &changes, acks, to);
         let to_ack: Vec<f64> = r
             .outages
@@ -477,17 +478,6 @@ impl pb::availability_service_server::AvailabilityService for AvailabilityApi {
         tracing::info!(service = %req.service, outage_start_ms = req.outage_start_ms, "outage adjusted");
         Ok(Response::new(pb::AdjustOutageResponse {}))
     }
-}
-
-/// The maintenance windows of `service` in a window (for the dashboard's
-/// and tests' use).
-pub fn maintenance_for(
-    alerter: &Alerter,
-    service: &str,
-    from_ms: i64,
-    to_ms: i64,
-) -> Vec<(i64, i64)> {
-    maintenance_of(service, &alerter.maintenance(), from_ms, to_ms)
 }
 
 #[cfg(test)]

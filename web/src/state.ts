@@ -19,12 +19,6 @@ export class AlertSet {
   }
 
   /** Each host's state from its firing alerts (pending ones do not count). */
-  hostState(host: string): State {
-    const states: State[] = [];
-    for (const a of this.byId.values()) if (label(a, "host") === host) states.push(alertState(a.state, a.severity));
-    return worst(states);
-  }
-
   hosts(): Map<string, State> {
     const out = new Map<string, State>();
     for (const a of this.byId.values()) {

@@ -187,9 +187,12 @@ fn burn_rate_rules(
         ("after", raw.after.is_some()),
         ("severity", raw.severity.is_some()),
     ] {
-        if present {
-            return Err(err(field, "burn_rate rules take only service, for, labels, summary, runbook and flap fields: the metric and thresholds are the error budget's".into()));
-        }
+        refuse(
+            field,
+            present,
+            "burn_rate rules take only service, for, labels, summary, runbook and flap fields: the metric and thresholds are the error budget's",
+            err,
+        )?;
     }
     let name = raw.name.clone().unwrap_or_default();
     let mut service_matcher = Vec::new();
@@ -296,6 +299,20 @@ fn is_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Refuses a field this kind of rule does not take, if it is `present`.
+fn refuse(
+    field: &str,
+    present: bool,
+    why: &str,
+    err: &dyn Fn(&str, String) -> RuleError,
+) -> Result<(), RuleError> {
+    if present {
+        Err(err(field, why.to_owned()))
+    } else {
+        Ok(())
+    }
+}
+
 fn duration_ms(
     field: &str,
     text: Option<&str>,
@@ -370,9 +387,7 @@ fn validate(raw: RawRule, err: &dyn Fn(&str, String) -> RuleError) -> Result<Rul
                 ("after", raw.after.is_some()),
                 ("severity", raw.severity.is_some()),
             ] {
-                if present {
-                    return Err(err(field, "only absence rules take this field".into()));
-                }
+                refuse(field, present, "only absence rules take this field", err)?;
             }
             let op = match raw.op.as_deref().unwrap_or(">") {
                 ">" => Op::Gt,
@@ -441,12 +456,12 @@ fn validate(raw: RawRule, err: &dyn Fn(&str, String) -> RuleError) -> Result<Rul
                 ("recovery", raw.recovery.is_some()),
                 ("for", raw.for_.is_some()),
             ] {
-                if present {
-                    return Err(err(
-                        field,
-                        "absence rules do not take this field; use `after`".into(),
-                    ));
-                }
+                refuse(
+                    field,
+                    present,
+                    "absence rules do not take this field; use `after`",
+                    err,
+                )?;
             }
             let after_ms = duration_ms("after", raw.after.as_deref(), -1, err)?;
             if after_ms <= 0 {
