@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::incident::IncidentConfig;
 use super::route::{Route, Router};
 use super::silence::{self, Maintenance};
 use super::state::Level;
@@ -46,6 +47,22 @@ pub struct RawAlerting {
     /// Recurring maintenance windows.
     #[serde(default)]
     pub maintenance: Vec<RawMaintenance>,
+    /// Default update interval for routes (incident reminders). Default "0" (off).
+    pub update_interval: Option<String>,
+    /// How alerts become incidents.
+    #[serde(default)]
+    pub incidents: RawIncidents,
+}
+
+/// `[alerting.incidents]`, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIncidents {
+    enabled: Option<bool>,
+    quiet_period: Option<String>,
+    changes_lookback: Option<String>,
+    recurring_count: Option<i64>,
+    recurring_window: Option<String>,
 }
 
 /// `[[alerting.hook]]`, as written.
@@ -76,6 +93,7 @@ pub struct RawRoute {
     repeat_interval: Option<String>,
     escalate_to: Option<String>,
     escalate_after: Option<String>,
+    update_interval: Option<String>,
     #[serde(default, rename = "continue")]
     continue_: bool,
 }
@@ -151,6 +169,8 @@ pub struct Alerting {
     pub router: Router,
     /// Maintenance windows.
     pub maintenance: Vec<Maintenance>,
+    /// Incidents.
+    pub incidents: IncidentConfig,
 }
 
 impl Default for Alerting {
@@ -201,6 +221,42 @@ fn http_url(key: &str, url: Option<String>) -> Result<String, String> {
     }
 }
 
+fn incident_config(raw: &RawIncidents) -> Result<IncidentConfig, String> {
+    let d = IncidentConfig::default();
+    let ms = |key: &str, text: &Option<String>, default_ms: i64| {
+        duration(
+            key,
+            text.as_deref(),
+            Duration::from_millis(default_ms as u64),
+        )
+        .map(|d| d.as_millis() as i64)
+    };
+    Ok(IncidentConfig {
+        enabled: raw.enabled.unwrap_or(true),
+        quiet_period_ms: ms(
+            "alerting.incidents.quiet_period",
+            &raw.quiet_period,
+            d.quiet_period_ms,
+        )?,
+        changes_lookback_ms: ms(
+            "alerting.incidents.changes_lookback",
+            &raw.changes_lookback,
+            d.changes_lookback_ms,
+        )?,
+        recurring_count: integer(
+            "alerting.incidents.recurring_count",
+            raw.recurring_count,
+            2..=1000,
+            d.recurring_count as i64,
+        )? as usize,
+        recurring_window_ms: ms(
+            "alerting.incidents.recurring_window",
+            &raw.recurring_window,
+            d.recurring_window_ms,
+        )?,
+    })
+}
+
 impl Alerting {
     /// Validates the raw section.
     pub fn from_raw(raw: RawAlerting) -> Result<Alerting, String> {
@@ -220,6 +276,12 @@ impl Alerting {
             raw.group_wait.as_deref(),
             Duration::ZERO,
         )?;
+        let update_interval = duration(
+            "alerting.update_interval",
+            raw.update_interval.as_deref(),
+            Duration::ZERO,
+        )?;
+        let incidents = incident_config(&raw.incidents)?;
         let history_retention = duration(
             "alerting.history_retention",
             raw.history_retention.as_deref(),
@@ -337,6 +399,11 @@ impl Alerting {
                 )?,
                 escalate_to: r.escalate_to,
                 escalate_after,
+                update_interval: duration(
+                    &format!("{key}.update_interval"),
+                    r.update_interval.as_deref(),
+                    update_interval,
+                )?,
                 continue_: r.continue_,
             });
         }
@@ -409,6 +476,7 @@ impl Alerting {
             hooks.iter().map(|h| h.name.clone()).collect(),
             group_wait,
             repeat,
+            update_interval,
         );
         Ok(Alerting {
             host_down_after,
@@ -417,6 +485,7 @@ impl Alerting {
             hooks,
             router,
             maintenance,
+            incidents,
         })
     }
 }

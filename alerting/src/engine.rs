@@ -61,6 +61,9 @@ pub struct Alert {
     pub escalated: bool,
     /// When a sample of the series (or a batch of the host) last arrived.
     pub last_seen_ms: i64,
+    /// The incident (number) it belongs to while it fires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<u64>,
 }
 
 impl Alert {
@@ -196,6 +199,7 @@ fn new_alert(rule: &Rule, series: &SeriesKey) -> Alert {
         notified_level: None,
         escalated: false,
         last_seen_ms: 0,
+        incident: None,
     }
 }
 
@@ -217,6 +221,7 @@ fn host_alert(host: &str) -> Alert {
         notified_level: None,
         escalated: false,
         last_seen_ms: 0,
+        incident: None,
     }
 }
 
@@ -560,6 +565,14 @@ impl Engine {
     }
 
     /// The alert with `id`, if tracked.
+    pub fn get(&self, id: &str) -> Option<&Alert> {
+        if let Some(t) = self.tracked.get(id) {
+            return Some(&t.alert);
+        }
+        self.hosts.values().map(|h| &h.alert).find(|a| a.id == id)
+    }
+
+    /// The alert with `id`, if tracked, mutable.
     pub fn get_mut(&mut self, id: &str) -> Option<&mut Alert> {
         if let Some(t) = self.tracked.get_mut(id) {
             return Some(&mut t.alert);

@@ -19,6 +19,7 @@ pub mod backtest;
 pub mod config;
 pub mod engine;
 pub mod hooks;
+pub mod incident;
 pub mod notify;
 pub mod outbox;
 pub mod route;

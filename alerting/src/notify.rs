@@ -33,6 +33,12 @@ pub enum NotifyEvent {
     /// A critical alert stayed unacknowledged past the escalation delay
     /// (sent to the route's escalation hook).
     Escalation,
+    /// An open incident has had no note for its routes' update interval:
+    /// time to tell the stakeholders how it goes.
+    #[serde(rename = "update_due")]
+    UpdateDue,
+    /// An incident ended: service restored.
+    Restored,
 }
 
 impl NotifyEvent {
@@ -48,12 +54,19 @@ impl NotifyEvent {
             NotifyEvent::Repeat => "repeat",
             NotifyEvent::Acknowledged => "acknowledged",
             NotifyEvent::Escalation => "escalation",
+            NotifyEvent::UpdateDue => "update_due",
+            NotifyEvent::Restored => "restored",
         }
     }
 
     /// Whether the alert is still a problem after this event.
     pub fn is_problem(self, severity: Option<Level>) -> bool {
-        severity.is_some() && self != NotifyEvent::Resolved
+        severity.is_some() && !matches!(self, NotifyEvent::Resolved | NotifyEvent::Restored)
+    }
+
+    /// Whether it is about a whole incident rather than one alert.
+    pub fn is_incident_notice(self) -> bool {
+        matches!(self, NotifyEvent::UpdateDue | NotifyEvent::Restored)
     }
 }
 
@@ -89,6 +102,9 @@ pub struct Notification {
     pub acked_by: Option<String>,
     /// The acknowledgement's note.
     pub ack_note: Option<String>,
+    /// The incident it belongs to (number), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<u64>,
 }
 
 impl Notification {
@@ -135,6 +151,7 @@ pub fn webhook_body(group: &[&Notification], sent_ms: i64) -> Value {
                 "at": rfc3339(n.at_ms),
                 "acked_by": n.acked_by,
                 "ack_note": n.ack_note,
+                "incident": n.incident.map(|i| format!("I{i}")),
             })
         })
         .collect();
@@ -143,6 +160,7 @@ pub fn webhook_body(group: &[&Notification], sent_ms: i64) -> Value {
         "rule": first.rule,
         "event": first.event.as_str(),
         "status": first.status(),
+        "incident": first.incident.map(|i| format!("I{i}")),
         "sent_at": rfc3339(sent_ms),
         "alerts": alerts,
     })
@@ -218,6 +236,15 @@ pub fn slack_escape(text: &str) -> String {
 /// one attachment per alert, coloured by severity.
 pub fn slack_body(group: &[&Notification]) -> Value {
     let first = group[0];
+    if first.event.is_incident_notice() {
+        // Plain enough to read on a phone: one line, no attachments.
+        let icon = if first.event == NotifyEvent::Restored {
+            "✅"
+        } else {
+            "🔔"
+        };
+        return json!({ "text": slack_escape(&format!("{icon} {}", first.summary)) });
+    }
     let icon = match (first.status(), first.severity) {
         ("resolved", _) => "✅",
         (_, Some(Level::Critical)) => "🔴",
@@ -300,6 +327,7 @@ pub(crate) mod tests_support {
             at_ms: 2000,
             acked_by: None,
             ack_note: None,
+            incident: None,
         }
     }
 }

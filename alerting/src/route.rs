@@ -26,6 +26,9 @@ pub struct Route {
     pub escalate_to: Option<String>,
     /// ... for this long.
     pub escalate_after: Duration,
+    /// Remind the hooks when an open incident has had no note this long
+    /// (zero: never).
+    pub update_interval: Duration,
     /// Keep looking at later routes after a match.
     pub continue_: bool,
 }
@@ -56,6 +59,7 @@ impl Router {
         all_hooks: Vec<String>,
         group_wait: Duration,
         repeat_interval: Duration,
+        update_interval: Duration,
     ) -> Router {
         if !routes.is_empty() || all_hooks.is_empty() {
             return Router { routes };
@@ -69,6 +73,7 @@ impl Router {
                 repeat_interval,
                 escalate_to: None,
                 escalate_after: Duration::ZERO,
+                update_interval,
                 continue_: false,
             }],
         }
@@ -108,6 +113,7 @@ mod tests {
             repeat_interval: Duration::from_secs(3600),
             escalate_to: None,
             escalate_after: Duration::ZERO,
+            update_interval: Duration::ZERO,
             continue_: cont,
         }
     }
@@ -132,6 +138,7 @@ mod tests {
                 route(&[], &[], &["slack-all"], false),
             ],
             vec![],
+            Duration::ZERO,
             Duration::ZERO,
             Duration::ZERO,
         );
@@ -159,6 +166,7 @@ mod tests {
         let r = Router::new(
             vec![],
             vec!["a".into(), "b".into()],
+            Duration::ZERO,
             Duration::ZERO,
             Duration::ZERO,
         );

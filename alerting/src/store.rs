@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Alert;
+use crate::incident::{ChangeRecord, FollowUp, Incident, IncidentEvent};
 use crate::notify::Notification;
 use crate::silence::Silence;
 use crate::state::Level;
@@ -44,12 +45,15 @@ pub struct OutboxEntry {
 }
 
 impl OutboxEntry {
-    /// Entries with the same group key may travel in one message.
+    /// Entries with the same group key may travel in one message: those
+    /// of one incident, else of one rule (with the same hook and event).
     pub fn group_key(&self) -> (String, String, String) {
+        let n = &self.notification;
         (
             self.hook.clone(),
-            self.notification.rule.clone(),
-            self.notification.event.as_str().to_owned(),
+            n.incident
+                .map_or_else(|| n.rule.clone(), |i| format!("incident I{i}")),
+            n.event.as_str().to_owned(),
         )
     }
 }
@@ -90,6 +94,14 @@ pub struct Changes {
     pub history: Vec<HistoryRecord>,
     /// Silences to store.
     pub silences: Vec<Silence>,
+    /// Incidents to store (whole records, by number).
+    pub incidents: Vec<Incident>,
+    /// Lines of incidents' timelines.
+    pub incident_events: Vec<IncidentEvent>,
+    /// Follow-ups to store (whole records, by number).
+    pub follow_ups: Vec<FollowUp>,
+    /// Changes made in production, recorded.
+    pub change_records: Vec<ChangeRecord>,
 }
 
 impl Changes {
@@ -101,6 +113,10 @@ impl Changes {
             && self.delivered.is_empty()
             && self.history.is_empty()
             && self.silences.is_empty()
+            && self.incidents.is_empty()
+            && self.incident_events.is_empty()
+            && self.follow_ups.is_empty()
+            && self.change_records.is_empty()
     }
 
     /// Folds `later` in after `self`, so that writing the result leaves
@@ -132,6 +148,19 @@ impl Changes {
         for silence in later.silences {
             self.silences.retain(|s| s.id != silence.id);
             self.silences.push(silence);
+        }
+        for incident in later.incidents {
+            self.incidents.retain(|i| i.number != incident.number);
+            self.incidents.push(incident);
+        }
+        self.incident_events.extend(later.incident_events);
+        for f in later.follow_ups {
+            self.follow_ups.retain(|o| o.number != f.number);
+            self.follow_ups.push(f);
+        }
+        for c in later.change_records {
+            self.change_records.retain(|o| o.id != c.id);
+            self.change_records.push(c);
         }
     }
 }
@@ -182,6 +211,18 @@ pub trait AlertStore: Send + Sync + 'static {
     /// A new sequence number (outbox order, silence ids, history
     /// tie-breaker), above every one stored.
     fn next_seq(&self) -> u64;
+
+    /// Every incident, oldest first. Read once at start.
+    fn incidents(&self) -> Result<Vec<Incident>, StoreError>;
+
+    /// The timeline of incident `number`, oldest first.
+    fn incident_events(&self, number: u64) -> Result<Vec<IncidentEvent>, StoreError>;
+
+    /// Every follow-up. Read once at start.
+    fn follow_ups(&self) -> Result<Vec<FollowUp>, StoreError>;
+
+    /// The changes made in `[from_ms, to_ms)`, oldest first.
+    fn change_records(&self, from_ms: i64, to_ms: i64) -> Result<Vec<ChangeRecord>, StoreError>;
 }
 
 /// An [`AlertStore`] in memory: the same semantics as the durable one
@@ -201,6 +242,10 @@ struct Tables {
     outbox: BTreeMap<u64, OutboxEntry>,
     history: BTreeMap<(i64, u64), HistoryRecord>,
     silences: BTreeMap<String, Silence>,
+    incidents: BTreeMap<u64, Incident>,
+    incident_events: BTreeMap<(u64, u64), IncidentEvent>,
+    follow_ups: BTreeMap<u64, FollowUp>,
+    change_records: BTreeMap<(i64, String), ChangeRecord>,
 }
 
 impl Default for MemoryAlertStore {
@@ -254,6 +299,19 @@ impl AlertStore for MemoryAlertStore {
         for silence in &changes.silences {
             t.silences.insert(silence.id.clone(), silence.clone());
         }
+        for incident in &changes.incidents {
+            t.incidents.insert(incident.number, incident.clone());
+        }
+        for event in &changes.incident_events {
+            t.incident_events
+                .insert((event.incident, self.next_seq()), event.clone());
+        }
+        for f in &changes.follow_ups {
+            t.follow_ups.insert(f.number, f.clone());
+        }
+        for c in &changes.change_records {
+            t.change_records.insert((c.at_ms, c.id.clone()), c.clone());
+        }
         Ok(())
     }
 
@@ -300,5 +358,32 @@ impl AlertStore for MemoryAlertStore {
 
     fn next_seq(&self) -> u64 {
         self.next_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn incidents(&self) -> Result<Vec<Incident>, StoreError> {
+        let t = self.tables.lock().expect("memory alert store lock");
+        Ok(t.incidents.values().cloned().collect())
+    }
+
+    fn incident_events(&self, number: u64) -> Result<Vec<IncidentEvent>, StoreError> {
+        let t = self.tables.lock().expect("memory alert store lock");
+        Ok(t.incident_events
+            .range((number, 0)..=(number, u64::MAX))
+            .map(|(_, e)| e.clone())
+            .collect())
+    }
+
+    fn follow_ups(&self) -> Result<Vec<FollowUp>, StoreError> {
+        let t = self.tables.lock().expect("memory alert store lock");
+        Ok(t.follow_ups.values().cloned().collect())
+    }
+
+    fn change_records(&self, from_ms: i64, to_ms: i64) -> Result<Vec<ChangeRecord>, StoreError> {
+        let t = self.tables.lock().expect("memory alert store lock");
+        Ok(t.change_records
+            .values()
+            .filter(|c| c.at_ms >= from_ms && c.at_ms < to_ms)
+            .cloned()
+            .collect())
     }
 }

@@ -2,9 +2,8 @@
 //! reload the rules. Each is one durable write before it answers.
 
 use super::commit::OnFailure;
-use super::{Alerter, WatchEvent, history};
-use crate::engine::{Ack, Alert};
-use crate::notify::NotifyEvent;
+use super::{Alerter, WatchEvent};
+use crate::engine::Alert;
 use crate::rules::RuleError;
 use crate::silence::Silence;
 use crate::store::{Changes, HistoryRecord};
@@ -24,38 +23,16 @@ impl Alerter {
         }
         // Changed on a copy: the engine takes it only once it is durable.
         let mut alert = current.clone();
-        let alert = &mut alert;
-        alert.ack = Some(Ack {
-            by: by.to_owned(),
-            note: note.to_owned(),
-            at_ms: now,
-        });
         let mut changes = Changes::default();
-        changes.history.push(history(
-            alert,
-            now,
-            "acknowledged",
-            format!("by {by}: {note}"),
-        ));
-        let started = alert.state.started_ms;
-        if alert.notified_ms > 0 {
-            let snapshot = alert.clone();
-            self.enqueue_snapshot(
-                &config,
-                &silences,
-                &snapshot,
-                NotifyEvent::Acknowledged,
-                started,
-                snapshot.state.value,
-                now,
-                None,
-                &mut changes,
-            );
-        }
-        changes.alerts.push(alert.clone());
-        let alert = alert.clone();
+        self.ack_changes(&config, &silences, &mut alert, by, note, now, &mut changes);
+        let mut book = self.book.lock().expect("incidents lock");
+        let incident = self.ack_in_incident(&book, &alert, by, note, now, &mut changes);
         self.persist(changes, now, OnFailure::Refuse)
             .map_err(|e| e.to_string())?;
+        if let Some(incident) = incident {
+            book.incidents.insert(incident.number, incident);
+        }
+        drop(book);
         if let Some(current) = engine.get_mut(id) {
             current.ack = alert.ack.clone();
         }
@@ -79,7 +56,7 @@ impl Alerter {
         }
         silence.id = format!("s{}", self.store.next_seq());
         silence.created_ms = now;
-        let changes = Changes {
+        let mut changes = Changes {
             silences: vec![silence.clone()],
             history: vec![HistoryRecord {
                 at_ms: now,
@@ -97,6 +74,7 @@ impl Alerter {
             }],
             ..Changes::default()
         };
+        self.silence_in_incidents(&silence, now, &mut changes);
         self.persist(changes, now, OnFailure::Refuse)
             .map_err(|e| e.to_string())?;
         self.silences

@@ -40,6 +40,8 @@ impl Alerter {
         let silences = self.silences.read().expect("silences lock").clone();
         changes.deleted_alerts.extend(dropped);
         let mut watch = Vec::new();
+        let mut book = self.book.lock().expect("incidents lock");
+        let mut touched = std::collections::BTreeSet::new();
         for event in &events {
             let t = &event.transition;
             changes.history.push(HistoryRecord {
@@ -54,6 +56,16 @@ impl Alerter {
             let Some(alert) = engine.get_mut(&event.alert.id) else {
                 continue;
             };
+            self.incident_step(
+                &mut book,
+                &config,
+                &silences,
+                alert,
+                event,
+                now,
+                &mut touched,
+                &mut changes,
+            );
             if t.notify {
                 let kind = match t.change {
                     Change::Fired => Some(NotifyEvent::Firing),
@@ -71,6 +83,7 @@ impl Alerter {
                     let mut snapshot = event.alert.clone();
                     snapshot.ack = alert.ack.clone();
                     snapshot.notified_ms = alert.notified_ms;
+                    snapshot.incident = alert.incident;
                     if self.enqueue_snapshot(
                         &config,
                         &silences,
@@ -94,6 +107,7 @@ impl Alerter {
                 alert.notified_ms = 0;
                 alert.notified_level = None;
                 alert.escalated = false;
+                alert.incident = None;
             }
             if alert.state.is_active() {
                 changes.alerts.push(alert.clone());
@@ -106,6 +120,8 @@ impl Alerter {
                 alert: alert.clone(),
             });
         }
+        self.settle_incidents(&mut book, &config, &touched, now, &mut changes);
+        drop(book);
         let queued = !changes.outbox.is_empty();
         // A failure is logged and counted by `persist`; the changes are kept.
         let written = self.persist(changes, now, OnFailure::Keep).is_ok();
@@ -207,6 +223,7 @@ impl Alerter {
             at_ms: now,
             acked_by: alert.ack.as_ref().map(|a| a.by.clone()),
             ack_note: alert.ack.as_ref().map(|a| a.note.clone()),
+            incident: alert.incident,
         };
         for (hook, wait) in &hooks {
             changes.outbox.push(OutboxEntry {

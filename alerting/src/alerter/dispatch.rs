@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::{Alerter, now_ms};
 use crate::config::Hook;
 use crate::hooks::{Outcome, deliver};
+use crate::incident::IncidentEvent;
 use crate::notify::Notification;
 use crate::store::{Changes, HistoryRecord, OutboxEntry};
 
@@ -86,9 +87,28 @@ impl Alerter {
         let seqs: Vec<u64> = message.iter().map(|e| e.seq).collect();
         let mut changes = Changes::default();
         let hook = message[0].hook.clone();
+        let mut per_incident: std::collections::BTreeMap<(u64, String), usize> =
+            std::collections::BTreeMap::new();
         for mut entry in message {
             let n = &entry.notification;
+            let attempts = entry.attempts + 1;
             let mut record = |kind: &str, detail: String| {
+                if let Some(incident) = n.incident {
+                    // One line per incident and outcome, however many of
+                    // its alerts travelled in this message.
+                    let count = per_incident.entry((incident, kind.to_owned())).or_insert(0);
+                    *count += 1;
+                    if *count == 1 {
+                        changes.incident_events.push(IncidentEvent {
+                            incident,
+                            at_ms: now,
+                            kind: kind.into(),
+                            by: String::new(),
+                            alert_id: String::new(),
+                            detail: format!("{detail}, attempt {attempts}"),
+                        });
+                    }
+                }
                 changes.history.push(HistoryRecord {
                     at_ms: now,
                     alert_id: n.alert_id.clone(),
@@ -134,6 +154,12 @@ impl Alerter {
                     entry.last_error = error.clone();
                     changes.outbox.push(entry);
                 }
+            }
+        }
+        for e in &mut changes.incident_events {
+            let n = per_incident[&(e.incident, e.kind.clone())];
+            if n > 1 {
+                e.detail = format!("{} notifications: {}", n, e.detail);
             }
         }
         let mut outbox = self.outbox.lock().expect("outbox lock");

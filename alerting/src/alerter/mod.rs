@@ -18,6 +18,9 @@ mod commands;
 mod commit;
 mod dispatch;
 #[cfg(test)]
+mod incident_tests;
+mod incidents;
+#[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
@@ -26,6 +29,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{Notify, broadcast};
+
+pub use incidents::{FollowUpPatch, IncidentPatch, IncidentView, NewFollowUp};
 
 use crate::config::Alerting;
 use crate::engine::{Alert, Engine};
@@ -102,6 +107,11 @@ pub struct Alerter {
     /// outbox only once written; a delivery's outcome is in memory at
     /// once (the delivery happened). Locked after `outbox`.
     unwritten: Mutex<Changes>,
+    /// Incidents and follow-ups as stored (`incidents.rs`). Locked after
+    /// `engine`, before `outbox`.
+    book: Mutex<incidents::Book>,
+    /// The services alerts are scoped by.
+    services: RwLock<Arc<Vec<nightjar_model::service::Service>>>,
     config: RwLock<Arc<Alerting>>,
     silences: RwLock<Vec<Silence>>,
     source: RwLock<RuleSource>,
@@ -145,6 +155,7 @@ impl Alerter {
             })?;
         }
         let silences = store.silences()?;
+        let book = incidents::Book::load(store.incidents()?, store.follow_ups()?);
         let outbox = Outbox::new(config.outbox_capacity, store.outbox()?);
         let (watchers, _) = broadcast::channel(1024);
         Ok(Alerter {
@@ -152,6 +163,8 @@ impl Alerter {
             store,
             outbox: Mutex::new(outbox),
             unwritten: Mutex::default(),
+            book: Mutex::new(book),
+            services: RwLock::default(),
             config: RwLock::new(Arc::new(config)),
             silences: RwLock::new(silences),
             source: RwLock::new(source),
@@ -262,7 +275,19 @@ impl Alerter {
         let mut changes = Changes::default();
         let config = self.config();
         let silences = self.silences.read().expect("silences lock").clone();
+        let mut book = self.book.lock().expect("incidents lock");
+        let mut joined = std::collections::BTreeSet::new();
         for alert in engine.firing_mut() {
+            if alert.incident.is_none()
+                && config.incidents.enabled
+                && is_silenced(&config, &silences, &alert.labels, now).is_none()
+            {
+                // Fired while silenced (or before incidents): it joins now.
+                let n = self.join(&mut book, &config, alert, now, &mut changes);
+                alert.incident = Some(n);
+                joined.insert(n);
+                changes.alerts.push(alert.clone());
+            }
             if alert.state.flapping || alert.ack.is_some() {
                 continue;
             }
@@ -320,9 +345,13 @@ impl Alerter {
                 }
             }
             if touched {
+                changes.alerts.retain(|a| a.id != alert.id);
                 changes.alerts.push(alert.clone());
             }
         }
+        self.settle_incidents(&mut book, &config, &joined, now, &mut changes);
+        drop(book);
+        self.sweep_incidents(&engine, &config, now, &mut changes);
         if !changes.is_empty() {
             self.commit_with(&mut engine, Vec::new(), Vec::new(), now, changes);
         }

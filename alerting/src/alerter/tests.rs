@@ -52,6 +52,22 @@ impl AlertStore for CountingStore {
     fn next_seq(&self) -> u64 {
         self.inner.next_seq()
     }
+    fn incidents(&self) -> Result<Vec<crate::incident::Incident>, StoreError> {
+        self.inner.incidents()
+    }
+    fn incident_events(&self, n: u64) -> Result<Vec<crate::incident::IncidentEvent>, StoreError> {
+        self.inner.incident_events(n)
+    }
+    fn follow_ups(&self) -> Result<Vec<crate::incident::FollowUp>, StoreError> {
+        self.inner.follow_ups()
+    }
+    fn change_records(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<crate::incident::ChangeRecord>, StoreError> {
+        self.inner.change_records(from, to)
+    }
 }
 
 /// A webhook receiver on loopback that keeps every body it is sent.

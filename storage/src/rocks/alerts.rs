@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use nightjar_alerting::engine::Alert;
+use nightjar_alerting::incident::{ChangeRecord, FollowUp, Incident, IncidentEvent};
 use nightjar_alerting::silence::Silence;
 use nightjar_alerting::store::{AlertStore, Changes, HistoryRecord, OutboxEntry, StoreError};
 
@@ -25,6 +26,17 @@ const CF_HISTORY: &str = "history";
 const CF_SILENCES: &str = "silences";
 /// Service timelines, judging spans and adjustments (`timeline.rs`).
 pub(super) const CF_TIMELINE: &str = "timeline";
+/// Incidents by number (u64 BE).
+const CF_INCIDENTS: &str = "incidents";
+/// Incident timelines: number (u64 BE) ++ seq (u64 BE).
+const CF_INCIDENT_EVENTS: &str = "incident_events";
+/// Follow-ups by number (u64 BE).
+const CF_FOLLOW_UPS: &str = "follow_ups";
+/// Changes made in production: time ++ seq, as history keys.
+const CF_CHANGES: &str = "changes";
+/// The highest sequence number handed out by a write (default CF): some
+/// keys (incident timelines, changes) do not end in the highest one.
+const SEQ_KEY: &[u8] = b"nightjar-seq";
 
 /// The alert database.
 pub struct RocksAlertStore {
@@ -45,8 +57,18 @@ impl RocksAlertStore {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
-        let cfs = [CF_ALERTS, CF_OUTBOX, CF_HISTORY, CF_SILENCES, CF_TIMELINE]
-            .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+        let cfs = [
+            CF_ALERTS,
+            CF_OUTBOX,
+            CF_HISTORY,
+            CF_SILENCES,
+            CF_TIMELINE,
+            CF_INCIDENTS,
+            CF_INCIDENT_EVENTS,
+            CF_FOLLOW_UPS,
+            CF_CHANGES,
+        ]
+        .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         let display = path.display().to_string();
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| StoreError {
             path: display.clone(),
@@ -61,9 +83,16 @@ impl RocksAlertStore {
         };
         let last_outbox = store.last_key(CF_OUTBOX, 0)?;
         let last_history = store.last_key(CF_HISTORY, 8)?;
-        store
-            .next_seq
-            .store(last_outbox.max(last_history) + 1, Ordering::Relaxed);
+        let written = store
+            .db
+            .get(SEQ_KEY)
+            .map_err(|e| store.error("reading the sequence number", e))?
+            .and_then(|v| read_u64(&v))
+            .unwrap_or(0);
+        store.next_seq.store(
+            last_outbox.max(last_history).max(written) + 1,
+            Ordering::Relaxed,
+        );
         Ok(store)
     }
 
@@ -167,6 +196,32 @@ impl AlertStore for RocksAlertStore {
         for silence in &changes.silences {
             batch.put_cf(self.cf(CF_SILENCES), silence.id.as_bytes(), json(silence));
         }
+        for incident in &changes.incidents {
+            batch.put_cf(
+                self.cf(CF_INCIDENTS),
+                incident.number.to_be_bytes(),
+                json(incident),
+            );
+        }
+        for event in &changes.incident_events {
+            let mut key = event.incident.to_be_bytes().to_vec();
+            key.extend_from_slice(&self.next_seq().to_be_bytes());
+            batch.put_cf(self.cf(CF_INCIDENT_EVENTS), key, json(event));
+        }
+        for f in &changes.follow_ups {
+            batch.put_cf(self.cf(CF_FOLLOW_UPS), f.number.to_be_bytes(), json(f));
+        }
+        for c in &changes.change_records {
+            let seq =
+                c.id.strip_prefix('C')
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| self.next_seq());
+            batch.put_cf(self.cf(CF_CHANGES), history_key(c.at_ms, seq), json(c));
+        }
+        // Above every seq used so far, so none is handed out twice after a
+        // restart.
+        let high = self.next_seq.load(Ordering::Relaxed);
+        batch.put(SEQ_KEY, high.to_be_bytes());
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
         let written = self.db.write_opt(batch, &opts);
@@ -222,6 +277,50 @@ impl AlertStore for RocksAlertStore {
 
     fn next_seq(&self) -> u64 {
         self.next_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn incidents(&self) -> Result<Vec<Incident>, StoreError> {
+        self.all(CF_INCIDENTS)
+    }
+
+    fn incident_events(&self, number: u64) -> Result<Vec<IncidentEvent>, StoreError> {
+        let prefix = number.to_be_bytes();
+        let mut out = Vec::new();
+        let mode = IteratorMode::From(&prefix, rocksdb::Direction::Forward);
+        for item in self.db.iterator_cf(self.cf(CF_INCIDENT_EVENTS), mode) {
+            let (key, value) = item.map_err(|e| self.error("reading an incident timeline", e))?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            match serde_json::from_slice(&value) {
+                Ok(e) => out.push(e),
+                Err(error) => {
+                    tracing::warn!(incident = number, %error, "skipping an unreadable incident timeline line")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn follow_ups(&self) -> Result<Vec<FollowUp>, StoreError> {
+        self.all(CF_FOLLOW_UPS)
+    }
+
+    fn change_records(&self, from_ms: i64, to_ms: i64) -> Result<Vec<ChangeRecord>, StoreError> {
+        let start = history_key(from_ms, 0);
+        let end = history_key(to_ms, 0);
+        let mut out = Vec::new();
+        let mode = IteratorMode::From(&start, rocksdb::Direction::Forward);
+        for item in self.db.iterator_cf(self.cf(CF_CHANGES), mode) {
+            let (key, value) = item.map_err(|e| self.error("reading changes", e))?;
+            if *key >= end[..] {
+                break;
+            }
+            if let Ok(c) = serde_json::from_slice(&value) {
+                out.push(c);
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -307,5 +406,68 @@ mod tests {
             store.history(i64::MIN, usize::MAX, None).unwrap().len(),
             100
         );
+    }
+
+    #[test]
+    fn incidents_timelines_follow_ups_and_changes_survive_a_reopen() {
+        use nightjar_alerting::incident::*;
+        let dir = tempfile::tempdir().unwrap();
+        let store = RocksAlertStore::open(dir.path()).unwrap();
+        let incident = Incident {
+            number: 3,
+            title: "shop: disk".into(),
+            state: IncidentState::Open,
+            severity: Level::Critical,
+            scope: vec!["service:shop".into()],
+            services: vec!["shop".into()],
+            alerts: Vec::new(),
+            opened_ms: 1_000,
+            acked: None,
+            resolved_ms: None,
+            resolved_by: String::new(),
+            last_note_ms: 1_000,
+            last_reminder_ms: 0,
+            reopened: 0,
+            review: Review::default(),
+        };
+        let line = |n: u64, kind: &str| IncidentEvent::new(n, 1_000, kind, String::new());
+        let change = |id: &str, at_ms: i64| ChangeRecord {
+            id: id.into(),
+            what: "deploy".into(),
+            by: "ci".into(),
+            services: vec!["shop".into()],
+            hosts: Vec::new(),
+            at_ms,
+            risk: Risk::Medium,
+            backout: String::new(),
+            recorded_ms: at_ms,
+        };
+        let seq = store.next_seq();
+        store
+            .write(&Changes {
+                incidents: vec![incident.clone()],
+                incident_events: vec![line(3, "opened"), line(4, "x"), line(3, "note")],
+                change_records: vec![change(&format!("C{seq}"), 500), change("C77", 5_000)],
+                ..Changes::default()
+            })
+            .unwrap();
+        drop(store);
+        let store = RocksAlertStore::open(dir.path()).unwrap();
+        assert!(store.next_seq() > seq, "seqs continue above those used");
+        assert_eq!(store.incidents().unwrap(), vec![incident]);
+        let kinds: Vec<String> = store
+            .incident_events(3)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, vec!["opened", "note"], "its own lines, in order");
+        let ids: Vec<String> = store
+            .change_records(0, 1_000)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(ids, vec![format!("C{seq}")]);
     }
 }

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard};
 
 use nightjar_alerting::engine::Alert;
+use nightjar_alerting::incident::{ChangeRecord, FollowUp, Incident, IncidentEvent};
 use nightjar_alerting::silence::Silence;
 use nightjar_alerting::store::{AlertStore, Changes, HistoryRecord, OutboxEntry, StoreError};
 use nightjar_common::log_limit::RateLimitedLog;
@@ -351,6 +352,24 @@ impl AlertStore for ReopeningAlertStore {
         };
         self.handed_out.fetch_max(seq, Ordering::Relaxed);
         seq
+    }
+
+    fn incidents(&self) -> Result<Vec<Incident>, StoreError> {
+        self.with("reading incidents", AlertStore::incidents)
+    }
+
+    fn incident_events(&self, number: u64) -> Result<Vec<IncidentEvent>, StoreError> {
+        self.with("reading an incident timeline", |s| {
+            s.incident_events(number)
+        })
+    }
+
+    fn follow_ups(&self) -> Result<Vec<FollowUp>, StoreError> {
+        self.with("reading follow-ups", AlertStore::follow_ups)
+    }
+
+    fn change_records(&self, from_ms: i64, to_ms: i64) -> Result<Vec<ChangeRecord>, StoreError> {
+        self.with("reading changes", |s| s.change_records(from_ms, to_ms))
     }
 }
 
