@@ -20,6 +20,7 @@ pub mod config;
 pub mod engine;
 pub mod hooks;
 pub mod incident;
+pub mod incident_report;
 pub mod notify;
 pub mod outbox;
 pub mod route;

@@ -337,7 +337,7 @@ pub async fn rules_reload(client: &mut AlertServiceClient<Conn>) -> anyhow::Resu
     Ok(format!("reloaded: {n} rules in force\n"))
 }
 
-async fn history_of(
+pub(crate) async fn history_of(
     client: &mut QueryServiceClient<Conn>,
     rule: &Rule,
     start: i64,

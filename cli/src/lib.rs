@@ -6,6 +6,7 @@
 //! documents.
 
 pub mod alerts;
+pub mod incidents;
 pub mod report;
 pub mod services;
 pub mod status;
@@ -158,6 +159,23 @@ pub enum Command {
         /// availability or adjust.
         #[command(subcommand)]
         what: report::ReportCommand,
+    },
+    /// Incidents: list, show (or its postmortem), ack, note, resolve, set
+    /// the review fields.
+    Incident {
+        #[command(subcommand)]
+        action: incidents::IncidentCommand,
+    },
+    /// Problem management: follow-up actions tracked to done, and
+    /// recurring incidents.
+    Problem {
+        #[command(subcommand)]
+        action: incidents::ProblemCommand,
+    },
+    /// Changes made in production: record one, list them.
+    Change {
+        #[command(subcommand)]
+        action: incidents::ChangeCommand,
     },
     /// Bearer tokens: make one, or hash one for the collector's token file.
     Token {
@@ -402,8 +420,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut board_client = BoardServiceClient::with_interceptor(channel.clone(), token.clone());
     let mut availability_client =
         pb::availability_service_client::AvailabilityServiceClient::with_interceptor(
-            channel, token,
+            channel.clone(),
+            token.clone(),
         );
+    let mut incident_client =
+        pb::incident_service_client::IncidentServiceClient::with_interceptor(channel, token);
     let addr = cli.collector.clone();
     let out = match cli.command {
         Command::Hosts => hosts(&mut client, cli.json).await,
@@ -432,8 +453,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             query(&mut client, metric, matchers, shape, cli.json).await
         }
         Command::Status => status(&mut client, &mut alert_client, cli.json).await,
+        Command::Report {
+            what: report::ReportCommand::Incidents { window },
+        } => match report::parse_window(&window, now_ms()) {
+            Ok(w) => incidents::report_incidents(&mut incident_client, w, cli.json).await,
+            Err(e) => Err(anyhow::anyhow!("--window: {e}")),
+        },
+        Command::Report {
+            what: report::ReportCommand::Noise { window, propose },
+        } => match report::parse_window(&window, now_ms()) {
+            Ok(w) => {
+                incidents::report_noise(&mut incident_client, &mut client, w, propose, cli.json)
+                    .await
+            }
+            Err(e) => Err(anyhow::anyhow!("--window: {e}")),
+        },
         Command::Report { what } => {
             report::report(&mut availability_client, what, cli.json, now_ms()).await
+        }
+        Command::Incident { action } => {
+            incidents::incident(&mut incident_client, action, cli.json, now_ms()).await
+        }
+        Command::Problem { action } => {
+            incidents::problem(&mut incident_client, action, cli.json).await
+        }
+        Command::Change { action } => {
+            incidents::change(&mut incident_client, action, cli.json, now_ms()).await
         }
         Command::Services => services::services(&mut board_client, cli.json).await,
         Command::Service { name } => services::service(&mut board_client, &name, cli.json).await,

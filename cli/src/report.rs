@@ -37,6 +37,25 @@ pub enum ReportCommand {
         #[arg(long)]
         html: bool,
     },
+    /// Incidents over a window: counts by severity, service and cause, time
+    /// to acknowledge and to restore, top talkers, recurring incidents,
+    /// follow-ups open and overdue.
+    Incidents {
+        /// As for `report availability`.
+        #[arg(long, default_value = "30d")]
+        window: String,
+    },
+    /// The noisiest rules over a window (fired most, acknowledged least,
+    /// shortest-lived, flapping), with the backtest of proposed rules.
+    Noise {
+        /// As for `report availability`.
+        #[arg(long, default_value = "7d")]
+        window: String,
+        /// A rule file with proposed thresholds: each rule of it is
+        /// backtested over the window and shown beside the rule of its name.
+        #[arg(long, value_name = "FILE")]
+        propose: Option<std::path::PathBuf>,
+    },
     /// Correct one outage after review: the share of users it really hit
     /// and how much of their work they lost. Reports show who and why.
     Adjust {
@@ -127,6 +146,9 @@ pub async fn report(
     now_ms: i64,
 ) -> anyhow::Result<String> {
     match command {
+        ReportCommand::Incidents { .. } | ReportCommand::Noise { .. } => {
+            unreachable!("lib.rs sends these to the IncidentService")
+        }
         ReportCommand::Adjust {
             service,
             outage_start_ms,

@@ -12,6 +12,7 @@ pub mod availability;
 pub mod board;
 pub mod config;
 pub mod dashboard;
+pub mod incident_api;
 pub mod ingest;
 pub mod query;
 pub mod self_metrics;

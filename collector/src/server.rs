@@ -23,6 +23,7 @@ use nightjar_model::model::SeriesKey;
 use nightjar_proto::v1::alert_service_server::AlertServiceServer;
 use nightjar_proto::v1::availability_service_server::AvailabilityServiceServer;
 use nightjar_proto::v1::board_service_server::BoardServiceServer;
+use nightjar_proto::v1::incident_service_server::IncidentServiceServer;
 use nightjar_storage::Storage;
 use nightjar_storage::rocks::{
     MAX_OPEN, Recovery, ReopeningAlertStore, ReopeningStorage, RocksAlertStore, RocksStorage,
@@ -84,6 +85,8 @@ pub async fn run(config: Config, reload: Option<Reload>) -> anyhow::Result<()> {
     .await
     .context("opening the alert store")??;
     let alerter = Arc::new(alerter);
+    // Alerts are scoped into incidents by the services they hit.
+    alerter.set_services(catalog.services().to_vec());
     let timeline: Arc<dyn nightjar_alerting::availability::TimelineStore> = alert_store.clone();
     tokio::spawn(recover_periodically(storage.clone(), alert_store));
     seed_alerter(&alerter, &*storage, &config.name, now_ms());
@@ -291,6 +294,11 @@ impl<S: Storage> Wiring<S> {
                 self.alerter.clone(),
                 self.catalog.clone(),
             ));
+        let incidents = IncidentServiceServer::new(crate::incident_api::IncidentApi::new(
+            self.alerter.clone(),
+            self.timeline.clone(),
+            self.catalog.clone(),
+        ));
         Routes::new(InterceptedService::new(ingest, authenticate(Role::Agent)))
             .add_service(InterceptedService::new(query, authenticate(Role::Read)))
             .add_service(InterceptedService::new(alerts, authenticate(Role::Read)))
@@ -299,6 +307,7 @@ impl<S: Storage> Wiring<S> {
                 availability,
                 authenticate(Role::Read),
             ))
+            .add_service(InterceptedService::new(incidents, authenticate(Role::Read)))
     }
 }
 
@@ -517,7 +526,10 @@ async fn reload_on_sighup(
         }
         let (c, paths) = (catalog.clone(), current.services.clone());
         match tokio::task::spawn_blocking(move || c.reload(paths)).await {
-            Ok(Ok(n)) => tracing::info!(services = n, "SIGHUP: services reloaded"),
+            Ok(Ok(n)) => {
+                alerter.set_services(catalog.services().to_vec());
+                tracing::info!(services = n, "SIGHUP: services reloaded")
+            }
             Ok(Err(error)) => {
                 tracing::error!(%error, "SIGHUP: services not reloaded; the previous services stay")
             }

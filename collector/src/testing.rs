@@ -83,6 +83,7 @@ impl TestCollector {
             }
         };
         let catalog = Arc::new(catalog);
+        alerter.set_services(catalog.services().to_vec());
         let wiring = Wiring {
             storage: storage.clone(),
             alerter: alerter.clone(),

@@ -150,6 +150,11 @@ impl Alerter {
         *self.services.write().expect("services lock") = std::sync::Arc::new(services);
     }
 
+    /// The `[alerting.incidents]` settings in force.
+    pub fn incident_config(&self) -> crate::incident::IncidentConfig {
+        self.config().incidents.clone()
+    }
+
     fn services(&self) -> std::sync::Arc<Vec<nightjar_model::service::Service>> {
         self.services.read().expect("services lock").clone()
     }
