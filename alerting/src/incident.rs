@@ -178,6 +178,9 @@ pub struct Incident {
     /// How often it reopened inside the quiet period.
     #[serde(default)]
     pub reopened: u32,
+    /// When it last reopened (0: never).
+    #[serde(default)]
+    pub reopened_ms: i64,
     #[serde(default)]
     pub review: Review,
 }
@@ -717,6 +720,7 @@ mod tests {
             last_note_ms: opened_ms,
             last_reminder_ms: 0,
             reopened: 0,
+            reopened_ms: 0,
             review: Review::default(),
         }
     }

@@ -436,6 +436,7 @@ mod tests {
             last_note_ms: opened,
             last_reminder_ms: 0,
             reopened: 0,
+            reopened_ms: 0,
             review: Review {
                 category: (n == 1).then_some(Category::Change),
                 ..Review::default()

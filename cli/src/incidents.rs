@@ -61,40 +61,44 @@ pub enum IncidentCommand {
         note: String,
     },
     /// Set what was learnt: root cause, category, impact, ...
-    Set {
-        id: String,
-        #[arg(long, env = "USER")]
-        by: String,
-        #[arg(long)]
-        title: Option<String>,
-        #[arg(long)]
-        summary: Option<String>,
-        #[arg(long)]
-        root_cause: Option<String>,
-        /// change, capacity, hardware, software_defect, configuration,
-        /// dependency or unknown.
-        #[arg(long)]
-        category: Option<String>,
-        #[arg(long)]
-        trigger: Option<String>,
-        #[arg(long)]
-        resolution: Option<String>,
-        /// How it was detected: alert, customer report, ...
-        #[arg(long)]
-        detection: Option<String>,
-        /// The change that caused it (C<number> or your change system's id).
-        #[arg(long = "change")]
-        change_id: Option<String>,
-        #[arg(long)]
-        lessons: Option<String>,
-        /// Share of users hit, 0–1 (with --functional-impact): the
-        /// availability report counts it for the incident's outages.
-        #[arg(long, requires = "functional_impact")]
-        user_share: Option<f64>,
-        /// How much of their work they could not do, 0–1.
-        #[arg(long, requires = "user_share")]
-        functional_impact: Option<f64>,
-    },
+    Set(Box<SetArgs>),
+}
+
+/// `nightjar incident set`.
+#[derive(Debug, clap::Args)]
+pub struct SetArgs {
+    id: String,
+    #[arg(long, env = "USER")]
+    by: String,
+    #[arg(long)]
+    title: Option<String>,
+    #[arg(long)]
+    summary: Option<String>,
+    #[arg(long)]
+    root_cause: Option<String>,
+    /// change, capacity, hardware, software_defect, configuration,
+    /// dependency or unknown.
+    #[arg(long)]
+    category: Option<String>,
+    #[arg(long)]
+    trigger: Option<String>,
+    #[arg(long)]
+    resolution: Option<String>,
+    /// How it was detected: alert, customer report, ...
+    #[arg(long)]
+    detection: Option<String>,
+    /// The change that caused it (C<number> or your change system's id).
+    #[arg(long = "change")]
+    change_id: Option<String>,
+    #[arg(long)]
+    lessons: Option<String>,
+    /// Share of users hit, 0–1 (with --functional-impact): the
+    /// availability report counts it for the incident's outages.
+    #[arg(long, requires = "functional_impact")]
+    user_share: Option<f64>,
+    /// How much of their work they could not do, 0–1.
+    #[arg(long, requires = "user_share")]
+    functional_impact: Option<f64>,
 }
 
 /// `nightjar problem ...`: follow-up actions.
@@ -484,21 +488,22 @@ pub async fn incident(
                 .into_inner();
             one(r.incident, "resolved")
         }
-        IncidentCommand::Set {
-            id,
-            by,
-            title,
-            summary,
-            root_cause,
-            category,
-            trigger,
-            resolution,
-            detection,
-            change_id,
-            lessons,
-            user_share,
-            functional_impact,
-        } => {
+        IncidentCommand::Set(args) => {
+            let SetArgs {
+                id,
+                by,
+                title,
+                summary,
+                root_cause,
+                category,
+                trigger,
+                resolution,
+                detection,
+                change_id,
+                lessons,
+                user_share,
+                functional_impact,
+            } = *args;
             let r = client
                 .set_incident(pb::SetIncidentRequest {
                     id,

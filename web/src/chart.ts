@@ -3,7 +3,7 @@
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import { Aggregation, type Series } from "./gen/nightjar/v1/nightjar_pb";
-import { query } from "./api";
+import { incidents, query } from "./api";
 import { bytes, h } from "./dom";
 
 /** Tick steps for byte axes: whole binary units (1, 2, 4 … 512 KiB, MiB …). */
@@ -61,8 +61,16 @@ function css(name: string): string {
 }
 
 /** A chart card: draws `spec` over [start, end] and can be redrawn. */
+/** A change recorded in production, drawn as a dashed line on the chart. */
+export interface Marker {
+  atMs: number;
+  label: string;
+}
+
 export class Chart {
   readonly el: HTMLElement;
+  /** Changes to draw; set before `load`. */
+  markers: Marker[] = [];
   private plot: uPlot | null = null;
   private body: HTMLElement;
   private note: HTMLElement;
@@ -136,6 +144,27 @@ export class Chart {
         })),
       ],
     };
+    const markers = this.markers.filter((m) => m.atMs >= startMs && m.atMs <= endMs);
+    this.el.dataset.markers = String(markers.length);
+    opts.hooks = {
+      draw: [
+        (u: uPlot) => {
+          const ctx = u.ctx;
+          ctx.save();
+          ctx.strokeStyle = css("--warning") || "#f2a600";
+          ctx.setLineDash([4, 3]);
+          ctx.lineWidth = 1.5 * devicePixelRatio;
+          for (const m of markers) {
+            const x = u.valToPos(m.atMs / 1000, "x", true);
+            ctx.beginPath();
+            ctx.moveTo(x, u.bbox.top);
+            ctx.lineTo(x, u.bbox.top + u.bbox.height);
+            ctx.stroke();
+          }
+          ctx.restore();
+        },
+      ],
+    };
     this.plot?.destroy();
     this.plot = new uPlot(opts, data, this.body);
     (this.el as unknown as { chart: Chart }).chart = this;
@@ -149,6 +178,22 @@ export class Chart {
     this.plot?.destroy();
     this.plot = null;
   }
+}
+
+/**
+ * The changes recorded for a host or service in [start, end] as chart
+ * markers, and the line naming them under the charts. A failure leaves
+ * the charts without markers, not without data.
+ */
+export async function changeMarkers(filter: { host?: string; service?: string }, startMs: number, endMs: number, line: HTMLElement): Promise<Marker[]> {
+  const found = await incidents.listChanges({ fromMs: BigInt(startMs), toMs: BigInt(endMs + 1), host: filter.host ?? "", service: filter.service ?? "" }).catch(() => null);
+  const changes = found?.changes ?? [];
+  line.replaceChildren();
+  if (changes.length) {
+    line.append("Changes (dashed lines): ");
+    changes.forEach((c, i) => line.append(i ? "; " : "", h("strong", {}, c.id), ` ${new Date(Number(c.atMs)).toLocaleString()} ${c.what} (${c.by})`));
+  }
+  return changes.map((c) => ({ atMs: Number(c.atMs), label: `${c.id} ${c.what}` }));
 }
 
 /** Ranges offered, each with the step that keeps about 200–400 points and

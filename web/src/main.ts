@@ -8,6 +8,7 @@ import { renderService } from "./pages/service";
 import { renderHost } from "./pages/host";
 import { renderAlerts } from "./pages/alerts";
 import { renderNightjar } from "./pages/nightjar";
+import { renderFollowUps, renderIncident, renderIncidents } from "./pages/incidents";
 
 export interface Route {
   page: string;
@@ -23,6 +24,9 @@ const PAGES: Record<string, Render> = {
   host: renderHost,
   alerts: renderAlerts,
   nightjar: renderNightjar,
+  incidents: renderIncidents,
+  incident: renderIncident,
+  followups: renderFollowUps,
 };
 
 export function parseRoute(hash: string): Route {
@@ -45,7 +49,8 @@ async function show() {
   const route = parseRoute(location.hash);
   const render = PAGES[route.page];
   for (const a of document.querySelectorAll<HTMLAnchorElement>("nav a")) {
-    if (a.dataset.page === route.page) a.setAttribute("aria-current", "page");
+    const page = route.page === "incident" || route.page === "followups" ? "incidents" : route.page;
+    if (a.dataset.page === page) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
   if (!render) {
@@ -98,14 +103,14 @@ function cycleTheme() {
 applyTheme(localStorage.getItem("nightjar.theme"));
 document.getElementById("theme")!.addEventListener("click", cycleTheme);
 
-// Keyboard: g then b/a/n goes to a page, t switches the theme, / finds.
+// Keyboard: g then b/a/i/n goes to a page, t switches the theme, / finds.
 let pendingG = false;
 document.addEventListener("keydown", (e) => {
   const target = e.target as HTMLElement;
   if (e.ctrlKey || e.metaKey || e.altKey || target.closest("input, textarea, select, dialog")) return;
   if (pendingG) {
     pendingG = false;
-    const to: Record<string, string> = { b: "#/", a: "#/alerts", n: "#/nightjar" };
+    const to: Record<string, string> = { b: "#/", a: "#/alerts", i: "#/incidents", n: "#/nightjar" };
     if (to[e.key]) {
       location.hash = to[e.key];
       e.preventDefault();

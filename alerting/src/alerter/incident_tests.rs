@@ -183,6 +183,15 @@ fn acking_the_incident_acks_every_alert_and_stops_their_repeats() {
             .iter()
             .all(|(al, _)| al.ack.as_ref().is_some_and(|k| k.by == "ann"))
     );
+    // A fourth host joins the acknowledged incident: acknowledged too.
+    a.observe(&disk("web-4", T0 + 63_000, 90.0), T0 + 63_000);
+    let joined = a
+        .active(T0 + 63_000)
+        .into_iter()
+        .find(|(al, _)| al.host() == "web-4")
+        .unwrap()
+        .0;
+    assert_eq!(joined.ack.as_ref().map(|k| k.by.as_str()), Some("ann"));
     a.sweep(T0 + 200_000);
     assert_eq!(repeats(&store), 3, "no repeats once acked");
     assert!(

@@ -186,6 +186,18 @@ impl Alerter {
                 }
                 let n = self.join(book, config, alert, now, changes);
                 alert.incident = Some(n);
+                // Joining an incident someone already works on: theirs
+                // too, so it repeats to nobody.
+                if let Some(ack) = book.incidents.get(&n).and_then(|i| i.acked.clone())
+                    && book.incidents[&n].opened_ms < now
+                    && book.incidents[&n].reopened_ms < ack.at_ms
+                {
+                    alert.ack = Some(Ack {
+                        by: ack.by,
+                        note: format!("joined I{n}, acknowledged: {}", ack.note),
+                        at_ms: now,
+                    });
+                }
                 n
             }
             _ => match alert.incident {
@@ -275,6 +287,7 @@ impl Alerter {
                         last_note_ms: now,
                         last_reminder_ms: 0,
                         reopened: 0,
+                        reopened_ms: 0,
                         review: Review::default(),
                     },
                 );
@@ -298,6 +311,7 @@ impl Alerter {
             ));
             incident.resolved_ms = None;
             incident.resolved_by.clear();
+            incident.reopened_ms = now;
             incident.last_note_ms = now;
             incident.last_reminder_ms = 0;
         }

@@ -428,6 +428,7 @@ mod tests {
             last_note_ms: 1_000,
             last_reminder_ms: 0,
             reopened: 0,
+            reopened_ms: 0,
             review: Review::default(),
         };
         let line = |n: u64, kind: &str| IncidentEvent::new(n, 1_000, kind, String::new());

@@ -2,7 +2,7 @@
 // days (the step, and so the rollup tier, follows the range), refreshed
 // while it is shown.
 import { alerts, follow, query } from "../api";
-import { Chart, type ChartSpec, RANGES } from "../chart";
+import { Chart, type ChartSpec, RANGES, changeMarkers } from "../chart";
 import { ago, bytes, fill, h, num, when } from "../dom";
 import { alertState, badge, worst } from "../health";
 import type { Matcher } from "../matchers";
@@ -41,6 +41,7 @@ export async function renderHost(main: HTMLElement, route: Route, signal: AbortS
   const alertBox = h("section", { class: "card", "aria-labelledby": "host-alerts" }, h("h2", { id: "host-alerts" }, "Alerts"));
   const title = h("h1", {}, name);
   const about = h("p", { class: "muted" });
+  const changesLine = h("p", { class: "small chart-changes", "data-changes": "" });
   // The page first, so the charts know their width; then every question
   // at once: the charts' beside the host's and its alerts'.
   fill(
@@ -49,10 +50,13 @@ export async function renderHost(main: HTMLElement, route: Route, signal: AbortS
     h("div", { class: "board-head" }, title, h("nav", { class: "segmented", "aria-label": "Time range" }, RANGES.map((r) => h("a", { href: `#/host/${encodeURIComponent(name)}?range=${r.name}`, "aria-pressed": String(r === range) }, r.name)))),
     about,
     alertBox,
+    changesLine,
     h("div", { class: "charts" }, charts.map((c) => c.el)),
   );
   const load = async () => {
     const end = Date.now();
+    const markers = await changeMarkers({ host: name }, end - range.ms, end, changesLine);
+    charts.forEach((c) => (c.markers = markers));
     await Promise.all(charts.map((c) => c.load(end - range.ms, end, range.stepMs)));
   };
   const loaded = load();

@@ -4,7 +4,7 @@
 import type { Alert, ComponentStatus, HostInfo, ServiceStatus } from "../gen/nightjar/v1/nightjar_pb";
 import { MatchOp } from "../gen/nightjar/v1/nightjar_pb";
 import { alerts, board, follow, query } from "../api";
-import { Chart, RANGES } from "../chart";
+import { Chart, RANGES, changeMarkers } from "../chart";
 import { fill, h, num, when } from "../dom";
 import { alertState, badge, stateOf } from "../health";
 import { type Matcher, matches } from "../matchers";
@@ -76,7 +76,8 @@ export async function renderService(main: HTMLElement, route: Route, signal: Abo
   };
 
   const days = route.params.get("days") === "90" ? 90 : 30;
-  fill(main, h("p", {}, h("a", { href: "#/" }, "← Board")), head, availabilitySection(svc.name, days, signal), stack, h("h2", {}, "Business metrics, last hour"), charts);
+  const changesLine = h("p", { class: "small chart-changes", "data-changes": "" });
+  fill(main, h("p", {}, h("a", { href: "#/" }, "← Board")), head, availabilitySection(svc.name, days, signal), stack, h("h2", {}, "Business metrics, last hour"), changesLine, charts);
   draw(svc);
 
   const range = RANGES[1];
@@ -89,6 +90,8 @@ export async function renderService(main: HTMLElement, route: Route, signal: Abo
   if (!business.length) charts.append(h("p", { class: "muted" }, "This service declares no business metrics."));
   const loadCharts = async () => {
     const end = Date.now();
+    const markers = await changeMarkers({ service: route.arg }, end - range.ms, end, changesLine);
+    chartList.forEach((c) => (c.markers = markers));
     await Promise.all(
       chartList.map(async (chart) => {
         await chart.load(end - range.ms, end, range.stepMs);
