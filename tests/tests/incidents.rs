@@ -521,3 +521,77 @@ fn bad_incident_input_is_named() {
     ]);
     assert!(link.contains("no incident I9"), "{link}");
 }
+
+#[test]
+fn the_noise_report_ranks_an_ignored_flapping_rule_first_and_backtests_a_proposal() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(free_port());
+    let prefix = unique_host("inc-noise");
+    write_config(dir.path(), &prefix, &receiver.url("/ops"), "");
+    // A second rule, far too eager: it fires at 60 % and nobody acts.
+    let rules = format!(
+        "{RULES}\n[[rule]]\nname = \"share_busy\"\nmetric = \"fs_used_percent\"\nwarning = 60\nrecovery = 55\n"
+    );
+    std::fs::write(dir.path().join("rules.toml"), rules).unwrap();
+    let c = start(dir.path(), free_port());
+    let mut f = Feeder::new(&c.url(), &format!("{prefix}-1"));
+    // Five blips above 60 %, never above 95 %: share_busy fires and
+    // resolves five times, within seconds each.
+    for _ in 0..5 {
+        f.send("fs_used_percent", &[], 70.0);
+        f.send("fs_used_percent", &[], 40.0);
+    }
+    // The real trouble, acknowledged.
+    f.send("fs_used_percent", &[], 97.0);
+    let alert = poll("disk_filling", || {
+        c.cli_json(&["alerts"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["rule"] == "disk_filling")
+            .cloned()
+    });
+    ok(c.cli(&["ack", alert["id"].as_str().unwrap(), "--by", "ann"]));
+    f.send("fs_used_percent", &[], 40.0);
+    let proposal = dir.path().join("proposed.toml");
+    std::fs::write(
+        &proposal,
+        "[[rule]]\nname = \"share_busy\"\nmetric = \"fs_used_percent\"\nwarning = 90\nrecovery = 80\n",
+    )
+    .unwrap();
+    let report = poll("share_busy's five firings in the history", || {
+        let r = c.cli_json(&[
+            "report",
+            "noise",
+            "--window",
+            "1h",
+            "--propose",
+            proposal.to_str().unwrap(),
+        ]);
+        (r["rules"][0]["rule"] == "share_busy" && r["rules"][0]["fired"] == 5).then_some(r)
+    });
+    let busy = &report["rules"][0];
+    assert_eq!(busy["acknowledged"], 0, "{busy}");
+    assert_eq!(busy["short_lived"], 5, "{busy}");
+    // Five on-off changes in seconds also make it flap.
+    let flapping = busy["flapping"].as_f64().unwrap();
+    assert!(flapping >= 1.0, "{busy}");
+    assert_eq!(
+        busy["score"].as_f64().unwrap(),
+        5.0 + 5.0 + flapping,
+        "5 × (1 − 0) + 5 short-lived + flapping: {busy}"
+    );
+    assert_eq!(
+        busy["proposed"]["fired"], 1,
+        "at 90 % only the real trouble (97 %) would have fired: {busy}"
+    );
+    let filling = report["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rule"] == "disk_filling")
+        .unwrap()
+        .clone();
+    assert_eq!(filling["ack_ratio"], 1.0, "{filling}");
+    assert!(filling["proposed"].is_null(), "{filling}");
+}

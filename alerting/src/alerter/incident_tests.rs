@@ -340,3 +340,55 @@ fn review_fields_follow_ups_and_changes_refuse_bad_input_by_name() {
     );
     assert_eq!(view.follow_ups.len(), 1);
 }
+
+#[test]
+fn resolving_by_hand_tells_the_update_routes_and_cannot_be_done_twice() {
+    let (store, a) = alerter("update_interval = \"15m\"\n");
+    a.observe(&disk("web-1", T0, 90.0), T0);
+    let i = a
+        .resolve_incident(1, "ann", "false alarm", T0 + 60_000)
+        .unwrap();
+    assert_eq!(
+        (i.state, i.resolved_by.as_str()),
+        (IncidentState::Resolved, "ann")
+    );
+    let restored: Vec<_> = store
+        .outbox()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.notification.event.as_str() == "restored")
+        .collect();
+    assert_eq!(restored.len(), 1);
+    assert!(
+        restored[0]
+            .notification
+            .summary
+            .ends_with("resolved by ann"),
+        "{}",
+        restored[0].notification.summary
+    );
+    let e = a.resolve_incident(1, "ann", "", T0 + 61_000).unwrap_err();
+    assert_eq!(e, "incident I1 is resolved already");
+    let e = a.note_incident(1, "ann", "  ", T0).unwrap_err();
+    assert!(e.starts_with("note: empty"), "{e}");
+}
+
+#[test]
+fn incidents_survive_a_reopen_of_the_store_and_number_on() {
+    let (store, a) = alerter("");
+    a.observe(&disk("web-1", T0, 90.0), T0);
+    a.note_incident(1, "ann", "looking", T0 + 1_000).unwrap();
+    drop(a);
+    let raw: RawAlerting = toml::from_str("").unwrap();
+    let rules = RuleSource::Given(parse_rules("rules.toml", RULES).unwrap());
+    let b = Alerter::open(store.clone(), rules, Alerting::from_raw(raw).unwrap()).unwrap();
+    let services = parse_services("s.toml", SERVICES).unwrap();
+    b.set_services(services.into_iter().map(|(s, _)| s).collect());
+    assert_eq!(b.incidents(false, 0, 10).len(), 1);
+    assert!(kinds(&b, 1).contains(&"note".to_owned()));
+    // Its alert still fires and still belongs to it: a second host joins.
+    b.observe(&disk("web-2", T0 + 2_000, 90.0), T0 + 2_000);
+    assert_eq!(b.incidents(false, 0, 10).len(), 1);
+    b.observe(&disk("db-1", T0 + 3_000, 90.0), T0 + 3_000);
+    assert_eq!(b.incidents(false, 0, 10)[0].number, 2, "numbers go on");
+}
