@@ -64,6 +64,10 @@ pub struct Alert {
     /// The incident (number) it belongs to while it fires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incident: Option<u64>,
+    /// Whether that incident is one of services (its notifications travel
+    /// together) rather than of one host.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub incident_of_services: bool,
 }
 
 impl Alert {
@@ -200,6 +204,7 @@ fn new_alert(rule: &Rule, series: &SeriesKey) -> Alert {
         escalated: false,
         last_seen_ms: 0,
         incident: None,
+        incident_of_services: false,
     }
 }
 
@@ -222,6 +227,7 @@ fn host_alert(host: &str) -> Alert {
         escalated: false,
         last_seen_ms: 0,
         incident: None,
+        incident_of_services: false,
     }
 }
 

@@ -342,6 +342,24 @@ pub fn with_dependencies(names: &[String], services: &[Service]) -> BTreeSet<Str
     out
 }
 
+/// `names` and every service that depends on one of them, directly or
+/// not: the services an incident of `names` hits (a red dependency makes
+/// its dependents red too).
+pub fn with_dependents(names: &[String], services: &[Service]) -> BTreeSet<String> {
+    let mut out: BTreeSet<String> = names.iter().cloned().collect();
+    loop {
+        let more: Vec<String> = services
+            .iter()
+            .filter(|s| !out.contains(&s.name) && s.depends_on.iter().any(|d| out.contains(d)))
+            .map(|s| s.name.clone())
+            .collect();
+        if more.is_empty() {
+            return out;
+        }
+        out.extend(more);
+    }
+}
+
 /// What a follow-up action does about the problem.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -723,6 +741,45 @@ mod tests {
             reopened_ms: 0,
             review: Review::default(),
         }
+    }
+
+    #[test]
+    fn an_incident_hits_its_services_and_all_that_depend_on_them() {
+        let text = r#"
+[[service]]
+name = "shop"
+depends_on = ["api"]
+[[service]]
+name = "api"
+depends_on = ["db"]
+[[service]]
+name = "db"
+[[service.component]]
+name = "db host"
+layer = "machine"
+matchers = ["host=db-1"]
+[[service]]
+name = "mail"
+[[service.component]]
+name = "mail host"
+layer = "machine"
+matchers = ["host=mail-1"]
+"#;
+        let services: Vec<Service> = nightjar_model::service::parse_services("s.toml", text)
+            .unwrap()
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        let hit = with_dependents(&["db".to_owned()], &services);
+        assert_eq!(
+            hit.into_iter().collect::<Vec<_>>(),
+            vec!["api", "db", "shop"]
+        );
+        let cause = with_dependencies(&["shop".to_owned()], &services);
+        assert_eq!(
+            cause.into_iter().collect::<Vec<_>>(),
+            vec!["api", "db", "shop"]
+        );
     }
 
     #[test]

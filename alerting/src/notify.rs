@@ -105,9 +105,24 @@ pub struct Notification {
     /// The incident it belongs to (number), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incident: Option<u64>,
+    /// Whether it travels with the other notifications of its incident
+    /// (an incident of services: one outage, one message) rather than
+    /// with those of its rule (an incident of one host: the same rule on
+    /// several hosts is one message).
+    #[serde(default)]
+    pub grouped_by_incident: bool,
 }
 
 impl Notification {
+    /// What its deliveries are ordered by, one at a time per hook: its
+    /// alert, or for an incident-wide notice its incident.
+    pub fn order_key(&self) -> String {
+        match (self.alert_id.is_empty(), self.incident) {
+            (true, Some(n)) => format!("I{n}"),
+            _ => self.alert_id.clone(),
+        }
+    }
+
     /// The `host` label, or "".
     pub fn host(&self) -> &str {
         self.labels.get("host").map_or("", String::as_str)
@@ -160,7 +175,11 @@ pub fn webhook_body(group: &[&Notification], sent_ms: i64) -> Value {
         "rule": first.rule,
         "event": first.event.as_str(),
         "status": first.status(),
-        "incident": first.incident.map(|i| format!("I{i}")),
+        // The message's incident, when all of it is one incident's.
+        "incident": first
+            .incident
+            .filter(|i| group.iter().all(|n| n.incident == Some(*i)))
+            .map(|i| format!("I{i}")),
         "sent_at": rfc3339(sent_ms),
         "alerts": alerts,
     })
@@ -328,6 +347,7 @@ pub(crate) mod tests_support {
             acked_by: None,
             ack_note: None,
             incident: None,
+            grouped_by_incident: false,
         }
     }
 }

@@ -170,7 +170,7 @@ fn plan<'a>(
         }
         // Whether sent now or not yet due, this entry holds the line for
         // later entries of its (hook, alert).
-        if !blocked.insert((entry.hook.clone(), entry.notification.alert_id.clone())) {
+        if !blocked.insert((entry.hook.clone(), entry.notification.order_key())) {
             continue;
         }
         let key = entry.group_key();

@@ -46,15 +46,15 @@ pub struct OutboxEntry {
 
 impl OutboxEntry {
     /// Entries with the same group key may travel in one message: those
-    /// of one incident, else of one rule (with the same hook and event).
+    /// of one incident of services, else of one rule (with the same hook
+    /// and event).
     pub fn group_key(&self) -> (String, String, String) {
         let n = &self.notification;
-        (
-            self.hook.clone(),
-            n.incident
-                .map_or_else(|| n.rule.clone(), |i| format!("incident I{i}")),
-            n.event.as_str().to_owned(),
-        )
+        let group = match n.incident {
+            Some(i) if n.grouped_by_incident => format!("incident I{i}"),
+            _ => n.rule.clone(),
+        };
+        (self.hook.clone(), group, n.event.as_str().to_owned())
     }
 }
 

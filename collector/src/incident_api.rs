@@ -12,7 +12,7 @@ use nightjar_alerting::alerter::{
 use nightjar_alerting::availability::{TimelineStore, report_of};
 use nightjar_alerting::incident::{
     Category, ChangeRecord, FollowUp, FollowUpKind, FollowUpState, Impact, Incident, IncidentEvent,
-    Recurring, Risk, parse_due, parse_follow_up_id, parse_incident_id,
+    Recurring, Risk, parse_due, parse_follow_up_id, parse_incident_id, with_dependents,
 };
 use nightjar_alerting::incident_report::{self, IncidentReport};
 use nightjar_model::availability::timeline::Adjustment;
@@ -203,8 +203,9 @@ fn window(from_ms: i64, to_ms: i64, default_ms: i64) -> Result<(i64, i64), Statu
 }
 
 impl IncidentApi {
-    /// The outages of the incident's services with a target, inside its
-    /// span, adjusted to its assessed impact.
+    /// The outages inside its span of the services the incident hits
+    /// (its own and those depending on them) that have a target, adjusted
+    /// to its assessed impact.
     fn adjust_outages(
         &self,
         incident: &Incident,
@@ -214,10 +215,11 @@ impl IncidentApi {
         let services = self.catalog.services();
         let maintenance = self.alerter.maintenance();
         let end = incident.resolved_ms.unwrap_or_else(now_ms);
+        let hit = with_dependents(&incident.services, &services);
         let mut adjusted = 0;
         for service in services
             .iter()
-            .filter(|s| incident.services.contains(&s.name) && s.availability.is_some())
+            .filter(|s| hit.contains(&s.name) && s.availability.is_some())
         {
             // A day of lead, so an outage begun before the incident keeps
             // its true start (adjustments name an outage by its start).
@@ -255,10 +257,11 @@ impl IncidentApi {
         let services = self.catalog.services();
         let maintenance = self.alerter.maintenance();
         let end = incident.resolved_ms.unwrap_or(now);
+        let hit = with_dependents(&incident.services, &services);
         let mut total = None;
         for service in services
             .iter()
-            .filter(|s| incident.services.contains(&s.name) && s.availability.is_some())
+            .filter(|s| hit.contains(&s.name) && s.availability.is_some())
         {
             if let Ok(Some(r)) = report_of(
                 &*self.timeline,

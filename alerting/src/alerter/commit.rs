@@ -84,6 +84,7 @@ impl Alerter {
                     snapshot.ack = alert.ack.clone();
                     snapshot.notified_ms = alert.notified_ms;
                     snapshot.incident = alert.incident;
+                    snapshot.incident_of_services = alert.incident_of_services;
                     if self.enqueue_snapshot(
                         &config,
                         &silences,
@@ -108,6 +109,7 @@ impl Alerter {
                 alert.notified_level = None;
                 alert.escalated = false;
                 alert.incident = None;
+                alert.incident_of_services = false;
             }
             if alert.state.is_active() {
                 changes.alerts.push(alert.clone());
@@ -224,6 +226,7 @@ impl Alerter {
             acked_by: alert.ack.as_ref().map(|a| a.by.clone()),
             ack_note: alert.ack.as_ref().map(|a| a.note.clone()),
             incident: alert.incident,
+            grouped_by_incident: alert.incident.is_some() && alert.incident_of_services,
         };
         for (hook, wait) in &hooks {
             changes.outbox.push(OutboxEntry {

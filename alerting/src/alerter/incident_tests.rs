@@ -98,6 +98,17 @@ fn twelve_hosts_of_one_service_open_one_incident_that_resolves_with_the_last() {
     assert_eq!(i.alerts.len(), 12);
     assert_eq!(i.services, vec!["shop"]);
     assert_eq!(i.severity, crate::state::Level::Warning);
+    let keys: std::collections::BTreeSet<_> = store
+        .outbox()
+        .unwrap()
+        .iter()
+        .map(|e| e.group_key())
+        .collect();
+    assert_eq!(
+        keys.len(),
+        1,
+        "one incident of services, one message: {keys:?}"
+    );
     // One host gets worse: the incident's severity follows.
     a.observe(&disk("web-3", T0 + 20_000, 99.0), T0 + 20_000);
     let i = &a.incidents(false, 0, 10)[0];
@@ -155,7 +166,7 @@ fn a_relapse_in_the_quiet_period_reopens_and_after_it_opens_a_new_one() {
 
 #[test]
 fn hosts_outside_services_get_an_incident_each() {
-    let (_store, a) = alerter("");
+    let (store, a) = alerter("");
     a.observe(&disk("db-1", T0, 90.0), T0);
     a.observe(&disk("db-2", T0, 90.0), T0);
     let all = a.incidents(false, 0, 10);
@@ -163,6 +174,17 @@ fn hosts_outside_services_get_an_incident_each() {
     assert!(
         all.iter()
             .all(|i| i.services.is_empty() && i.alerts.len() == 1)
+    );
+    let keys: std::collections::BTreeSet<_> = store
+        .outbox()
+        .unwrap()
+        .iter()
+        .map(|e| e.group_key())
+        .collect();
+    assert_eq!(
+        keys.len(),
+        1,
+        "one rule on two hosts is still one message: {keys:?}"
     );
 }
 

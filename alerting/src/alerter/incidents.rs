@@ -186,6 +186,7 @@ impl Alerter {
                 }
                 let n = self.join(book, config, alert, now, changes);
                 alert.incident = Some(n);
+                alert.incident_of_services = !book.incidents[&n].services.is_empty();
                 // Joining an incident someone already works on: theirs
                 // too, so it repeats to nobody.
                 if let Some(ack) = book.incidents.get(&n).and_then(|i| i.acked.clone())
@@ -498,6 +499,7 @@ impl Alerter {
             acked_by: incident.acked.as_ref().map(|a| a.by.clone()),
             ack_note: incident.acked.as_ref().map(|a| a.note.clone()),
             incident: Some(incident.number),
+            grouped_by_incident: true,
         };
         for hook in &hooks {
             changes.outbox.push(OutboxEntry {

@@ -285,6 +285,7 @@ impl Alerter {
                 // Fired while silenced (or before incidents): it joins now.
                 let n = self.join(&mut book, &config, alert, now, &mut changes);
                 alert.incident = Some(n);
+                alert.incident_of_services = !book.incidents[&n].services.is_empty();
                 joined.insert(n);
                 changes.alerts.push(alert.clone());
             }
