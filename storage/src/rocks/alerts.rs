@@ -89,8 +89,9 @@ impl RocksAlertStore {
             .map_err(|e| store.error("reading the sequence number", e))?
             .and_then(|v| read_u64(&v))
             .unwrap_or(0);
+        // `written` is the next unused number at the last write.
         store.next_seq.store(
-            last_outbox.max(last_history).max(written) + 1,
+            (last_outbox.max(last_history) + 1).max(written),
             Ordering::Relaxed,
         );
         Ok(store)
