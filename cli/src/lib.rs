@@ -6,6 +6,7 @@
 //! documents.
 
 pub mod alerts;
+pub mod capacity;
 pub mod incidents;
 pub mod report;
 pub mod services;
@@ -176,6 +177,42 @@ pub enum Command {
     Change {
         #[command(subcommand)]
         action: incidents::ChangeCommand,
+    },
+    /// Fit each matching series over a window and say when it crosses a
+    /// threshold, with the fit's R² and the crossing's interval.
+    Forecast {
+        /// Metric name.
+        metric: String,
+        /// Only series of this host.
+        #[arg(long)]
+        host: Option<String>,
+        /// Label matcher: k=v, k!=v, k=~regex or k!~regex (repeatable).
+        #[arg(long = "label", value_name = "MATCHER", value_parser = parse_matcher)]
+        labels: Vec<pb::LabelMatcher>,
+        /// The value it must not reach.
+        #[arg(long, allow_hyphen_values = true)]
+        threshold: f64,
+        /// The window fitted.
+        #[arg(long, default_value = "30d", value_parser = parse_duration)]
+        since: Duration,
+        /// linear, exponential, logarithmic or power.
+        #[arg(long, default_value = "linear")]
+        fit: String,
+        /// The threshold is a floor (free space reaching it), not a ceiling.
+        #[arg(long)]
+        below: bool,
+    },
+    /// Every filesystem, memory and swap of every host (and each declared
+    /// limit) ranked by the time left; or `correlate` a KPI with volume.
+    Capacity {
+        #[command(subcommand)]
+        action: Option<capacity::CapacityCommand>,
+        /// Only this host.
+        #[arg(long)]
+        host: Option<String>,
+        /// The window fitted.
+        #[arg(long, default_value = "7d", value_parser = parse_duration)]
+        since: Duration,
     },
     /// Bearer tokens: make one, or hash one for the collector's token file.
     Token {
@@ -423,8 +460,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             channel.clone(),
             token.clone(),
         );
-    let mut incident_client =
-        pb::incident_service_client::IncidentServiceClient::with_interceptor(channel, token);
+    let mut incident_client = pb::incident_service_client::IncidentServiceClient::with_interceptor(
+        channel.clone(),
+        token.clone(),
+    );
+    let mut capacity_client =
+        pb::capacity_service_client::CapacityServiceClient::with_interceptor(channel, token);
     let addr = cli.collector.clone();
     let out = match cli.command {
         Command::Hosts => hosts(&mut client, cli.json).await,
@@ -468,8 +509,55 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Err(e) => Err(anyhow::anyhow!("--window: {e}")),
         },
+        Command::Report {
+            what: report::ReportCommand::Capacity { window, html },
+        } => match report::parse_window(&window, now_ms()) {
+            Ok(w) => capacity::report_capacity(&mut capacity_client, w, html, cli.json).await,
+            Err(e) => Err(anyhow::anyhow!("--window: {e}")),
+        },
         Command::Report { what } => {
             report::report(&mut availability_client, what, cli.json, now_ms()).await
+        }
+        Command::Forecast {
+            metric,
+            host,
+            labels,
+            threshold,
+            since,
+            fit,
+            below,
+        } => {
+            let mut matchers = labels;
+            if let Some(h) = host {
+                matchers.push(eq("host", &h));
+            }
+            capacity::forecast(
+                &mut capacity_client,
+                metric,
+                matchers,
+                threshold,
+                since,
+                fit,
+                below,
+                cli.json,
+                now_ms(),
+            )
+            .await
+        }
+        Command::Capacity {
+            action,
+            host,
+            since,
+        } => {
+            capacity::capacity(
+                &mut capacity_client,
+                action,
+                host,
+                since,
+                cli.json,
+                now_ms(),
+            )
+            .await
         }
         Command::Incident { action } => {
             incidents::incident(&mut incident_client, action, cli.json, now_ms()).await

@@ -56,6 +56,16 @@ pub enum ReportCommand {
         #[arg(long, value_name = "FILE")]
         propose: Option<std::path::PathBuf>,
     },
+    /// Capacity: per host the resources that run out soonest, with their
+    /// trend and R²; Markdown (default) or a self-contained HTML page.
+    Capacity {
+        /// As for `report availability`.
+        #[arg(long, default_value = "30d")]
+        window: String,
+        /// A self-contained HTML page.
+        #[arg(long)]
+        html: bool,
+    },
     /// Correct one outage after review: the share of users it really hit
     /// and how much of their work they lost. Reports show who and why.
     Adjust {
@@ -146,8 +156,10 @@ pub async fn report(
     now_ms: i64,
 ) -> anyhow::Result<String> {
     match command {
-        ReportCommand::Incidents { .. } | ReportCommand::Noise { .. } => {
-            unreachable!("lib.rs sends these to the IncidentService")
+        ReportCommand::Incidents { .. }
+        | ReportCommand::Noise { .. }
+        | ReportCommand::Capacity { .. } => {
+            unreachable!("lib.rs sends these to their services")
         }
         ReportCommand::Adjust {
             service,
@@ -528,6 +540,54 @@ fn render_html(r: &pb::AvailabilityReportResponse, from_ms: i64, to_ms: i64) -> 
         pct(r.weighted_mean_percent),
         pct(r.all_of_percent),
         t = escape(&title),
+    )
+}
+
+/// A self-contained HTML page (readable on a phone) of the simple
+/// Markdown the reports write: headings, paragraphs and pipe tables.
+pub fn markdown_page(title: &str, md: &str) -> String {
+    let mut body = String::new();
+    let mut in_table = false;
+    for line in md.lines() {
+        let t = line.trim();
+        if t.starts_with('|') {
+            let cells: Vec<&str> = t.trim_matches('|').split('|').map(str::trim).collect();
+            if cells.iter().all(|c| c.chars().all(|ch| ch == '-')) {
+                continue;
+            }
+            let tag = if in_table { "td" } else { "th" };
+            if !in_table {
+                body.push_str("<table>");
+                in_table = true;
+            }
+            body.push_str("<tr>");
+            for c in cells {
+                let _ = write!(body, "<{tag}>{}</{tag}>", escape(c));
+            }
+            body.push_str("</tr>");
+            continue;
+        }
+        if in_table {
+            body.push_str("</table>");
+            in_table = false;
+        }
+        if let Some(h) = t.strip_prefix("## ") {
+            let _ = write!(body, "<h2>{}</h2>", escape(h));
+        } else if let Some(h) = t.strip_prefix("# ") {
+            let _ = write!(body, "<h1>{}</h1>", escape(h));
+        } else if !t.is_empty() {
+            let _ = write!(body, "<p>{}</p>", escape(t));
+        }
+    }
+    if in_table {
+        body.push_str("</table>");
+    }
+    format!(
+        "<!doctype html><html lang=en><meta charset=utf-8><meta name=viewport content=\"width=device-width,initial-scale=1\"><title>{t}</title>\
+         <style>body{{font:16px/1.4 system-ui,sans-serif;margin:0 auto;max-width:760px;padding:12px;color:#17202a}}\
+         table{{border-collapse:collapse;width:100%;font-size:14px;margin:8px 0}}td,th{{text-align:left;border-bottom:1px solid #e3e6ea;padding:4px}}</style>\
+         {body}</html>\n",
+        t = escape(title),
     )
 }
 

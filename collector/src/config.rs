@@ -89,6 +89,37 @@ pub struct RawConfig {
     /// Bearer tokens.
     #[serde(default)]
     pub auth: RawAuth,
+    /// Capacity: forecast rules' interval, declared limits.
+    #[serde(default)]
+    pub capacity: RawCapacity,
+}
+
+/// `[capacity]`, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCapacity {
+    /// How often forecast rules are computed. Default "1m".
+    pub forecast_interval: Option<String>,
+    /// Gauges with a declared limit, ranked by `nightjar capacity`.
+    #[serde(default)]
+    pub limit: Vec<RawCapacityLimit>,
+}
+
+/// `[[capacity.limit]]`, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCapacityLimit {
+    /// What it is, e.g. "connection pool".
+    pub name: Option<String>,
+    /// The metric.
+    pub metric: Option<String>,
+    /// Label matchers: k=v, k!=v, k=~re, k!~re.
+    #[serde(default, rename = "match")]
+    pub match_: Vec<String>,
+    /// The limit.
+    pub threshold: Option<f64>,
+    /// The limit is a floor (free space), not a ceiling. Default false.
+    pub lower: Option<bool>,
 }
 
 /// `[tls]`, as written.
@@ -186,6 +217,10 @@ pub struct Config {
     pub tls: Option<nightjar_common::tls::ServerTls>,
     /// Token table, if configured (None = no authentication).
     pub tokens: Option<std::sync::Arc<crate::auth::TokenTable>>,
+    /// How often forecast rules are computed.
+    pub forecast_interval: Duration,
+    /// `[[capacity.limit]]`.
+    pub capacity_limits: Vec<crate::capacity::CapacityLimit>,
 }
 
 /// A config value that does not validate, naming where it came from.
@@ -405,6 +440,45 @@ impl Config {
                 ),
             });
         }
+        let forecast_interval = duration(
+            "capacity.forecast_interval",
+            &raw.capacity.forecast_interval,
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+            "1s",
+        )?;
+        let mut capacity_limits = Vec::new();
+        for (i, l) in raw.capacity.limit.iter().enumerate() {
+            let bad = |reason: String| file_error("capacity.limit", format!("[{i}]: {reason}"));
+            let metric = l
+                .metric
+                .clone()
+                .ok_or_else(|| bad("metric: missing".into()))?;
+            let mut matchers = Vec::new();
+            for m in &l.match_ {
+                matchers.push(
+                    nightjar_model::selector::Matcher::parse(m)
+                        .map_err(|e| bad(format!("match: {e}")))?,
+                );
+            }
+            let threshold = l
+                .threshold
+                .filter(|t| t.is_finite())
+                .ok_or_else(|| bad("threshold: missing (a finite number)".into()))?;
+            capacity_limits.push(crate::capacity::CapacityLimit {
+                name: l.name.clone().unwrap_or_else(|| metric.clone()),
+                selector: nightjar_model::selector::Selector {
+                    metric: Some(metric),
+                    matchers,
+                },
+                threshold,
+                limit: if l.lower.unwrap_or(false) {
+                    nightjar_model::capacity::fit::Limit::Lower
+                } else {
+                    nightjar_model::capacity::fit::Limit::Upper
+                },
+            });
+        }
         let tokens = raw
             .auth
             .tokens_file
@@ -416,6 +490,8 @@ impl Config {
             http_listen,
             tls,
             tokens,
+            forecast_interval,
+            capacity_limits,
             listen,
             data_dir,
             name,

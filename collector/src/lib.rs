@@ -10,6 +10,7 @@ pub mod alert_api;
 pub mod auth;
 pub mod availability;
 pub mod board;
+pub mod capacity;
 pub mod config;
 pub mod dashboard;
 pub mod incident_api;

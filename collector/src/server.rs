@@ -23,6 +23,7 @@ use nightjar_model::model::SeriesKey;
 use nightjar_proto::v1::alert_service_server::AlertServiceServer;
 use nightjar_proto::v1::availability_service_server::AvailabilityServiceServer;
 use nightjar_proto::v1::board_service_server::BoardServiceServer;
+use nightjar_proto::v1::capacity_service_server::CapacityServiceServer;
 use nightjar_proto::v1::incident_service_server::IncidentServiceServer;
 use nightjar_storage::Storage;
 use nightjar_storage::rocks::{
@@ -126,7 +127,14 @@ pub async fn run(config: Config, reload: Option<Reload>) -> anyhow::Result<()> {
         mtls: config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
         catalog: catalog.clone(),
         timeline: timeline.clone(),
+        capacity_limits: config.capacity_limits.clone(),
     };
+    tokio::spawn(crate::capacity::forecast_periodically(
+        storage.clone(),
+        alerter.clone(),
+        config.name.clone(),
+        config.forecast_interval,
+    ));
     // Every service's state timeline, recorded as it happens.
     let recorder = Arc::new(nightjar_alerting::availability::Recorder::new(
         timeline,
@@ -257,6 +265,8 @@ pub struct Wiring<S> {
     /// The services' availability timelines (the AvailabilityService
     /// reports from them).
     pub timeline: Arc<dyn nightjar_alerting::availability::TimelineStore>,
+    /// `[[capacity.limit]]` (the CapacityService ranks them).
+    pub capacity_limits: Vec<crate::capacity::CapacityLimit>,
 }
 
 impl<S: Storage> Wiring<S> {
@@ -299,6 +309,10 @@ impl<S: Storage> Wiring<S> {
             self.timeline.clone(),
             self.catalog.clone(),
         ));
+        let capacity = CapacityServiceServer::new(crate::capacity::CapacityApi::new(
+            self.storage.clone(),
+            self.capacity_limits.clone(),
+        ));
         Routes::new(InterceptedService::new(ingest, authenticate(Role::Agent)))
             .add_service(InterceptedService::new(query, authenticate(Role::Read)))
             .add_service(InterceptedService::new(alerts, authenticate(Role::Read)))
@@ -308,6 +322,7 @@ impl<S: Storage> Wiring<S> {
                 authenticate(Role::Read),
             ))
             .add_service(InterceptedService::new(incidents, authenticate(Role::Read)))
+            .add_service(InterceptedService::new(capacity, authenticate(Role::Read)))
     }
 }
 

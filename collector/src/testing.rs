@@ -94,6 +94,7 @@ impl TestCollector {
             catalog: catalog.clone(),
             timeline: Arc::new(nightjar_alerting::availability::MemoryTimelineStore::default()),
             mtls: false,
+            capacity_limits: Vec::new(),
         };
         let channel = nightjar_common::in_process::channel(wiring.routes()).await;
         TestCollector {

@@ -8,6 +8,7 @@
 pub mod alert;
 pub mod api_args;
 pub mod availability;
+pub mod capacity;
 pub mod config_files;
 pub mod convert;
 pub mod histogram;

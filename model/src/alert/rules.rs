@@ -82,6 +82,36 @@ pub struct Rule {
     pub flap_window_ms: i64,
     /// The rule's text (normalised), to tell a changed rule from an unchanged one.
     pub fingerprint: String,
+    /// `kind = "forecast"`: what the collector forecasts into
+    /// [`FORECAST_METRIC`], which this (threshold) rule watches.
+    pub forecast: Option<ForecastSpec>,
+}
+
+/// The series the collector emits for forecast rules (docs/capacity.md):
+/// per rule and watched series, the seconds until the fit crosses the
+/// threshold (0: crossed already; [`NO_FORECAST_S`]: not crossing, or the
+/// fit is too poor to say).
+pub const FORECAST_METRIC: &str = "forecast_seconds_to_threshold";
+
+/// What "no crossing in sight" is written as: about 31.7 years.
+pub const NO_FORECAST_S: f64 = 1.0e9;
+
+/// A forecast rule's question: when does `selector` reach `threshold`?
+#[derive(Clone, Debug)]
+pub struct ForecastSpec {
+    /// The series forecast.
+    pub selector: Selector,
+    pub selector_text: String,
+    pub threshold: f64,
+    /// Trouble on reaching it from below (usage) or from above (free space).
+    pub limit: crate::capacity::fit::Limit,
+    /// Fires when the crossing is predicted within this long.
+    pub horizon_ms: i64,
+    /// A fit worse than this says nothing (the alert stays quiet).
+    pub min_r_squared: f64,
+    /// The window fitted, back from now.
+    pub over_ms: i64,
+    pub fit: crate::capacity::fit::FitKind,
 }
 
 impl Rule {
@@ -159,6 +189,214 @@ struct RawRule {
     flap_window: Option<String>,
     /// `kind = "burn_rate"`: the service whose error budget it watches.
     service: Option<String>,
+    /// `kind = "forecast"`: the threshold the series must not reach.
+    threshold: Option<f64>,
+    /// `kind = "forecast"`: fire when it is predicted within this long.
+    horizon: Option<String>,
+    /// `kind = "forecast"`: the least R² that may page. Default 0.8.
+    min_r_squared: Option<f64>,
+    /// `kind = "forecast"`: the window fitted. Default "6h".
+    over: Option<String>,
+    /// `kind = "forecast"`: linear (default), exponential, logarithmic, power.
+    fit: Option<String>,
+    /// `kind = "forecast"`: the threshold is a lower limit. Default false.
+    lower: Option<bool>,
+}
+
+/// Whether a rule that is not a forecast rule names a forecast field.
+fn forecast_fields(raw: &RawRule) -> Option<&'static str> {
+    [
+        ("threshold", raw.threshold.is_some()),
+        ("horizon", raw.horizon.is_some()),
+        ("min_r_squared", raw.min_r_squared.is_some()),
+        ("over", raw.over.is_some()),
+        ("fit", raw.fit.is_some()),
+        ("lower", raw.lower.is_some()),
+    ]
+    .into_iter()
+    .find(|(_, present)| *present)
+    .map(|(f, _)| f)
+}
+
+/// `kind = "forecast"`: a threshold rule on [`FORECAST_METRIC`] (fires
+/// below the horizon), carrying the forecast the collector computes.
+fn forecast_rule(raw: RawRule, err: &dyn Fn(&str, String) -> RuleError) -> Result<Rule, RuleError> {
+    for (field, present) in [
+        ("window", raw.window.is_some()),
+        ("aggregation", raw.aggregation.is_some()),
+        ("op", raw.op.is_some()),
+        ("warning", raw.warning.is_some()),
+        ("critical", raw.critical.is_some()),
+        ("recovery", raw.recovery.is_some()),
+        ("after", raw.after.is_some()),
+        ("service", raw.service.is_some()),
+    ] {
+        refuse(
+            field,
+            present,
+            "forecast rules take metric, match, matchers, threshold, horizon, min_r_squared, over, fit, lower, severity, for, labels, summary, runbook and flap fields",
+            err,
+        )?;
+    }
+    let fingerprint = serde_json::to_string(&raw).unwrap_or_default();
+    let name = raw.name.clone().unwrap_or_default();
+    let threshold = raw.threshold.ok_or_else(|| {
+        err(
+            "threshold",
+            "missing; the value the series must not reach".into(),
+        )
+    })?;
+    if !threshold.is_finite() {
+        return Err(err("threshold", "must be a finite number".into()));
+    }
+    let horizon_ms = duration_ms("horizon", raw.horizon.as_deref(), -1, err)?;
+    if horizon_ms <= 0 {
+        return Err(err(
+            "horizon",
+            "missing; how far ahead a crossing pages, e.g. \"24h\"".into(),
+        ));
+    }
+    let min_r_squared = raw.min_r_squared.unwrap_or(0.8);
+    if !(0.0..=1.0).contains(&min_r_squared) {
+        return Err(err(
+            "min_r_squared",
+            format!("{min_r_squared} is not between 0 and 1"),
+        ));
+    }
+    let over_ms = duration_ms("over", raw.over.as_deref(), 6 * 3_600_000, err)?;
+    if over_ms < 60_000 {
+        return Err(err(
+            "over",
+            "must be at least 1m: a fit needs history".into(),
+        ));
+    }
+    let fit = crate::capacity::fit::FitKind::parse(raw.fit.as_deref().unwrap_or("linear"))
+        .map_err(|e| err("fit", e.trim_start_matches("fit: ").to_owned()))?;
+    let level = match raw.severity.as_deref().unwrap_or("warning") {
+        "warning" => Level::Warning,
+        "critical" => Level::Critical,
+        other => {
+            return Err(err(
+                "severity",
+                format!("{other:?} is not warning or critical"),
+            ));
+        }
+    };
+    // The watched series: validated as a rule of its own would be.
+    let watched = validate(
+        RawRule {
+            kind: Some("threshold".into()),
+            warning: Some(threshold),
+            threshold: None,
+            horizon: None,
+            min_r_squared: None,
+            over: None,
+            fit: None,
+            lower: None,
+            severity: None,
+            for_: None,
+            ..raw.clone_fields()
+        },
+        err,
+    )?;
+    if watched.metric() == FORECAST_METRIC {
+        return Err(err(
+            "metric",
+            "a forecast rule cannot forecast its own forecasts".into(),
+        ));
+    }
+    let horizon_s = horizon_ms as f64 / 1000.0;
+    let what = format!(
+        "{} predicted to reach {threshold} within {}",
+        watched.metric(),
+        raw.horizon.clone().unwrap_or_default()
+    );
+    let mut rule = validate(
+        RawRule {
+            name: Some(name.clone()),
+            kind: Some("threshold".into()),
+            metric: Some(FORECAST_METRIC.into()),
+            match_: BTreeMap::new(),
+            matchers: vec![format!("rule={name}")],
+            window: None,
+            aggregation: None,
+            op: Some("<".into()),
+            warning: (level == Level::Warning).then_some(horizon_s),
+            critical: (level == Level::Critical).then_some(horizon_s),
+            // Quiet again only once the crossing is well beyond the horizon.
+            recovery: Some(horizon_s * 1.25),
+            for_: raw.for_.clone(),
+            after: None,
+            severity: None,
+            labels: raw.labels.clone(),
+            summary: Some(
+                raw.summary
+                    .clone()
+                    .unwrap_or_else(|| format!("{{{{host}}}}: {what} (in {{{{value}}}} s)")),
+            ),
+            runbook: raw.runbook.clone(),
+            flap_changes: raw.flap_changes,
+            flap_window: raw.flap_window.clone(),
+            service: None,
+            threshold: None,
+            horizon: None,
+            min_r_squared: None,
+            over: None,
+            fit: None,
+            lower: None,
+        },
+        err,
+    )?;
+    rule.fingerprint = fingerprint;
+    rule.forecast = Some(ForecastSpec {
+        selector: watched.selector,
+        selector_text: watched.selector_text,
+        threshold,
+        limit: if raw.lower.unwrap_or(false) {
+            crate::capacity::fit::Limit::Lower
+        } else {
+            crate::capacity::fit::Limit::Upper
+        },
+        horizon_ms,
+        min_r_squared,
+        over_ms,
+        fit,
+    });
+    Ok(rule)
+}
+
+impl RawRule {
+    /// A copy (RawRule holds only plain data).
+    fn clone_fields(&self) -> RawRule {
+        RawRule {
+            name: self.name.clone(),
+            kind: self.kind.clone(),
+            metric: self.metric.clone(),
+            match_: self.match_.clone(),
+            matchers: self.matchers.clone(),
+            window: self.window.clone(),
+            aggregation: self.aggregation,
+            op: self.op.clone(),
+            warning: self.warning,
+            critical: self.critical,
+            recovery: self.recovery,
+            for_: self.for_.clone(),
+            after: self.after.clone(),
+            severity: self.severity.clone(),
+            labels: self.labels.clone(),
+            summary: self.summary.clone(),
+            runbook: self.runbook.clone(),
+            flap_changes: self.flap_changes,
+            flap_window: self.flap_window.clone(),
+            service: self.service.clone(),
+            threshold: self.threshold,
+            horizon: self.horizon.clone(),
+            min_r_squared: self.min_r_squared,
+            over: self.over.clone(),
+            fit: self.fit.clone(),
+            lower: self.lower,
+        }
+    }
 }
 
 /// The series the collector emits for burn-rate rules
@@ -229,6 +467,12 @@ fn burn_rate_rules(
         flap_changes: raw.flap_changes,
         flap_window: raw.flap_window.clone(),
         service: raw.service.clone(),
+        threshold: None,
+        horizon: None,
+        min_r_squared: None,
+        over: None,
+        fit: None,
+        lower: None,
     }
     };
     Ok(vec![
@@ -276,8 +520,15 @@ pub fn parse_rules(file: &str, text: &str) -> Result<Vec<Rule>, RuleError> {
             field: field.to_owned(),
             reason,
         };
+        if raw.kind.as_deref() != Some("forecast")
+            && let Some(field) = forecast_fields(&raw)
+        {
+            return Err(err(field, "only forecast rules take this field".into()));
+        }
         if raw.kind.as_deref() == Some("burn_rate") {
             rules.extend(burn_rate_rules(raw, &err)?);
+        } else if raw.kind.as_deref() == Some("forecast") {
+            rules.push(forecast_rule(raw, &err)?);
         } else {
             if raw.service.is_some() {
                 return Err(err(
@@ -485,7 +736,7 @@ fn validate(raw: RawRule, err: &dyn Fn(&str, String) -> RuleError) -> Result<Rul
         other => {
             return Err(err(
                 "kind",
-                format!("{other:?} is not threshold, absence or burn_rate"),
+                format!("{other:?} is not threshold, absence, burn_rate or forecast"),
             ));
         }
     };
@@ -522,6 +773,7 @@ fn validate(raw: RawRule, err: &dyn Fn(&str, String) -> RuleError) -> Result<Rul
         flap_changes,
         flap_window_ms,
         fingerprint,
+        forecast: None,
     })
 }
 
@@ -626,6 +878,51 @@ runbook = "https://runbooks/cpu"
             "cpu_usage_percent",
             &[("cpu", "total"), ("host", "web-1")]
         )));
+    }
+
+    #[test]
+    fn a_forecast_rule_watches_the_forecast_series_below_its_horizon() {
+        let rules = parse_rules(
+            "f.toml",
+            "[[rule]]\nname = \"disk_full_soon\"\nkind = \"forecast\"\nmetric = \"disk_used_percent\"\nmatch = { mountpoint = \"/var\" }\nthreshold = 100\nhorizon = \"24h\"\nmin_r_squared = 0.9\nover = \"12h\"\nseverity = \"critical\"\n",
+        )
+        .unwrap();
+        let r = &rules[0];
+        assert_eq!(
+            r.selector_text,
+            "forecast_seconds_to_threshold{rule=disk_full_soon}"
+        );
+        match &r.kind {
+            RuleKind::Threshold { thresholds, .. } => {
+                assert_eq!(thresholds.op, Op::Lt);
+                assert_eq!(thresholds.critical, Some(86_400.0));
+                assert_eq!(thresholds.recovery, 108_000.0);
+            }
+            k => panic!("{k:?}"),
+        }
+        let f = r.forecast.as_ref().unwrap();
+        assert_eq!(f.selector_text, "disk_used_percent{mountpoint=\"/var\"}");
+        assert_eq!(
+            (f.threshold, f.horizon_ms, f.min_r_squared, f.over_ms),
+            (100.0, 86_400_000, 0.9, 43_200_000)
+        );
+        let err = |text: &str| parse_rules("f.toml", text).unwrap_err().to_string();
+        assert!(
+            err("[[rule]]\nname = \"x\"\nkind = \"forecast\"\nmetric = \"m\"\nhorizon = \"1h\"\n")
+                .contains("field `threshold`: missing")
+        );
+        assert!(
+            err("[[rule]]\nname = \"x\"\nkind = \"forecast\"\nmetric = \"m\"\nthreshold = 1\nhorizon = \"1h\"\nfit = \"cubic\"\n")
+                .contains("field `fit`: \"cubic\" is not linear")
+        );
+        assert!(
+            err("[[rule]]\nname = \"x\"\nkind = \"forecast\"\nmetric = \"m\"\nthreshold = 1\nhorizon = \"1h\"\nwarning = 3\n")
+                .contains("field `warning`: forecast rules take")
+        );
+        assert!(
+            err("[[rule]]\nname = \"x\"\nmetric = \"m\"\nwarning = 1\nhorizon = \"1h\"\n")
+                .contains("field `horizon`: only forecast rules take this field")
+        );
     }
 
     #[test]
