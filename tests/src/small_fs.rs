@@ -25,17 +25,42 @@ impl SmallFs {
     /// namespace. Err: why that is not possible here (not root, no
     /// `unshare`), for the test to print as its reason to skip.
     pub fn mount(path: &Path, mib: u32) -> Result<SmallFs, String> {
+        SmallFs::mount_with(
+            path,
+            &format!("mount -t tmpfs -o size={mib}m nightjar-test \"$1\""),
+        )
+    }
+
+    /// Like [`SmallFs::mount`], an ext4 filesystem on a loop device (an
+    /// image file beside `path`): a filesystem the agent reports, unlike a
+    /// tmpfs. Needs `mkfs.ext4` and loop devices too.
+    pub fn mount_ext4(path: &Path, mib: u32) -> Result<SmallFs, String> {
+        if Command::new("mkfs.ext4").arg("-V").output().is_err() {
+            return Err("needs mkfs.ext4 (e2fsprogs) to make a filesystem image".into());
+        }
+        if !Path::new("/dev/loop-control").exists() {
+            return Err("needs loop devices (/dev/loop-control)".into());
+        }
+        let image = path.with_extension("img");
+        SmallFs::mount_with(
+            path,
+            &format!(
+                "truncate -s {mib}M \"{img}\" && mkfs.ext4 -q -F -m 0 \"{img}\" && mount -o loop \"{img}\" \"$1\"",
+                img = image.display()
+            ),
+        )
+    }
+
+    fn mount_with(path: &Path, mount: &str) -> Result<SmallFs, String> {
         let uid = Command::new("id").arg("-u").output().ok();
         let uid = uid.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
         if uid.as_deref() != Some("0") {
-            return Err("needs root to mount a tmpfs in a private mount namespace".into());
+            return Err("needs root to mount a filesystem in a private mount namespace".into());
         }
         std::fs::create_dir_all(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let ready = path.with_extension("ready");
         let _ = std::fs::remove_file(&ready);
-        let script = format!(
-            "mount -t tmpfs -o size={mib}m nightjar-test \"$1\" && touch \"$2\" && exec sleep 100000"
-        );
+        let script = format!("{mount} && touch \"$2\" && exec sleep 100000");
         let holder = Command::new("unshare")
             .args(["-m", "--propagation", "private", "sh", "-c", &script, "sh"])
             .arg(path)
