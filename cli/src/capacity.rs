@@ -344,40 +344,71 @@ fn capacity_table(rows: &[pb::SeriesForecast], now: i64) -> String {
     )
 }
 
-/// `nightjar report capacity`: per host the resources that run out
-/// soonest with their trend; Markdown or a self-contained HTML page.
+/// `nightjar report capacity`: the resources that run out soonest, each
+/// host's, each service's business KPIs with their trend, and the
+/// declared volume-vs-KPI correlations with their what-if; Markdown, a
+/// self-contained HTML page, or JSON.
 pub async fn report_capacity(
     client: &mut CapacityServiceClient<Conn>,
     (from_ms, to_ms): (i64, i64),
     html: bool,
     as_json: bool,
 ) -> anyhow::Result<String> {
-    let rows = client
-        .capacity(pb::CapacityRequest {
-            from_ms,
-            to_ms,
-            host: String::new(),
-        })
+    let r = client
+        .report(pb::CapacityReportRequest { from_ms, to_ms })
         .await?
-        .into_inner()
-        .resources;
+        .into_inner();
     if as_json {
         return pretty(&json!({
             "from_ms": from_ms, "to_ms": to_ms,
-            "resources": rows.iter().map(forecast_json).collect::<Vec<_>>(),
+            "resources": r.resources.iter().map(forecast_json).collect::<Vec<_>>(),
+            "kpis": r.kpis.iter().map(|k| json!({
+                "service": k.service, "component": k.component,
+                "series": k.series.iter().map(forecast_json).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "correlations": r.correlations.iter().map(|c| json!({
+                "name": c.name, "service": c.service, "kpi": c.kpi, "volume": c.volume,
+                "error": if c.error.is_empty() { Value::Null } else { json!(c.error) },
+                "result": c.result.as_ref().map(|x| json!({
+                    "fit": x.fit, "r_squared": x.r_squared, "r": x.r, "buckets": x.buckets,
+                    "volume_now": x.volume_now, "kpi_now": x.kpi_now,
+                    "elasticity_percent": x.elasticity_percent,
+                    "what_if_volume": x.has_what_if.then_some(x.what_if_volume),
+                    "what_if_kpi": x.has_what_if.then_some(x.what_if_kpi),
+                    "sla": x.has_sla.then_some(x.sla),
+                    "within_sla": x.has_sla.then_some(x.within_sla),
+                })),
+            })).collect::<Vec<_>>(),
         }));
     }
+    let full = |f: &pb::SeriesForecast| match f.crossing.as_str() {
+        "crossing" => format!(
+            "{} ({} … {})",
+            format_time(f.eta_ms),
+            format_time(f.eta_low_ms),
+            if f.eta_high_ms == 0 {
+                "maybe never".into()
+            } else {
+                format_time(f.eta_high_ms)
+            }
+        ),
+        "already" => "now".into(),
+        "never" => "not in sight".into(),
+        _ => format!("cannot fit: {}", f.error),
+    };
     let mut md = format!(
-        "# Capacity report {} .. {}\n\nTrends fitted by least squares over the window (docs/capacity.md). R² says how well the line fits: below 0.5, do not plan on it.\n\n",
+        "# Capacity report {} .. {}\n\nTrends are least-squares fits over the window (docs/capacity.md). R² says how much of the movement the line explains: below 0.5, do not plan on it.\n\n",
         format_time(from_ms),
         format_time(to_ms)
     );
     md += "## Runs out soonest\n\n| Host | Resource | Now | Trend per day | R² | Full |\n|---|---|---|---|---|---|\n";
-    for f in rows
+    let soon: Vec<&pb::SeriesForecast> = r
+        .resources
         .iter()
         .filter(|f| f.crossing == "crossing" || f.crossing == "already")
         .take(20)
-    {
+        .collect();
+    for f in &soon {
         let _ = writeln!(
             md,
             "| {} | {} | {:.1} | {:+.2} | {:.2} | {} |",
@@ -386,31 +417,77 @@ pub async fn report_capacity(
             f.last_value,
             f.slope_per_day,
             f.r_squared,
-            if f.crossing == "already" {
-                "now".to_owned()
-            } else {
-                format!(
-                    "{} ({} … {})",
-                    format_time(f.eta_ms),
-                    format_time(f.eta_low_ms),
-                    if f.eta_high_ms == 0 {
-                        "maybe never".into()
-                    } else {
-                        format_time(f.eta_high_ms)
-                    }
-                )
-            }
+            full(f)
         );
     }
-    let mut hosts: Vec<&str> = rows.iter().map(|f| f.host.as_str()).collect();
+    if soon.is_empty() {
+        md += "| — | nothing runs out on the trends of this window | | | | |\n";
+    }
+    if !r.kpis.is_empty() {
+        md += "\n## Services: business KPIs\n\n| Service | KPI | Series | Now | Trend per day | R² |\n|---|---|---|---|---|---|\n";
+        for k in &r.kpis {
+            for f in &k.series {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {:.4} | {:+.4} | {:.2} |",
+                    k.service,
+                    k.component,
+                    series_name(f),
+                    f.last_value,
+                    f.slope_per_day,
+                    f.r_squared
+                );
+            }
+        }
+    }
+    if !r.correlations.is_empty() {
+        md += "\n## Volume vs KPI\n\n| Name | Service | Fit | R² | +1 % volume | Today | What if | SLA |\n|---|---|---|---|---|---|---|---|\n";
+        for c in &r.correlations {
+            match &c.result {
+                Some(x) => {
+                    let _ = writeln!(
+                        md,
+                        "| {} | {} | {} | {:.2} | {:+.2} % {} | {} {:.4} at {:.4} | {} | {} |",
+                        c.name,
+                        c.service,
+                        x.fit,
+                        x.r_squared,
+                        x.elasticity_percent,
+                        c.kpi,
+                        c.kpi,
+                        x.kpi_now,
+                        x.volume_now,
+                        if x.has_what_if {
+                            format!("{:.4} at {:.4}", x.what_if_kpi, x.what_if_volume)
+                        } else {
+                            "—".into()
+                        },
+                        if x.has_sla {
+                            format!("{} {}", if x.within_sla { "within" } else { "OVER" }, x.sla)
+                        } else {
+                            "—".into()
+                        }
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        md,
+                        "| {} | {} | — | — | — | — | cannot fit: {} | — |",
+                        c.name, c.service, c.error
+                    );
+                }
+            }
+        }
+    }
+    let mut hosts: Vec<&str> = r.resources.iter().map(|f| f.host.as_str()).collect();
     hosts.sort_unstable();
     hosts.dedup();
     for host in hosts {
         let _ = write!(
             md,
-            "\n## {host}\n\n| Resource | Now | Trend per day | R² | Full |\n|---|---|---|---|---|\n"
+            "\n## Host {host}\n\n| Resource | Now | Trend per day | R² | Full |\n|---|---|---|---|---|\n"
         );
-        for f in rows.iter().filter(|f| f.host == host) {
+        for f in r.resources.iter().filter(|f| f.host == host) {
             let _ = writeln!(
                 md,
                 "| {} | {:.1} | {:+.2} | {:.2} | {} |",
@@ -418,12 +495,7 @@ pub async fn report_capacity(
                 f.last_value,
                 f.slope_per_day,
                 f.r_squared,
-                match f.crossing.as_str() {
-                    "crossing" => format_time(f.eta_ms),
-                    "already" => "now".into(),
-                    "never" => "not in sight".into(),
-                    _ => format!("cannot fit: {}", f.error),
-                }
+                full(f)
             );
         }
     }

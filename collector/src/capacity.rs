@@ -20,6 +20,9 @@ use nightjar_storage::rollup::Tier;
 use nightjar_storage::{Storage, StorageError};
 use tonic::{Request, Response, Status};
 
+use crate::board::ServiceCatalog;
+use nightjar_model::service::Layer;
+
 /// Windows longer than this are fitted on the 1-hour rollups ...
 const HOUR_TIER_OVER_MS: i64 = 3 * 86_400_000;
 /// ... longer than this on the 1-minute rollups, shorter ones on raw points.
@@ -297,18 +300,42 @@ pub async fn forecast_periodically<S: Storage>(
     }
 }
 
+/// A declared volume-vs-KPI correlation (`[[capacity.correlation]]`),
+/// reported by `nightjar report capacity`.
+#[derive(Clone, Debug)]
+pub struct DeclaredCorrelation {
+    pub name: String,
+    pub service: String,
+    pub kpi: Selector,
+    pub volume: Selector,
+    pub fit: String,
+    pub kpi_aggregation: String,
+    pub what_if_growth: Option<f64>,
+    pub sla: Option<f64>,
+}
+
 /// The capacity service.
 pub struct CapacityApi<S> {
     storage: Arc<S>,
     limits: Arc<Vec<CapacityLimit>>,
+    correlations: Arc<Vec<DeclaredCorrelation>>,
+    catalog: Arc<ServiceCatalog>,
 }
 
 impl<S: Storage> CapacityApi<S> {
-    /// Serves `storage`; `limits` are the declared `[[capacity.limit]]`s.
-    pub fn new(storage: Arc<S>, limits: Vec<CapacityLimit>) -> Self {
+    /// Serves `storage`; `limits` and `correlations` are the declared
+    /// ones; `catalog`'s services' business KPIs are reported.
+    pub fn new(
+        storage: Arc<S>,
+        limits: Vec<CapacityLimit>,
+        correlations: Vec<DeclaredCorrelation>,
+        catalog: Arc<ServiceCatalog>,
+    ) -> Self {
         CapacityApi {
             storage,
             limits: Arc::new(limits),
+            correlations: Arc::new(correlations),
+            catalog,
         }
     }
 }
@@ -481,28 +508,7 @@ impl<S: Storage> pb::capacity_service_server::CapacityService for CapacityApi<S>
             .collect();
         let host = req.host;
         let mut resources = blocking(&self.storage, move |s| {
-            let mut rows = Vec::new();
-            for l in &limits {
-                let mut selector = l.selector.clone();
-                if !host.is_empty() {
-                    selector
-                        .matchers
-                        .push(Matcher::parse(&format!("host={host}")).map_err(invalid)?);
-                }
-                for (key, pts) in points_of(s, &selector, from, to).map_err(storage_error)? {
-                    // No swap at all is not a resource running out.
-                    if l.name == "swap" && pts.iter().all(|(_, v)| *v == 0.0) {
-                        continue;
-                    }
-                    let mut row = forecast_one(&key, &pts, FitKind::Linear, l.threshold, l.limit);
-                    row.resource = match key.labels.get("mountpoint") {
-                        Some(m) if l.name == "filesystem" => format!("filesystem {m}"),
-                        _ => l.name.clone(),
-                    };
-                    rows.push(row);
-                }
-            }
-            Ok(rows)
+            resources_of(s, &limits, &host, from, to)
         })
         .await?;
         rank(&mut resources);
@@ -514,78 +520,201 @@ impl<S: Storage> pb::capacity_service_server::CapacityService for CapacityApi<S>
         request: Request<pb::CorrelateRequest>,
     ) -> Result<Response<pb::CorrelateResponse>, Status> {
         let req = request.into_inner();
-        let kpi = selector_from_wire(req.kpi).map_err(invalid)?;
-        let volume = selector_from_wire(req.volume).map_err(invalid)?;
-        if kpi.metric.is_none() || volume.metric.is_none() {
-            return Err(invalid("kpi, volume: name both metrics"));
-        }
+        let kpi = selector_from_wire(req.kpi.clone()).map_err(invalid)?;
+        let volume = selector_from_wire(req.volume.clone()).map_err(invalid)?;
         let (from, to) = window(req.from_ms, req.to_ms)?;
-        let step = match req.step_ms {
-            0 if to - from > 2 * 86_400_000 => 3_600_000,
-            0 => 60_000,
-            s if s < 1_000 => return Err(invalid("step_ms: at least 1000")),
-            s => s,
-        };
-        let fit = VolumeFit::parse(if req.fit.is_empty() {
-            "linear"
-        } else {
-            &req.fit
-        })
-        .map_err(invalid)?;
-        let agg = if req.kpi_aggregation.is_empty() {
-            "avg".to_owned()
-        } else {
-            req.kpi_aggregation.clone()
-        };
-        let buckets = blocking(&self.storage, move |s| {
-            aligned(s, &kpi, &volume, from, to, step, &agg)
+        let out = blocking(&self.storage, move |s| {
+            correlation(s, &kpi, &volume, from, to, &req)
         })
         .await?;
-        let pairs: Vec<(f64, f64)> = buckets.values().copied().collect();
-        let volume_now = pairs.last().map_or(0.0, |p| p.0);
-        let c = correlate(fit, &pairs, volume_now).map_err(|e| {
-            Status::failed_precondition(format!(
-                "{e} (buckets of {} s with both a KPI and a volume)",
-                step / 1000
-            ))
-        })?;
-        let mut out = pb::CorrelateResponse {
-            fit: fit.as_str().into(),
-            a: c.a,
-            b: c.b,
-            buckets: c.n as u32,
-            r_squared: c.r_squared,
-            r: c.r,
-            volume_now,
-            kpi_now: c.kpi_now(),
-            elasticity_percent: c.elasticity_percent(),
-            points: buckets
-                .iter()
-                .map(|(b, (v, k))| pb::VolumeKpi {
-                    bucket_ms: *b,
-                    volume: *v,
-                    kpi: *k,
-                })
-                .collect(),
-            ..pb::CorrelateResponse::default()
-        };
-        if let Some(g) = req.what_if_growth {
-            if !g.is_finite() || g <= -1.0 {
-                return Err(invalid(format!(
-                    "what_if_growth: {g} must be above -1 (-100 %)"
-                )));
-            }
-            out.has_what_if = true;
-            out.what_if_volume = volume_now * (1.0 + g);
-            out.what_if_kpi = c.what_if(g);
-            if let Some(sla) = req.sla {
-                out.has_sla = true;
-                out.sla = sla;
-                out.within_sla = out.what_if_kpi <= sla;
-            }
-        }
         Ok(Response::new(out))
     }
+
+    async fn report(
+        &self,
+        request: Request<pb::CapacityReportRequest>,
+    ) -> Result<Response<pb::CapacityReportResponse>, Status> {
+        let req = request.into_inner();
+        let (from, to) = window(req.from_ms, req.to_ms)?;
+        let limits: Vec<CapacityLimit> = built_in_limits()
+            .into_iter()
+            .chain(self.limits.iter().cloned())
+            .collect();
+        let services = self.catalog.services();
+        let declared = self.correlations.clone();
+        let out = blocking(&self.storage, move |s| {
+            let mut resources = resources_of(s, &limits, "", from, to)?;
+            rank(&mut resources);
+            let mut kpis = Vec::new();
+            for svc in services.iter() {
+                for c in svc
+                    .components
+                    .iter()
+                    .filter(|c| c.layer == Layer::Business && c.selector.metric.is_some())
+                {
+                    let mut series: Vec<pb::SeriesForecast> = points_of(s, &c.selector, from, to)
+                        .map_err(storage_error)?
+                        .into_iter()
+                        .map(|(key, pts)| {
+                            forecast_one(&key, &pts, FitKind::Linear, f64::INFINITY, Limit::Upper)
+                        })
+                        .collect();
+                    for row in &mut series {
+                        // A trend, not a forecast: no threshold.
+                        row.threshold = 0.0;
+                        if row.crossing == "never" {
+                            row.crossing = "trend".into();
+                        }
+                    }
+                    kpis.push(pb::ServiceKpi {
+                        service: svc.name.clone(),
+                        component: c.name.clone(),
+                        series,
+                    });
+                }
+            }
+            let mut correlations = Vec::new();
+            for d in declared.iter() {
+                let req = pb::CorrelateRequest {
+                    fit: d.fit.clone(),
+                    kpi_aggregation: d.kpi_aggregation.clone(),
+                    what_if_growth: d.what_if_growth,
+                    sla: d.sla,
+                    ..pb::CorrelateRequest::default()
+                };
+                let (result, error) = match correlation(s, &d.kpi, &d.volume, from, to, &req) {
+                    Ok(r) => (Some(r), String::new()),
+                    Err(status) => (None, status.message().to_owned()),
+                };
+                correlations.push(pb::NamedCorrelation {
+                    name: d.name.clone(),
+                    service: d.service.clone(),
+                    kpi: d.kpi.metric.clone().unwrap_or_default(),
+                    volume: d.volume.metric.clone().unwrap_or_default(),
+                    result,
+                    error,
+                });
+            }
+            Ok(pb::CapacityReportResponse {
+                resources,
+                kpis,
+                correlations,
+            })
+        })
+        .await?;
+        Ok(Response::new(out))
+    }
+}
+
+/// Every host's resources of `limits` (only `host`'s, unless empty).
+fn resources_of<S: Storage + ?Sized>(
+    s: &S,
+    limits: &[CapacityLimit],
+    host: &str,
+    from: i64,
+    to: i64,
+) -> Result<Vec<pb::SeriesForecast>, Status> {
+    let mut rows = Vec::new();
+    for l in limits {
+        let mut selector = l.selector.clone();
+        if !host.is_empty() {
+            selector
+                .matchers
+                .push(Matcher::parse(&format!("host={host}")).map_err(invalid)?);
+        }
+        for (key, pts) in points_of(s, &selector, from, to).map_err(storage_error)? {
+            // No swap at all is not a resource running out.
+            if l.name == "swap" && pts.iter().all(|(_, v)| *v == 0.0) {
+                continue;
+            }
+            let mut row = forecast_one(&key, &pts, FitKind::Linear, l.threshold, l.limit);
+            row.resource = match key.labels.get("mountpoint") {
+                Some(m) if l.name == "filesystem" => format!("filesystem {m}"),
+                _ => l.name.clone(),
+            };
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+/// A volume-vs-KPI regression over `[from, to]` as `req` asks (fit,
+/// aggregation, step, what-if, SLA).
+fn correlation<S: Storage + ?Sized>(
+    s: &S,
+    kpi: &Selector,
+    volume: &Selector,
+    from: i64,
+    to: i64,
+    req: &pb::CorrelateRequest,
+) -> Result<pb::CorrelateResponse, Status> {
+    if kpi.metric.is_none() || volume.metric.is_none() {
+        return Err(invalid("kpi, volume: name both metrics"));
+    }
+    let step = match req.step_ms {
+        0 if to - from > 2 * 86_400_000 => 3_600_000,
+        0 => 60_000,
+        s if s < 1_000 => return Err(invalid("step_ms: at least 1000")),
+        s => s,
+    };
+    let fit = VolumeFit::parse(if req.fit.is_empty() {
+        "linear"
+    } else {
+        &req.fit
+    })
+    .map_err(invalid)?;
+    let agg = if req.kpi_aggregation.is_empty() {
+        "avg"
+    } else {
+        req.kpi_aggregation.as_str()
+    };
+    if let Some(g) = req.what_if_growth
+        && (!g.is_finite() || g <= -1.0)
+    {
+        return Err(invalid(format!(
+            "what_if_growth: {g} must be above -1 (-100 %)"
+        )));
+    }
+    let buckets = aligned(s, kpi, volume, from, to, step, agg)?;
+    let pairs: Vec<(f64, f64)> = buckets.values().copied().collect();
+    let volume_now = pairs.last().map_or(0.0, |p| p.0);
+    let c = correlate(fit, &pairs, volume_now).map_err(|e| {
+        Status::failed_precondition(format!(
+            "{e} (buckets of {} s with both a KPI and a volume)",
+            step / 1000
+        ))
+    })?;
+    let mut out = pb::CorrelateResponse {
+        fit: fit.as_str().into(),
+        a: c.a,
+        b: c.b,
+        buckets: c.n as u32,
+        r_squared: c.r_squared,
+        r: c.r,
+        volume_now,
+        kpi_now: c.kpi_now(),
+        elasticity_percent: c.elasticity_percent(),
+        points: buckets
+            .iter()
+            .map(|(b, (v, k))| pb::VolumeKpi {
+                bucket_ms: *b,
+                volume: *v,
+                kpi: *k,
+            })
+            .collect(),
+        ..pb::CorrelateResponse::default()
+    };
+    if let Some(g) = req.what_if_growth {
+        out.has_what_if = true;
+        out.what_if_volume = volume_now * (1.0 + g);
+        out.what_if_kpi = c.what_if(g);
+        if let Some(sla) = req.sla {
+            out.has_sla = true;
+            out.sla = sla;
+            out.within_sla = out.what_if_kpi <= sla;
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

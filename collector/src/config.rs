@@ -103,6 +103,35 @@ pub struct RawCapacity {
     /// Gauges with a declared limit, ranked by `nightjar capacity`.
     #[serde(default)]
     pub limit: Vec<RawCapacityLimit>,
+    /// Volume-vs-KPI correlations in the capacity report.
+    #[serde(default)]
+    pub correlation: Vec<RawCorrelation>,
+}
+
+/// `[[capacity.correlation]]`, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCorrelation {
+    /// What it is, e.g. "price generation".
+    pub name: Option<String>,
+    /// The service it belongs to, if any.
+    pub service: Option<String>,
+    /// The KPI metric and its matchers.
+    pub kpi: Option<String>,
+    #[serde(default)]
+    pub kpi_match: Vec<String>,
+    /// avg (default), p50, p90, p95 or p99.
+    pub kpi_aggregation: Option<String>,
+    /// The volume metric and its matchers.
+    pub volume: Option<String>,
+    #[serde(default)]
+    pub volume_match: Vec<String>,
+    /// linear (default) or power.
+    pub fit: Option<String>,
+    /// Volume growth to predict, e.g. 0.5 for +50 %.
+    pub what_if: Option<f64>,
+    /// The KPI's agreed limit.
+    pub sla: Option<f64>,
 }
 
 /// `[[capacity.limit]]`, as written.
@@ -221,6 +250,8 @@ pub struct Config {
     pub forecast_interval: Duration,
     /// `[[capacity.limit]]`.
     pub capacity_limits: Vec<crate::capacity::CapacityLimit>,
+    /// `[[capacity.correlation]]`.
+    pub correlations: Vec<crate::capacity::DeclaredCorrelation>,
 }
 
 /// A config value that does not validate, naming where it came from.
@@ -479,6 +510,61 @@ impl Config {
                 },
             });
         }
+        let mut correlations = Vec::new();
+        for (i, c) in raw.capacity.correlation.iter().enumerate() {
+            let bad =
+                |reason: String| file_error("capacity.correlation", format!("[{i}]: {reason}"));
+            let selector = |field: &str,
+                            metric: &Option<String>,
+                            texts: &[String]|
+             -> Result<nightjar_model::selector::Selector, ConfigError> {
+                let metric = metric
+                    .clone()
+                    .ok_or_else(|| bad(format!("{field}: missing")))?;
+                let matchers = texts
+                    .iter()
+                    .map(|m| {
+                        nightjar_model::selector::Matcher::parse(m)
+                            .map_err(|e| bad(format!("{field}_match: {e}")))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(nightjar_model::selector::Selector {
+                    metric: Some(metric),
+                    matchers,
+                })
+            };
+            let kpi = selector("kpi", &c.kpi, &c.kpi_match)?;
+            let volume = selector("volume", &c.volume, &c.volume_match)?;
+            let fit = c.fit.clone().unwrap_or_else(|| "linear".into());
+            nightjar_model::capacity::correlate::VolumeFit::parse(&fit).map_err(&bad)?;
+            let agg = c.kpi_aggregation.clone().unwrap_or_else(|| "avg".into());
+            if !["avg", "p50", "p90", "p95", "p99"].contains(&agg.as_str()) {
+                return Err(bad(format!(
+                    "kpi_aggregation: {agg:?} is not avg, p50, p90, p95 or p99"
+                )));
+            }
+            if let Some(g) = c.what_if
+                && (!g.is_finite() || g <= -1.0)
+            {
+                return Err(bad(format!("what_if: {g} must be above -1")));
+            }
+            correlations.push(crate::capacity::DeclaredCorrelation {
+                name: c.name.clone().unwrap_or_else(|| {
+                    format!(
+                        "{} on {}",
+                        c.kpi.clone().unwrap_or_default(),
+                        c.volume.clone().unwrap_or_default()
+                    )
+                }),
+                service: c.service.clone().unwrap_or_default(),
+                kpi,
+                volume,
+                fit,
+                kpi_aggregation: agg,
+                what_if_growth: c.what_if,
+                sla: c.sla,
+            });
+        }
         let tokens = raw
             .auth
             .tokens_file
@@ -492,6 +578,7 @@ impl Config {
             tokens,
             forecast_interval,
             capacity_limits,
+            correlations,
             listen,
             data_dir,
             name,

@@ -128,6 +128,7 @@ pub async fn run(config: Config, reload: Option<Reload>) -> anyhow::Result<()> {
         catalog: catalog.clone(),
         timeline: timeline.clone(),
         capacity_limits: config.capacity_limits.clone(),
+        correlations: config.correlations.clone(),
     };
     tokio::spawn(crate::capacity::forecast_periodically(
         storage.clone(),
@@ -267,6 +268,8 @@ pub struct Wiring<S> {
     pub timeline: Arc<dyn nightjar_alerting::availability::TimelineStore>,
     /// `[[capacity.limit]]` (the CapacityService ranks them).
     pub capacity_limits: Vec<crate::capacity::CapacityLimit>,
+    /// `[[capacity.correlation]]` (the capacity report runs them).
+    pub correlations: Vec<crate::capacity::DeclaredCorrelation>,
 }
 
 impl<S: Storage> Wiring<S> {
@@ -312,6 +315,8 @@ impl<S: Storage> Wiring<S> {
         let capacity = CapacityServiceServer::new(crate::capacity::CapacityApi::new(
             self.storage.clone(),
             self.capacity_limits.clone(),
+            self.correlations.clone(),
+            self.catalog.clone(),
         ));
         Routes::new(InterceptedService::new(ingest, authenticate(Role::Agent)))
             .add_service(InterceptedService::new(query, authenticate(Role::Read)))

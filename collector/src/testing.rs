@@ -95,6 +95,7 @@ impl TestCollector {
             timeline: Arc::new(nightjar_alerting::availability::MemoryTimelineStore::default()),
             mtls: false,
             capacity_limits: Vec::new(),
+            correlations: Vec::new(),
         };
         let channel = nightjar_common::in_process::channel(wiring.routes()).await;
         TestCollector {

@@ -350,3 +350,100 @@ fn bad_capacity_input_gets_an_answer_not_a_nan() {
     ]);
     assert!(growth.contains("cannot shrink by 100 %"), "{growth}");
 }
+
+/// The worked example of docs/capacity.md with real binaries: price
+/// generation at 1 ms today, the fit predicting 4 ms at +50 % volume,
+/// within a 5 ms SLA; and the capacity report with it.
+#[test]
+fn the_worked_example_correlates_volume_and_kpi_and_the_report_carries_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = unique_host("pricing");
+    std::fs::write(
+        dir.path().join("services.toml"),
+        format!(
+            "[[service]]\nname = \"pricing\"\n[[service.component]]\nname = \"price generation\"\nlayer = \"business\"\nmetric = \"price_generation_ms\"\nmatchers = [\"host={host}\"]\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("collector.toml"),
+        "services = [\"services.toml\"]\n\n[[capacity.correlation]]\nname = \"price generation\"\nservice = \"pricing\"\nkpi = \"price_generation_ms\"\nvolume = \"prices_per_minute\"\nwhat_if = 0.5\nsla = 5.0\n",
+    )
+    .unwrap();
+    let c = Collector::start_with(
+        free_port(),
+        &dir.path().join("data"),
+        &[
+            "--config",
+            dir.path().join("collector.toml").to_str().unwrap(),
+        ],
+    );
+    let mut f = Feeder::new(&c.url(), &host);
+    let now = now_ms();
+    // A minute apart over the last 20 minutes: volume 900 → 1000 prices a
+    // minute; 6 µs more per extra price: 0.4 ms → 1 ms.
+    for i in 0..=20 {
+        let t = now - (20 - i) * 60_000;
+        let v = 900.0 + 5.0 * i as f64;
+        f.send_at("prices_per_minute", &[], t, v);
+        f.send_at("price_generation_ms", &[], t, 1.0 + 0.006 * (v - 1000.0));
+    }
+    let r = c.cli_json(&[
+        "capacity",
+        "correlate",
+        "--kpi",
+        "price_generation_ms",
+        "--volume",
+        "prices_per_minute",
+        "--since",
+        "30m",
+        "--step",
+        "1m",
+        "--what-if",
+        "+50%",
+        "--sla",
+        "5",
+    ]);
+    eprintln!("correlate: {r:#}");
+    let f64_of = |v: &serde_json::Value| v.as_f64().unwrap();
+    assert_eq!(r["buckets"], 21);
+    assert!((f64_of(&r["kpi_now"]) - 1.0).abs() < 1e-6, "{r}");
+    assert!((f64_of(&r["what_if"]["kpi"]) - 4.0).abs() < 1e-6, "{r}");
+    assert_eq!(r["what_if"]["within_sla"], true);
+    assert!((f64_of(&r["elasticity_percent"]) - 6.0).abs() < 1e-6, "{r}");
+    assert!(f64_of(&r["r_squared"]) > 0.999999);
+    let text = ok(c.cli(&[
+        "capacity",
+        "correlate",
+        "--kpi",
+        "price_generation_ms",
+        "--volume",
+        "prices_per_minute",
+        "--since",
+        "30m",
+        "--step",
+        "1m",
+        "--what-if",
+        "+50%",
+        "--sla",
+        "5",
+    ]));
+    assert!(text.contains("within the SLA of 5"), "{text}");
+    // The report: the declared correlation (its 1 min buckets by default
+    // for a window under two days) and the service's KPI trend.
+    let report = c.cli_json(&["report", "capacity", "--window", "30m"]);
+    let corr = &report["correlations"][0];
+    assert_eq!(corr["name"], "price generation", "{report}");
+    assert_eq!(corr["result"]["within_sla"], true, "{corr}");
+    let kpi = &report["kpis"][0];
+    assert_eq!(
+        (kpi["service"].as_str(), kpi["component"].as_str()),
+        (Some("pricing"), Some("price generation"))
+    );
+    assert!(f64_of(&kpi["series"][0]["slope_per_day"]) > 0.0, "{kpi}");
+    let html = ok(c.cli(&["report", "capacity", "--window", "30m", "--html"]));
+    assert!(
+        html.starts_with("<!doctype html>") && html.contains("<h2>Volume vs KPI</h2>"),
+        "{html}"
+    );
+}
