@@ -3,7 +3,7 @@
 // read token; the page asks the user once and sends it as bearer metadata.
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
-import { AlertService, AvailabilityService, BoardService, IncidentService, QueryService } from "./gen/nightjar/v1/nightjar_pb";
+import { AlertService, AvailabilityService, BoardService, CapacityService, IncidentService, QueryService } from "./gen/nightjar/v1/nightjar_pb";
 
 const TOKEN_KEY = "nightjar.token";
 
@@ -33,6 +33,7 @@ export const alerts = createClient(AlertService, transport);
 export const board = createClient(BoardService, transport);
 export const availability = createClient(AvailabilityService, transport);
 export const incidents = createClient(IncidentService, transport);
+export const capacity = createClient(CapacityService, transport);
 
 /** Whether `e` means "a token is needed (or this one is refused)". */
 export function needsToken(e: unknown): boolean {

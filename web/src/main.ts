@@ -9,6 +9,7 @@ import { renderHost } from "./pages/host";
 import { renderAlerts } from "./pages/alerts";
 import { renderNightjar } from "./pages/nightjar";
 import { renderFollowUps, renderIncident, renderIncidents } from "./pages/incidents";
+import { renderCapacity } from "./pages/capacity";
 
 export interface Route {
   page: string;
@@ -27,6 +28,7 @@ const PAGES: Record<string, Render> = {
   incidents: renderIncidents,
   incident: renderIncident,
   followups: renderFollowUps,
+  capacity: renderCapacity,
 };
 
 export function parseRoute(hash: string): Route {
@@ -103,14 +105,14 @@ function cycleTheme() {
 applyTheme(localStorage.getItem("nightjar.theme"));
 document.getElementById("theme")!.addEventListener("click", cycleTheme);
 
-// Keyboard: g then b/a/i/n goes to a page, t switches the theme, / finds.
+// Keyboard: g then b/a/i/c/n goes to a page, t switches the theme, / finds.
 let pendingG = false;
 document.addEventListener("keydown", (e) => {
   const target = e.target as HTMLElement;
   if (e.ctrlKey || e.metaKey || e.altKey || target.closest("input, textarea, select, dialog")) return;
   if (pendingG) {
     pendingG = false;
-    const to: Record<string, string> = { b: "#/", a: "#/alerts", i: "#/incidents", n: "#/nightjar" };
+    const to: Record<string, string> = { b: "#/", a: "#/alerts", i: "#/incidents", c: "#/capacity", n: "#/nightjar" };
     if (to[e.key]) {
       location.hash = to[e.key];
       e.preventDefault();
