@@ -78,7 +78,7 @@ pub enum FitError {
     TooFewPoints(usize),
     #[error("the points span {0:.1} s; a fit needs them spread over time")]
     NoSpan(f64),
-    #[error("a {0} fit needs values above zero; this series has {1}")]
+    #[error("the {0} fit needs values above zero; this series has {1}")]
     NotPositive(&'static str, f64),
     #[error("the series holds a value that is not a number")]
     NotFinite,
@@ -411,7 +411,7 @@ mod tests {
         let pts = [(T0, -1.0), (T0 + H, 2.0), (T0 + 2 * H, 3.0)];
         assert_eq!(
             fit(FitKind::Exponential, &pts).unwrap_err().to_string(),
-            "a exponential fit needs values above zero; this series has -1"
+            "the exponential fit needs values above zero; this series has -1"
         );
         assert_eq!(
             fit(FitKind::Linear, &pts[..2]).unwrap_err(),
