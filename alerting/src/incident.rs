@@ -223,6 +223,17 @@ impl Incident {
     }
 }
 
+/// A duration for people, to the nearest minute: `7 min`, `1 h 5 min`
+/// (timeline lines, notices, the postmortem).
+pub fn format_minutes(ms: i64) -> String {
+    let m = (ms.max(0) + 30_000) / 60_000;
+    if m >= 60 {
+        format!("{} h {} min", m / 60, m % 60)
+    } else {
+        format!("{m} min")
+    }
+}
+
 /// Parses `I12` or `12`.
 pub fn parse_incident_id(text: &str) -> Result<u64, String> {
     let t = text.trim();

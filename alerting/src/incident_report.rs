@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::incident::format_minutes as minutes;
 use crate::incident::{
     ChangeRecord, FollowUp, Incident, IncidentEvent, IncidentState, Recurring, recurring,
 };
@@ -249,15 +250,6 @@ pub fn noise(history: &[HistoryRecord], from_ms: i64, to_ms: i64, limit: usize) 
     out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.rule.cmp(&b.rule)));
     out.truncate(limit);
     out
-}
-
-fn minutes(ms: i64) -> String {
-    let m = (ms.max(0) + 30_000) / 60_000;
-    if m >= 60 {
-        format!("{} h {} min", m / 60, m % 60)
-    } else {
-        format!("{m} min")
-    }
 }
 
 fn or_tbd(text: &str) -> &str {

@@ -323,6 +323,14 @@ pub struct CapacityApi<S> {
 }
 
 impl<S: Storage> CapacityApi<S> {
+    /// The built-in resources and the declared limits.
+    fn all_limits(&self) -> Vec<CapacityLimit> {
+        built_in_limits()
+            .into_iter()
+            .chain(self.limits.iter().cloned())
+            .collect()
+    }
+
     /// Serves `storage`; `limits` and `correlations` are the declared
     /// ones; `catalog`'s services' business KPIs are reported.
     pub fn new(
@@ -502,10 +510,7 @@ impl<S: Storage> pb::capacity_service_server::CapacityService for CapacityApi<S>
     ) -> Result<Response<pb::CapacityResponse>, Status> {
         let req = request.into_inner();
         let (from, to) = window(req.from_ms, req.to_ms)?;
-        let limits: Vec<CapacityLimit> = built_in_limits()
-            .into_iter()
-            .chain(self.limits.iter().cloned())
-            .collect();
+        let limits = self.all_limits();
         let host = req.host;
         let mut resources = blocking(&self.storage, move |s| {
             resources_of(s, &limits, &host, from, to)
@@ -536,10 +541,7 @@ impl<S: Storage> pb::capacity_service_server::CapacityService for CapacityApi<S>
     ) -> Result<Response<pb::CapacityReportResponse>, Status> {
         let req = request.into_inner();
         let (from, to) = window(req.from_ms, req.to_ms)?;
-        let limits: Vec<CapacityLimit> = built_in_limits()
-            .into_iter()
-            .chain(self.limits.iter().cloned())
-            .collect();
+        let limits = self.all_limits();
         let services = self.catalog.services();
         let declared = self.correlations.clone();
         let out = blocking(&self.storage, move |s| {

@@ -18,6 +18,7 @@ use super::commit::OnFailure;
 use super::{Alerter, history, is_silenced};
 use crate::config::{Alerting, HookKind};
 use crate::engine::{Ack, Alert, Engine, Event};
+use crate::incident::format_minutes as minutes;
 use crate::incident::{
     ChangeRecord, FollowUp, FollowUpKind, FollowUpState, Impact, Incident, IncidentAlert,
     IncidentEvent, IncidentState, Review, scope_of, title_for, with_dependencies,
@@ -133,15 +134,6 @@ fn describe(alert: &Alert) -> String {
         alert.summary.clone()
     };
     format!("{}: {what}", alert.rule)
-}
-
-fn minutes(ms: i64) -> String {
-    let m = (ms.max(0) + 30_000) / 60_000;
-    if m >= 60 {
-        format!("{}h {}m", m / 60, m % 60)
-    } else {
-        format!("{m}m")
-    }
 }
 
 impl Alerter {
