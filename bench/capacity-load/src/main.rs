@@ -102,9 +102,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let series = args.hosts * MOUNTS.len();
-    eprintln!(
-        "capacity bench: {series} series × {hours} points written; starting the collector"
-    );
+    eprintln!("capacity bench: {series} series × {hours} points written; starting the collector");
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
