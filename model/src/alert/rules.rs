@@ -161,7 +161,7 @@ struct RawFile {
     rule: Vec<toml::Spanned<RawRule>>,
 }
 
-#[derive(Debug, Deserialize, serde::Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawRule {
     name: Option<String>,
@@ -295,7 +295,7 @@ fn forecast_rule(raw: RawRule, err: &dyn Fn(&str, String) -> RuleError) -> Resul
             lower: None,
             severity: None,
             for_: None,
-            ..raw.clone_fields()
+            ..raw.clone()
         },
         err,
     )?;
@@ -316,18 +316,13 @@ fn forecast_rule(raw: RawRule, err: &dyn Fn(&str, String) -> RuleError) -> Resul
             name: Some(name.clone()),
             kind: Some("threshold".into()),
             metric: Some(FORECAST_METRIC.into()),
-            match_: BTreeMap::new(),
             matchers: vec![format!("rule={name}")],
-            window: None,
-            aggregation: None,
             op: Some("<".into()),
             warning: (level == Level::Warning).then_some(horizon_s),
             critical: (level == Level::Critical).then_some(horizon_s),
             // Quiet again only once the crossing is well beyond the horizon.
             recovery: Some(horizon_s * 1.25),
             for_: raw.for_.clone(),
-            after: None,
-            severity: None,
             labels: raw.labels.clone(),
             summary: Some(
                 raw.summary
@@ -337,13 +332,7 @@ fn forecast_rule(raw: RawRule, err: &dyn Fn(&str, String) -> RuleError) -> Resul
             runbook: raw.runbook.clone(),
             flap_changes: raw.flap_changes,
             flap_window: raw.flap_window.clone(),
-            service: None,
-            threshold: None,
-            horizon: None,
-            min_r_squared: None,
-            over: None,
-            fit: None,
-            lower: None,
+            ..RawRule::default()
         },
         err,
     )?;
@@ -363,40 +352,6 @@ fn forecast_rule(raw: RawRule, err: &dyn Fn(&str, String) -> RuleError) -> Resul
         fit,
     });
     Ok(rule)
-}
-
-impl RawRule {
-    /// A copy (RawRule holds only plain data).
-    fn clone_fields(&self) -> RawRule {
-        RawRule {
-            name: self.name.clone(),
-            kind: self.kind.clone(),
-            metric: self.metric.clone(),
-            match_: self.match_.clone(),
-            matchers: self.matchers.clone(),
-            window: self.window.clone(),
-            aggregation: self.aggregation,
-            op: self.op.clone(),
-            warning: self.warning,
-            critical: self.critical,
-            recovery: self.recovery,
-            for_: self.for_.clone(),
-            after: self.after.clone(),
-            severity: self.severity.clone(),
-            labels: self.labels.clone(),
-            summary: self.summary.clone(),
-            runbook: self.runbook.clone(),
-            flap_changes: self.flap_changes,
-            flap_window: self.flap_window.clone(),
-            service: self.service.clone(),
-            threshold: self.threshold,
-            horizon: self.horizon.clone(),
-            min_r_squared: self.min_r_squared,
-            over: self.over.clone(),
-            fit: self.fit.clone(),
-            lower: self.lower,
-        }
-    }
 }
 
 /// The series the collector emits for burn-rate rules
@@ -447,32 +402,22 @@ fn burn_rate_rules(
                   critical: Option<f64>,
                   what: &str| {
         RawRule {
-        name: Some(format!("{name}{suffix}")),
-        kind: Some("threshold".into()),
-        metric: Some(BURN_RATE_METRIC.into()),
-        match_: BTreeMap::new(),
-        matchers: [service_matcher.clone(), vec![condition.to_owned()]].concat(),
-        window: None,
-        aggregation: None,
-        op: Some(">=".into()),
-        warning,
-        critical,
-        recovery: Some(1.0),
-        for_: raw.for_.clone(),
-        after: None,
-        severity: None,
-        labels: raw.labels.clone(),
-        summary: Some(summary.clone().unwrap_or_else(|| format!("{{{{labels.service}}}} {what}: {{{{value}}}}× the threshold ({{{{labels.condition}}}})"))),
-        runbook: raw.runbook.clone(),
-        flap_changes: raw.flap_changes,
-        flap_window: raw.flap_window.clone(),
-        service: raw.service.clone(),
-        threshold: None,
-        horizon: None,
-        min_r_squared: None,
-        over: None,
-        fit: None,
-        lower: None,
+            name: Some(format!("{name}{suffix}")),
+            kind: Some("threshold".into()),
+            metric: Some(BURN_RATE_METRIC.into()),
+            matchers: [service_matcher.clone(), vec![condition.to_owned()]].concat(),
+            op: Some(">=".into()),
+            warning,
+            critical,
+            recovery: Some(1.0),
+            for_: raw.for_.clone(),
+            labels: raw.labels.clone(),
+            summary: Some(summary.clone().unwrap_or_else(|| format!("{{{{labels.service}}}} {what}: {{{{value}}}}× the threshold ({{{{labels.condition}}}})"))),
+            runbook: raw.runbook.clone(),
+            flap_changes: raw.flap_changes,
+            flap_window: raw.flap_window.clone(),
+            service: raw.service.clone(),
+            ..RawRule::default()
     }
     };
     Ok(vec![
