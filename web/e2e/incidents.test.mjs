@@ -58,6 +58,11 @@ test("an incident is run from the page: note, ack, review, follow-up; the change
   await gauge(97);
   const opened = await poll("the incident", async () => (await cli(collector.grpc, ["incident", "list"])).find((i) => i.state === "open"));
 
+  // The board names it, as a way in.
+  await page.goto(`${collector.http}/`);
+  await page.waitForSelector(`.incidents-strip a[href="#/incident/${opened.id}"]`);
+  assert.match(await page.textContent(".incidents-strip"), /1 open incident: .*not acknowledged/);
+
   // The list.
   await page.goto(`${collector.http}/#/incidents`);
   await page.waitForSelector("main[data-ready=true]");

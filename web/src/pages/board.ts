@@ -3,7 +3,7 @@
 // the WatchServices and WatchAlerts streams (no polling of states).
 import { create } from "@bufbuild/protobuf";
 import { type AlertEvent, type HistoryEntry, type HostInfo, type ServiceEvent, type ServiceStatus, SelectorSchema, MatchOp } from "../gen/nightjar/v1/nightjar_pb";
-import { alerts, board, follow, query } from "../api";
+import { alerts, board, follow, incidents, query } from "../api";
 import { ago, fill, h, num, when } from "../dom";
 import { badge, rank, type State, stateOf, worst } from "../health";
 import { AlertSet, label } from "../state";
@@ -41,6 +41,8 @@ export async function renderBoard(main: HTMLElement, route: Route, signal: Abort
   const hosts = hostList.hosts;
 
   const counts = h("p", { class: "counts", "aria-live": "polite" });
+  // Open incidents: one line each, the way into running them.
+  const openIncidents = h("p", { class: "incidents-strip", "aria-live": "polite" });
   const tiles = h("div", { class: "groups" });
   const feed = h("ol", { class: "feed", "aria-label": "What changed in the last hour" });
   const hostFilter = h("input", { type: "search", placeholder: "Filter hosts (/)", "aria-label": "Filter hosts" });
@@ -60,6 +62,7 @@ export async function renderBoard(main: HTMLElement, route: Route, signal: Abort
       ),
     ),
     counts,
+    openIncidents,
     tiles,
     h("div", { class: "board-lower" }, h("section", { class: "card", "aria-labelledby": "hosts-h" }, h("div", { class: "row" }, h("h2", { id: "hosts-h" }, `Hosts`), hostFilter), hostGrid), h("section", { class: "card feed-card", "aria-labelledby": "feed-h" }, h("h2", { id: "feed-h" }, "Last hour"), feed)),
   );
@@ -155,6 +158,32 @@ export async function renderBoard(main: HTMLElement, route: Route, signal: Abort
   drawHosts();
   performance.mark("board:drawn");
 
+  // After the first paint: the open incidents, again whenever an alert changes.
+  let incidentsDue: ReturnType<typeof setTimeout> | null = null;
+  const loadIncidents = async () => {
+    const open = (await incidents.listIncidents({ openOnly: true, limit: 20 }, { signal })).incidents;
+    openIncidents.dataset.openIncidents = String(open.length);
+    fill(
+      openIncidents,
+      open.length
+        ? [
+            h("strong", {}, `${open.length} open incident${open.length === 1 ? "" : "s"}: `),
+            open.map((i, k) => [k ? " · " : "", h("a", { href: `#/incident/${i.id}`, class: i.severity === "critical" ? "error" : "" }, `${i.id} ${i.title}`), i.ackedBy ? "" : h("span", { class: "error" }, " (not acknowledged)")]),
+            " ",
+            h("a", { href: "#/incidents", class: "small" }, "all incidents"),
+          ]
+        : null,
+    );
+  };
+  const incidentsSoon = () => {
+    incidentsDue ??= setTimeout(() => {
+      incidentsDue = null;
+      if (!signal.aborted) loadIncidents().catch(() => {});
+    }, 1000);
+  };
+  signal.addEventListener("abort", () => incidentsDue && clearTimeout(incidentsDue));
+  loadIncidents().catch(() => {});
+
   main.dataset.ready = "true";
   // The first frame with the board in it (what bench/dashboard times).
   requestAnimationFrame(() => setTimeout(() => performance.mark("board:painted"), 0));
@@ -189,6 +218,7 @@ export async function renderBoard(main: HTMLElement, route: Route, signal: Abort
     (s) => alerts.watchAlerts({}, { signal: s }),
     (ev: AlertEvent) => {
       set.apply(ev);
+      incidentsSoon();
       if (FEED_KINDS.has(ev.kind) && ev.alert) {
         const a = ev.alert;
         prepend(feedLine(Number(ev.atMs), ev.kind === "resolved" ? "ok" : null, `${a.rule} ${ev.kind}: ${a.series}`, "#/alerts"));
