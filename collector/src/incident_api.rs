@@ -24,7 +24,9 @@ use crate::board::ServiceCatalog;
 /// Most history lines the noise report reads (newest first).
 const NOISE_HISTORY_LIMIT: usize = 1_000_000;
 
-/// The incident service.
+/// The incident service (its parts are shared handles: cloning it is
+/// cheap, so blocking tasks take a copy).
+#[derive(Clone)]
 pub struct IncidentApi {
     alerter: Arc<Alerter>,
     timeline: Arc<dyn TimelineStore>,
@@ -203,6 +205,23 @@ fn window(from_ms: i64, to_ms: i64, default_ms: i64) -> Result<(i64, i64), Statu
 }
 
 impl IncidentApi {
+    /// An operator's command on incident `id` by `by` (both checked), run
+    /// on a blocking thread; answers the incident as it is afterwards.
+    async fn command(
+        &self,
+        id: &str,
+        by: &str,
+        f: impl FnOnce(&Alerter, u64, i64) -> Result<Incident, String> + Send + 'static,
+    ) -> Result<Response<pb::IncidentResponse>, Status> {
+        who(by)?;
+        let number = incident_id(id)?;
+        let alerter = self.alerter.clone();
+        let i = blocking(move || f(&alerter, number, now_ms()).map_err(refused)).await?;
+        Ok(Response::new(pb::IncidentResponse {
+            incident: Some(incident_to_wire(&i)),
+        }))
+    }
+
     /// The outages inside its span of the services the incident hits
     /// (its own and those depending on them) that have a target, adjusted
     /// to its assessed impact.
@@ -384,19 +403,14 @@ impl pb::incident_service_server::IncidentService for IncidentApi {
         request: Request<pb::AckIncidentRequest>,
     ) -> Result<Response<pb::IncidentResponse>, Status> {
         let req = request.into_inner();
-        who(&req.by)?;
-        let number = incident_id(&req.id)?;
-        let alerter = self.alerter.clone();
-        let i = blocking(move || {
-            alerter
-                .ack_incident(number, &req.by, &req.note, now_ms())
-                .map_err(refused)
-        })
-        .await?;
-        tracing::info!(incident = %i.id(), "incident acknowledged");
-        Ok(Response::new(pb::IncidentResponse {
-            incident: Some(incident_to_wire(&i)),
-        }))
+        let (by, note) = (req.by.clone(), req.note);
+        let answer = self
+            .command(&req.id, &req.by, move |a, n, now| {
+                a.ack_incident(n, &by, &note, now)
+            })
+            .await?;
+        tracing::info!(incident = %answer.get_ref().incident.as_ref().map_or("", |i| i.id.as_str()), "incident acknowledged");
+        Ok(answer)
     }
 
     async fn note_incident(
@@ -404,19 +418,12 @@ impl pb::incident_service_server::IncidentService for IncidentApi {
         request: Request<pb::NoteIncidentRequest>,
     ) -> Result<Response<pb::IncidentResponse>, Status> {
         let req = request.into_inner();
-        who(&req.by)?;
-        let number = incident_id(&req.id)?;
         let text = optional_text("text", Some(req.text))?.unwrap_or_default();
-        let alerter = self.alerter.clone();
-        let i = blocking(move || {
-            alerter
-                .note_incident(number, &req.by, &text, now_ms())
-                .map_err(refused)
+        let by = req.by.clone();
+        self.command(&req.id, &req.by, move |a, n, now| {
+            a.note_incident(n, &by, &text, now)
         })
-        .await?;
-        Ok(Response::new(pb::IncidentResponse {
-            incident: Some(incident_to_wire(&i)),
-        }))
+        .await
     }
 
     async fn resolve_incident(
@@ -424,19 +431,14 @@ impl pb::incident_service_server::IncidentService for IncidentApi {
         request: Request<pb::ResolveIncidentRequest>,
     ) -> Result<Response<pb::IncidentResponse>, Status> {
         let req = request.into_inner();
-        who(&req.by)?;
-        let number = incident_id(&req.id)?;
-        let alerter = self.alerter.clone();
-        let i = blocking(move || {
-            alerter
-                .resolve_incident(number, &req.by, &req.note, now_ms())
-                .map_err(refused)
-        })
-        .await?;
-        tracing::info!(incident = %i.id(), "incident resolved by hand");
-        Ok(Response::new(pb::IncidentResponse {
-            incident: Some(incident_to_wire(&i)),
-        }))
+        let (by, note) = (req.by.clone(), req.note);
+        let answer = self
+            .command(&req.id, &req.by, move |a, n, now| {
+                a.resolve_incident(n, &by, &note, now)
+            })
+            .await?;
+        tracing::info!(incident = %answer.get_ref().incident.as_ref().map_or("", |i| i.id.as_str()), "incident resolved by hand");
+        Ok(answer)
     }
 
     async fn set_incident(
@@ -484,17 +486,8 @@ impl pb::incident_service_server::IncidentService for IncidentApi {
         })
         .await?;
         if let Some(impact) = impact {
-            let (me_alerter, me_timeline, me_catalog) = (
-                self.alerter.clone(),
-                self.timeline.clone(),
-                self.catalog.clone(),
-            );
-            let incident = i.clone();
-            let n = blocking(move || {
-                IncidentApi::new(me_alerter, me_timeline, me_catalog)
-                    .adjust_outages(&incident, impact, &req.by)
-            })
-            .await?;
+            let (api, incident) = (self.clone(), i.clone());
+            let n = blocking(move || api.adjust_outages(&incident, impact, &req.by)).await?;
             tracing::info!(incident = %i.id(), outages = n, "incident impact set; outages adjusted");
         }
         Ok(Response::new(pb::IncidentResponse {
@@ -659,11 +652,7 @@ impl pb::incident_service_server::IncidentService for IncidentApi {
         let req = request.into_inner();
         let (from, to) = window(req.from_ms, req.to_ms, 30 * 86_400_000)?;
         let now = now_ms();
-        let api = IncidentApi::new(
-            self.alerter.clone(),
-            self.timeline.clone(),
-            self.catalog.clone(),
-        );
+        let api = self.clone();
         let report = blocking(move || {
             let incidents = api.alerter.incidents_between(from, to);
             let follow_ups = api.alerter.follow_ups();

@@ -388,7 +388,7 @@ fn the_worked_example_correlates_volume_and_kpi_and_the_report_carries_it() {
         f.send_at("prices_per_minute", &[], t, v);
         f.send_at("price_generation_ms", &[], t, 1.0 + 0.006 * (v - 1000.0));
     }
-    let r = c.cli_json(&[
+    let correlate = &[
         "capacity",
         "correlate",
         "--kpi",
@@ -403,7 +403,8 @@ fn the_worked_example_correlates_volume_and_kpi_and_the_report_carries_it() {
         "+50%",
         "--sla",
         "5",
-    ]);
+    ];
+    let r = c.cli_json(correlate);
     eprintln!("correlate: {r:#}");
     let f64_of = |v: &serde_json::Value| v.as_f64().unwrap();
     assert_eq!(r["buckets"], 21);
@@ -412,22 +413,7 @@ fn the_worked_example_correlates_volume_and_kpi_and_the_report_carries_it() {
     assert_eq!(r["what_if"]["within_sla"], true);
     assert!((f64_of(&r["elasticity_percent"]) - 6.0).abs() < 1e-6, "{r}");
     assert!(f64_of(&r["r_squared"]) > 0.999999);
-    let text = ok(c.cli(&[
-        "capacity",
-        "correlate",
-        "--kpi",
-        "price_generation_ms",
-        "--volume",
-        "prices_per_minute",
-        "--since",
-        "30m",
-        "--step",
-        "1m",
-        "--what-if",
-        "+50%",
-        "--sla",
-        "5",
-    ]));
+    let text = ok(c.cli(correlate));
     assert!(text.contains("within the SLA of 5"), "{text}");
     // The report: the declared correlation (its 1 min buckets by default
     // for a window under two days) and the service's KPI trend.
