@@ -4,6 +4,8 @@
 # and clang's own headers (stdbool.h): Debian's libclang-dev brings both.
 # The deployment tests check the systemd units with systemd-analyze
 # (Debian's systemd package; no running systemd is needed).
+# Prometheus 2.42, promtool and node_exporter are the peers of the
+# Prometheus-ecosystem tests (started by hand on loopback; none as a service).
 # With --browser, also Debian's Chromium, which the dashboard's browser
 # tests drive (playwright-core never downloads a browser of its own).
 set -euo pipefail
@@ -19,9 +21,13 @@ missing=()
 have_libclang || missing+=(libclang-dev)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
+# The reference implementation the Prometheus-ecosystem tests compare with
+# (remote_write both ways, the /api/v1 answers, the agent's /metrics page).
+command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
+command -v prometheus-node-exporter >/dev/null || missing+=(prometheus-node-exporter)
 
 if [ ${#missing[@]} -gt 0 ]; then
-    echo "installing ${missing[*]} (RocksDB's bindings; systemd unit checks)..." >&2
+    echo "installing ${missing[*]} (RocksDB's bindings; systemd unit checks; the Prometheus peers)..." >&2
     if [ "$(id -u)" -ne 0 ]; then
         echo "error: missing packages; run: sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
         exit 1

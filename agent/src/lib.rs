@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod checks;
 pub mod config;
 pub mod convert;
+pub mod exposition;
 pub mod pipeline;
 pub mod procfs;
 pub mod queue;

@@ -230,6 +230,7 @@ fn run(args: Args) -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = std::sync::mpsc::channel();
     let (reload_tx, reload_rx) = std::sync::mpsc::channel();
+    let latest = Arc::new(nightjar_agent::exposition::LatestHostSamples::default());
     let sampling = SamplingLoop {
         sampler,
         state,
@@ -241,6 +242,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         watchdog: watchdog(config.interval),
         reloads: reload_rx,
         app_sources,
+        latest: latest.clone(),
     };
     let sampling_thread = std::thread::Builder::new()
         .name("sampler".into())
@@ -254,6 +256,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 counters: counters.clone(),
                 queue: queue.clone(),
                 interval: config.interval,
+                latest,
             });
             tokio::spawn(nightjar_common::status_http::serve(listener, source, None));
         }

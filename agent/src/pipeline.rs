@@ -13,6 +13,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::convert::{BatchHeader, batch_to_wire};
+use crate::exposition::LatestHostSamples;
 use crate::queue::BatchQueue;
 use crate::sample::{AppSample, AppSource};
 use crate::sampler::HostSampler;
@@ -43,6 +44,8 @@ pub struct SamplingLoop {
     pub reloads: Receiver<Reload>,
     /// Application metrics (statsd, synthetic checks), collected on every tick.
     pub app_sources: Vec<Arc<dyn AppSource>>,
+    /// Where the host samples of each pass are kept for `/metrics`.
+    pub latest: Arc<LatestHostSamples>,
 }
 
 /// What a SIGHUP can change without a restart.
@@ -99,6 +102,7 @@ impl SamplingLoop {
             let started = Instant::now();
             let mut samples = self.sampler.sample();
             samples.extend(self.systemd.samples());
+            self.latest.set(&samples);
             let app: Vec<AppSample> = self
                 .app_sources
                 .iter()

@@ -1,5 +1,6 @@
 //! What the agent's HTTP status port reports: healthy while samples keep
-//! being spooled (within three intervals), and the agent's own metrics.
+//! being spooled (within three intervals), and on `/metrics` the agent's
+//! own metrics and the host metrics of the last pass (`exposition`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -7,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nightjar_common::status_http::{MetricLine, StatusSource};
 
+use crate::exposition::LatestHostSamples;
 use crate::queue::BatchQueue;
 use crate::telemetry::AgentCounters;
 
@@ -18,6 +20,8 @@ pub struct AgentStatus {
     pub queue: Arc<dyn BatchQueue>,
     /// The sampling interval.
     pub interval: Duration,
+    /// The host metrics of the last sampling pass.
+    pub latest: Arc<LatestHostSamples>,
 }
 
 fn now_ms() -> i64 {
@@ -49,8 +53,9 @@ impl StatusSource for AgentStatus {
 
     fn metrics(&self) -> Vec<MetricLine> {
         let (batches, bytes) = self.queue.size();
-        self.counters
-            .samples(batches, bytes, f64::NAN)
+        let mut samples = self.counters.samples(batches, bytes, f64::NAN);
+        samples.extend(self.latest.get());
+        samples
             .into_iter()
             .filter(|s| !s.value.is_nan())
             .map(|s| {
@@ -62,6 +67,10 @@ impl StatusSource for AgentStatus {
                 (s.metric.to_owned(), labels, s.value)
             })
             .collect()
+    }
+
+    fn help(&self, name: &str) -> Option<&'static str> {
+        crate::exposition::help(name)
     }
 }
 

@@ -33,7 +33,7 @@ pub struct Figures {
     /// Hosts known.
     pub hosts: usize,
     /// Samples stored per second since the previous batch (none at first).
-    pub samples_per_sec: Option<f64>,
+    pub samples_per_second: Option<f64>,
     /// Alerting figures (none when alerting is not running).
     pub alerts: Option<AlertFigures>,
     /// Refused calls per reason (in `Refusal::ALL` order).
@@ -97,7 +97,7 @@ pub fn batch(
     let Figures {
         storage: storage_stats,
         hosts,
-        samples_per_sec,
+        samples_per_second,
         alerts,
         auth_refused,
     } = *figures;
@@ -177,8 +177,8 @@ pub fn batch(
             storage_stats.write_failures as f64,
         ),
     ];
-    if let Some(rate) = samples_per_sec {
-        samples.push(sample("collector_samples_stored_per_sec", None, rate));
+    if let Some(rate) = samples_per_second {
+        samples.push(sample("collector_samples_stored_per_second", None, rate));
     }
     for (tier, bytes) in ["raw", "1m", "1h"]
         .iter()
@@ -267,7 +267,7 @@ pub async fn run<S: Storage>(
         ticker.tick().await;
         let stored = counters.samples_stored.load(Ordering::Relaxed);
         let now = std::time::Instant::now();
-        let samples_per_sec = previous.and_then(|(count, at)| {
+        let samples_per_second = previous.and_then(|(count, at)| {
             let secs = now.duration_since(at).as_secs_f64();
             (secs > 0.0).then(|| stored.saturating_sub(count) as f64 / secs)
         });
@@ -290,7 +290,7 @@ pub async fn run<S: Storage>(
                 &Figures {
                     storage: store.stats(),
                     hosts: store.hosts().len(),
-                    samples_per_sec,
+                    samples_per_second,
                     alerts: alerter
                         .as_deref()
                         .map(|a| AlertFigures::of(a, now_ms as i64)),
@@ -344,7 +344,7 @@ mod tests {
             &Figures {
                 storage: stats,
                 hosts: 3,
-                samples_per_sec: Some(12.5),
+                samples_per_second: Some(12.5),
                 alerts: Some(AlertFigures {
                     store_failures: 0,
                     pending: 1,
@@ -376,7 +376,7 @@ mod tests {
         );
         assert_eq!(get("collector_series", None), Some(7.0));
         assert_eq!(get("collector_hosts", None), Some(3.0));
-        assert_eq!(get("collector_samples_stored_per_sec", None), Some(12.5));
+        assert_eq!(get("collector_samples_stored_per_second", None), Some(12.5));
         assert_eq!(get("collector_alerts_pending", None), Some(1.0));
         assert_eq!(get("collector_notifications_queued", None), Some(4.0));
         let labelled = |metric: &str, name: &str, value: &str| {

@@ -56,7 +56,7 @@ impl<S: Storage> StatusSource for CollectorStatus<S> {
         let figures = Figures {
             storage: self.storage.stats(),
             hosts: self.storage.hosts().len(),
-            samples_per_sec: None,
+            samples_per_second: None,
             alerts: Some(AlertFigures::of(&self.alerter, now)),
             auth_refused: self.auth_log.counts(),
         };

@@ -21,6 +21,10 @@ pub trait StatusSource: Send + Sync + 'static {
     fn health(&self) -> Result<(), String>;
     /// The process's own metrics now.
     fn metrics(&self) -> Vec<MetricLine>;
+    /// The `# HELP` text of metric family `name`, if the daemon has one.
+    fn help(&self, _name: &str) -> Option<&'static str> {
+        None
+    }
 }
 
 /// Escapes a label value for the text format.
@@ -32,9 +36,10 @@ fn escape(value: &str) -> String {
 }
 
 /// Renders metrics in the Prometheus text exposition format (version
-/// 0.0.4): a `# TYPE` line per metric name (`_total` → counter, else
-/// gauge), then its lines, grouped by name in first-seen order.
-pub fn render(metrics: &[MetricLine]) -> String {
+/// 0.0.4): per metric name a `# HELP` line where `help` knows one and a
+/// `# TYPE` line (`_total` → counter, else gauge), then its lines, grouped
+/// by name in first-seen order.
+pub fn render(metrics: &[MetricLine], help: impl Fn(&str) -> Option<&'static str>) -> String {
     let mut names: Vec<&str> = Vec::new();
     for (name, _, _) in metrics {
         if !names.contains(&name.as_str()) {
@@ -48,6 +53,11 @@ pub fn render(metrics: &[MetricLine]) -> String {
         } else {
             "gauge"
         };
+        if let Some(text) = help(name) {
+            // The text format escapes only backslash and newline in HELP.
+            let text = text.replace('\\', r"\\").replace('\n', r"\n");
+            let _ = writeln!(out, "# HELP {name} {text}");
+        }
         let _ = writeln!(out, "# TYPE {name} {kind}");
         for (_, labels, value) in metrics.iter().filter(|(n, _, _)| n == name) {
             out.push_str(name);
@@ -90,7 +100,7 @@ async fn healthz(State(source): State<Arc<dyn StatusSource>>) -> impl IntoRespon
 }
 
 async fn metrics(State(source): State<Arc<dyn StatusSource>>) -> impl IntoResponse {
-    match tokio::task::spawn_blocking(move || render(&source.metrics())).await {
+    match tokio::task::spawn_blocking(move || render(&source.metrics(), |n| source.help(n))).await {
         Ok(text) => (
             StatusCode::OK,
             [(
@@ -169,22 +179,25 @@ mod tests {
 
     #[test]
     fn renders_the_text_format() {
-        let text = render(&[
-            ("up_total".into(), vec![], 3.0),
-            (
-                "queue".into(),
-                vec![("name".into(), "a\"b\\c\nd".into())],
-                1.5,
-            ),
-            (
-                "up_total".into(),
-                vec![("x".into(), "y".into())],
-                f64::INFINITY,
-            ),
-        ]);
+        let text = render(
+            &[
+                ("up_total".into(), vec![], 3.0),
+                (
+                    "queue".into(),
+                    vec![("name".into(), "a\"b\\c\nd".into())],
+                    1.5,
+                ),
+                (
+                    "up_total".into(),
+                    vec![("x".into(), "y".into())],
+                    f64::INFINITY,
+                ),
+            ],
+            |name| (name == "up_total").then_some("Times up, a\\b\nc."),
+        );
         assert_eq!(
             text,
-            "# TYPE up_total counter\nup_total 3\nup_total{x=\"y\"} +Inf\n# TYPE queue gauge\nqueue{name=\"a\\\"b\\\\c\\nd\"} 1.5\n"
+            "# HELP up_total Times up, a\\\\b\\nc.\n# TYPE up_total counter\nup_total 3\nup_total{x=\"y\"} +Inf\n# TYPE queue gauge\nqueue{name=\"a\\\"b\\\\c\\nd\"} 1.5\n"
         );
     }
 }

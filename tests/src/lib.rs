@@ -473,6 +473,7 @@ pub fn http_post(
 pub mod feeder;
 pub mod notify;
 pub mod pki;
+pub mod prometheus;
 pub mod proxy;
 pub mod receiver;
 pub mod small_fs;

@@ -50,8 +50,8 @@ fn every_metric_family_has_plausible_values() {
     assert!((sum - 100.0).abs() < 0.5, "cpu modes sum to {sum}");
     assert!(with_label(&modes, "cpu", "0").len() == 8);
 
-    assert!(one(&collector, "context_switches_per_sec", &host) > 0.0);
-    assert!(one(&collector, "interrupts_per_sec", &host) >= 0.0);
+    assert!(one(&collector, "context_switches_per_second", &host) > 0.0);
+    assert!(one(&collector, "interrupts_per_second", &host) >= 0.0);
     assert!(
         one(&collector, "procs_running", &host) >= 1.0,
         "the agent itself runs"
@@ -67,7 +67,7 @@ fn every_metric_family_has_plausible_values() {
         let v = one(&collector, m, &host);
         assert!((0.0..=total_mem).contains(&v), "{m} = {v} of {total_mem}");
     }
-    assert!(one(&collector, "swap_in_pages_per_sec", &host) >= 0.0);
+    assert!(one(&collector, "swap_in_pages_per_second", &host) >= 0.0);
     assert!(one(&collector, "oom_kills_total", &host) >= 0.0);
 
     for (labels, v) in values(&collector, "disk_inodes_used_percent", &host) {
@@ -94,11 +94,11 @@ fn every_metric_family_has_plausible_values() {
         assert!((0.0..=100.0).contains(v), "{labels}: {v}");
     }
     for m in [
-        "diskio_read_bytes_per_sec",
-        "diskio_write_bytes_per_sec",
-        "diskio_reads_per_sec",
-        "diskio_writes_per_sec",
-        "diskio_await_ms",
+        "diskio_read_bytes_per_second",
+        "diskio_write_bytes_per_second",
+        "diskio_reads_per_second",
+        "diskio_writes_per_second",
+        "diskio_await_seconds",
     ] {
         assert!(
             values(&collector, m, &host).iter().all(|(_, v)| *v >= 0.0),
@@ -106,18 +106,18 @@ fn every_metric_family_has_plausible_values() {
         );
     }
 
-    let rx = values(&collector, "net_rx_packets_per_sec", &host);
+    let rx = values(&collector, "net_rx_packets_per_second", &host);
     assert!(!rx.is_empty(), "no interface reported");
     assert!(
         with_label(&rx, "interface", "lo").is_empty(),
         "loopback is excluded by default"
     );
     for m in [
-        "net_tx_packets_per_sec",
-        "net_rx_errors_per_sec",
-        "net_tx_errors_per_sec",
-        "net_rx_drops_per_sec",
-        "net_tx_drops_per_sec",
+        "net_tx_packets_per_second",
+        "net_rx_errors_per_second",
+        "net_tx_errors_per_second",
+        "net_rx_drops_per_second",
+        "net_tx_drops_per_second",
     ] {
         assert!(
             values(&collector, m, &host).iter().all(|(_, v)| *v >= 0.0),
@@ -132,8 +132,8 @@ fn every_metric_family_has_plausible_values() {
 
     // The agent's own stream to the collector is an established connection.
     assert!(one(&collector, "tcp_established_connections", &host) >= 1.0);
-    assert!(one(&collector, "tcp_retransmits_per_sec", &host) >= 0.0);
-    assert!(one(&collector, "tcp_listen_overflows_per_sec", &host) >= 0.0);
+    assert!(one(&collector, "tcp_retransmits_per_second", &host) >= 0.0);
+    assert!(one(&collector, "tcp_listen_overflows_per_second", &host) >= 0.0);
 
     assert!(one(&collector, "host_uptime_seconds", &host) > 0.0);
     assert!(one(&collector, "host_processes", &host) >= 3.0);

@@ -55,8 +55,8 @@ fn agent_metrics_reach_the_collector_with_their_labels() {
         ("swap_used_percent", &[]),
         ("disk_used_percent", &["mountpoint", "device"]),
         ("disk_free_bytes", &["mountpoint", "device"]),
-        ("net_rx_bytes_per_sec", &["interface"]),
-        ("net_tx_bytes_per_sec", &["interface"]),
+        ("net_rx_bytes_per_second", &["interface"]),
+        ("net_tx_bytes_per_second", &["interface"]),
     ];
     for (metric, labels) in expected {
         let series = poll(&format!("series of {metric}"), || {

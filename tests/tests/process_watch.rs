@@ -78,14 +78,14 @@ min_count = 1
     for entry in ["sleeper", "by-cmdline", "by-pidfile"] {
         assert_eq!(up(entry), Some(1.0), "{entry}");
         assert_eq!(
-            latest(&collector, "process_count", &host, entry),
+            latest(&collector, "process_instances", &host, entry),
             Some(1.0),
             "{entry}"
         );
     }
     assert_eq!(up("absent"), Some(0.0));
     assert_eq!(
-        latest(&collector, "process_count", &host, "absent"),
+        latest(&collector, "process_instances", &host, "absent"),
         Some(0.0)
     );
     let rss = latest(&collector, "process_rss_bytes", &host, "sleeper").unwrap();

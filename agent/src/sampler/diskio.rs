@@ -1,8 +1,9 @@
 //! Block-device I/O from `/proc/diskstats`, computed as `iostat -x` does:
 //!
-//! - `diskio_read_bytes_per_sec` / `diskio_write_bytes_per_sec`: Δsectors × 512 / Δt (rkB/s, wkB/s × 1024)
-//! - `diskio_reads_per_sec` / `diskio_writes_per_sec`: Δcompleted / Δt (r/s, w/s)
-//! - `diskio_await_ms`: Δ(read ms + write ms) / Δ(reads + writes) (await; 0 when idle)
+//! - `diskio_read_bytes_per_second` / `diskio_write_bytes_per_second`: Δsectors × 512 / Δt (rkB/s, wkB/s × 1024)
+//! - `diskio_reads_per_second` / `diskio_writes_per_second`: Δcompleted / Δt (r/s, w/s)
+//! - `diskio_await_seconds`: Δ(read ms + write ms) / Δ(reads + writes) / 1000
+//!   (iostat's await in seconds; 0 when idle)
 //! - `diskio_util_percent`: Δ(ms doing I/O) / Δt in ms × 100 (%util)
 //!
 //! Loop, RAM and device-mapper-less pseudo devices (`loop*`, `ram*`, `zram*`)
@@ -28,10 +29,10 @@ pub fn samples(devices: &[DiskStats], rates: &mut Rates) -> Vec<Sample> {
         let key = |what: &str| format!("diskio/{}/{what}", d.device);
         let labelled = |metric, value| Sample::labelled(metric, "device", d.device.clone(), value);
         let counters = [
-            ("diskio_read_bytes_per_sec", d.sectors_read * 512),
-            ("diskio_write_bytes_per_sec", d.sectors_written * 512),
-            ("diskio_reads_per_sec", d.reads),
-            ("diskio_writes_per_sec", d.writes),
+            ("diskio_read_bytes_per_second", d.sectors_read * 512),
+            ("diskio_write_bytes_per_second", d.sectors_written * 512),
+            ("diskio_reads_per_second", d.reads),
+            ("diskio_writes_per_second", d.writes),
         ];
         for (metric, value) in counters {
             if let Some(r) = rates.rate(&key(metric), value) {
@@ -41,12 +42,12 @@ pub fn samples(devices: &[DiskStats], rates: &mut Rates) -> Vec<Sample> {
         let ops = rates.delta(&key("ops"), d.reads + d.writes);
         let wait_ms = rates.delta(&key("wait_ms"), d.read_ms + d.write_ms);
         if let (Some(ops), Some(wait_ms)) = (ops, wait_ms) {
-            let await_ms = if ops == 0 {
+            let await_seconds = if ops == 0 {
                 0.0
             } else {
-                wait_ms as f64 / ops as f64
+                wait_ms as f64 / ops as f64 / 1000.0
             };
-            out.push(labelled("diskio_await_ms", await_ms));
+            out.push(labelled("diskio_await_seconds", await_seconds));
         }
         let busy_ms = rates.delta(&key("io_ms"), d.io_ms);
         if let (Some(busy_ms), Some(secs)) = (busy_ms, rates.elapsed_secs()) {
@@ -101,11 +102,14 @@ mod tests {
         ];
         let s = samples(&after, &mut rates);
         let get = |m: &str| find(&s, m, &[("device", "vda")]);
-        assert_eq!(get("diskio_reads_per_sec"), Some(20.0));
-        assert_eq!(get("diskio_read_bytes_per_sec"), Some(320.0 * 512.0 / 2.0));
-        assert_eq!(get("diskio_await_ms"), Some(5.0));
+        assert_eq!(get("diskio_reads_per_second"), Some(20.0));
+        assert_eq!(
+            get("diskio_read_bytes_per_second"),
+            Some(320.0 * 512.0 / 2.0)
+        );
+        assert_eq!(get("diskio_await_seconds"), Some(0.005));
         assert_eq!(get("diskio_util_percent"), Some(25.0));
-        assert_eq!(get("diskio_writes_per_sec"), Some(0.0));
-        assert!(find(&s, "diskio_reads_per_sec", &[("device", "loop0")]).is_none());
+        assert_eq!(get("diskio_writes_per_second"), Some(0.0));
+        assert!(find(&s, "diskio_reads_per_second", &[("device", "loop0")]).is_none());
     }
 }

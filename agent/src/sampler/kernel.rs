@@ -48,9 +48,9 @@ pub fn samples(stat: &Stat, rates: &mut Rates) -> Vec<Sample> {
         cpu_modes(&n.to_string(), times, rates, &mut out);
     }
     let per_sec = [
-        ("context_switches_per_sec", stat.context_switches),
-        ("interrupts_per_sec", stat.interrupts),
-        ("forks_per_sec", stat.forks),
+        ("context_switches_per_second", stat.context_switches),
+        ("interrupts_per_second", stat.interrupts),
+        ("forks_per_second", stat.forks),
     ];
     for (metric, value) in per_sec {
         if let Some(r) = rates.rate(metric, value) {
@@ -101,9 +101,9 @@ mod tests {
             .map(|x| x.value)
             .sum();
         assert!((total_share - 100.0).abs() < 1e-9);
-        assert_eq!(get("context_switches_per_sec", None), Some(1000.0));
-        assert_eq!(get("interrupts_per_sec", None), Some(100.0));
-        assert_eq!(get("forks_per_sec", None), Some(2.0));
+        assert_eq!(get("context_switches_per_second", None), Some(1000.0));
+        assert_eq!(get("interrupts_per_second", None), Some(100.0));
+        assert_eq!(get("forks_per_second", None), Some(2.0));
         assert_eq!(get("procs_running", None), Some(3.0));
     }
 }

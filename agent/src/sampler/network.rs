@@ -24,14 +24,14 @@ pub fn samples(
         let labelled =
             |metric, value| Sample::labelled(metric, "interface", d.interface.clone(), value);
         let counters = [
-            ("net_rx_bytes_per_sec", d.rx_bytes),
-            ("net_tx_bytes_per_sec", d.tx_bytes),
-            ("net_rx_packets_per_sec", d.rx_packets),
-            ("net_tx_packets_per_sec", d.tx_packets),
-            ("net_rx_errors_per_sec", d.rx_errors),
-            ("net_tx_errors_per_sec", d.tx_errors),
-            ("net_rx_drops_per_sec", d.rx_drops),
-            ("net_tx_drops_per_sec", d.tx_drops),
+            ("net_rx_bytes_per_second", d.rx_bytes),
+            ("net_tx_bytes_per_second", d.tx_bytes),
+            ("net_rx_packets_per_second", d.rx_packets),
+            ("net_tx_packets_per_second", d.tx_packets),
+            ("net_rx_errors_per_second", d.rx_errors),
+            ("net_tx_errors_per_second", d.tx_errors),
+            ("net_rx_drops_per_second", d.rx_drops),
+            ("net_tx_drops_per_second", d.tx_drops),
         ];
         for (metric, value) in counters {
             if let Some(r) = rates.rate(&format!("net/{}/{metric}", d.interface), value) {
@@ -91,16 +91,16 @@ mod tests {
             &mut rates,
         );
         assert_eq!(
-            find(&s, "net_rx_bytes_per_sec", &[("interface", "eth0")]),
+            find(&s, "net_rx_bytes_per_second", &[("interface", "eth0")]),
             Some(1000.0)
         );
         assert_eq!(
-            find(&s, "net_rx_drops_per_sec", &[("interface", "eth0")]),
+            find(&s, "net_rx_drops_per_second", &[("interface", "eth0")]),
             Some(2.0)
         );
         assert_eq!(find(&s, "net_link_up", &[("interface", "eth0")]), Some(0.0));
         assert!(
-            find(&s, "net_rx_bytes_per_sec", &[("interface", "lo")]).is_none(),
+            find(&s, "net_rx_bytes_per_second", &[("interface", "lo")]).is_none(),
             "lo is excluded"
         );
     }

@@ -23,12 +23,12 @@ pub fn samples(
     for (metric, total) in kinds {
         let Some(total_us) = total else { continue };
         // µs stalled per second / 1e6 * 100 = percent of wall time.
-        if let Some(us_per_sec) = rates.rate(&format!("{metric}/{resource}"), total_us) {
+        if let Some(us_per_second) = rates.rate(&format!("{metric}/{resource}"), total_us) {
             out.push(Sample::labelled(
                 metric,
                 "resource",
                 resource,
-                (us_per_sec / 10_000.0).min(100.0),
+                (us_per_second / 10_000.0).min(100.0),
             ));
         }
     }

@@ -3,7 +3,7 @@
 //! Each watch entry (config `[[watch]]`) matches processes by executable
 //! name, by command-line regex or by pidfile, and expects at least
 //! `min_count` of them. Per entry and interval it reports `process_up`,
-//! `process_count`, `process_cpu_percent`, `process_rss_bytes`,
+//! `process_instances`, `process_cpu_percent`, `process_rss_bytes`,
 //! `process_open_fds`, `process_threads`, `process_uptime_seconds` and
 //! `process_restarts_total` (label `process` = the entry's name).
 //!
@@ -119,7 +119,7 @@ pub struct ProcessWatcher {
     known: HashMap<u32, KnownPid>,
     restarts: Vec<RestartTracker>,
     needs_cmdline: bool,
-    ticks_per_sec: u64,
+    ticks_per_second: u64,
     page_size: u64,
 }
 
@@ -135,7 +135,7 @@ impl ProcessWatcher {
             proc_root: PathBuf::from("/proc"),
             known: HashMap::new(),
             needs_cmdline,
-            ticks_per_sec: rustix::param::clock_ticks_per_second().max(1),
+            ticks_per_second: rustix::param::clock_ticks_per_second().max(1),
             page_size: rustix::param::page_size() as u64,
         }
     }
@@ -269,7 +269,7 @@ impl ProcessWatcher {
                     0.0
                 },
             ),
-            labelled("process_count", count as f64),
+            labelled("process_instances", count as f64),
             labelled("process_restarts_total", self.restarts[i].restarts as f64),
         ];
         if count == 0 {
@@ -279,14 +279,14 @@ impl ProcessWatcher {
         out.push(labelled("process_rss_bytes", rss as f64));
         out.push(labelled("process_open_fds", fds as f64));
         if let Some(start) = oldest_start {
-            let started = boot_time_secs as f64 + start as f64 / self.ticks_per_sec as f64;
+            let started = boot_time_secs as f64 + start as f64 / self.ticks_per_second as f64;
             out.push(labelled(
                 "process_uptime_seconds",
                 (now_secs - started).max(0.0),
             ));
         }
         if let (true, Some(secs)) = (cpu_complete, rates.elapsed_secs()) {
-            let pct = cpu_ticks as f64 / self.ticks_per_sec as f64 / secs * 100.0;
+            let pct = cpu_ticks as f64 / self.ticks_per_second as f64 / secs * 100.0;
             out.push(labelled("process_cpu_percent", pct));
         }
         out

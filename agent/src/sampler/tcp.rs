@@ -18,9 +18,9 @@ pub fn samples(snmp: &HashMap<(String, String), i64>, rates: &mut Rates) -> Vec<
         out.push(Sample::new("tcp_established_connections", v as f64));
     }
     let counters = [
-        ("tcp_retransmits_per_sec", get("Tcp", "RetransSegs")),
+        ("tcp_retransmits_per_second", get("Tcp", "RetransSegs")),
         (
-            "tcp_listen_overflows_per_sec",
+            "tcp_listen_overflows_per_second",
             get("TcpExt", "ListenOverflows"),
         ),
     ];

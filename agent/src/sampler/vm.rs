@@ -30,8 +30,8 @@ pub fn samples(
         ));
     }
     for (metric, key) in [
-        ("swap_in_pages_per_sec", "pswpin"),
-        ("swap_out_pages_per_sec", "pswpout"),
+        ("swap_in_pages_per_second", "pswpin"),
+        ("swap_out_pages_per_second", "pswpout"),
     ] {
         if let Some(r) = vmstat.get(key).and_then(|v| rates.rate(metric, *v)) {
             out.push(Sample::new(metric, r));
@@ -71,8 +71,8 @@ mod tests {
         assert_eq!(get("memory_cached_bytes"), Some(250.0 * 1024.0));
         assert_eq!(get("memory_buffers_bytes"), Some(10.0 * 1024.0));
         assert_eq!(get("memory_free_bytes"), Some(100.0 * 1024.0));
-        assert_eq!(get("swap_in_pages_per_sec"), Some(10.0));
-        assert_eq!(get("swap_out_pages_per_sec"), Some(1.0));
+        assert_eq!(get("swap_in_pages_per_second"), Some(10.0));
+        assert_eq!(get("swap_out_pages_per_second"), Some(1.0));
         assert_eq!(get("oom_kills_total"), Some(2.0));
     }
 }

@@ -173,8 +173,8 @@ fn readings(i: usize, ts: i64, rng: &mut fastrand::Rng) -> Vec<pb::Sample> {
             out.push(sample(m, &[], h, ts, v * gib * (1.0 + 0.05 * wave)));
         }
         out.push(sample("swap_used_bytes", &[], h, ts, 0.2 * gib));
-        out.push(sample("swap_in_pages_per_sec", &[], h, ts, 0.0));
-        out.push(sample("swap_out_pages_per_sec", &[], h, ts, 0.0));
+        out.push(sample("swap_in_pages_per_second", &[], h, ts, 0.0));
+        out.push(sample("swap_out_pages_per_second", &[], h, ts, 0.0));
         out.push(sample(
             "disk_used_percent",
             &[("device", "vdb1"), ("mountpoint", "/var")],
@@ -183,8 +183,8 @@ fn readings(i: usize, ts: i64, rng: &mut fastrand::Rng) -> Vec<pb::Sample> {
             63.0,
         ));
         for (m, v) in [
-            ("diskio_read_bytes_per_sec", 2.0e6),
-            ("diskio_write_bytes_per_sec", 5.0e6),
+            ("diskio_read_bytes_per_second", 2.0e6),
+            ("diskio_write_bytes_per_second", 5.0e6),
             ("diskio_util_percent", 12.0),
         ] {
             out.push(sample(
@@ -197,12 +197,12 @@ fn readings(i: usize, ts: i64, rng: &mut fastrand::Rng) -> Vec<pb::Sample> {
         }
         for iface in ["eth0", "eth1"] {
             for (m, v) in [
-                ("net_rx_bytes_per_sec", 3.0e6),
-                ("net_tx_bytes_per_sec", 1.0e6),
-                ("net_rx_errors_per_sec", 0.0),
-                ("net_tx_errors_per_sec", 0.0),
-                ("net_rx_drops_per_sec", 0.1),
-                ("net_tx_drops_per_sec", 0.0),
+                ("net_rx_bytes_per_second", 3.0e6),
+                ("net_tx_bytes_per_second", 1.0e6),
+                ("net_rx_errors_per_second", 0.0),
+                ("net_tx_errors_per_second", 0.0),
+                ("net_rx_drops_per_second", 0.1),
+                ("net_tx_drops_per_second", 0.0),
             ] {
                 out.push(sample(
                     m,
@@ -220,8 +220,8 @@ fn readings(i: usize, ts: i64, rng: &mut fastrand::Rng) -> Vec<pb::Sample> {
             ts,
             340.0 + 40.0 * wave,
         ));
-        out.push(sample("tcp_retransmits_per_sec", &[], h, ts, 1.5));
-        out.push(sample("tcp_listen_overflows_per_sec", &[], h, ts, 0.0));
+        out.push(sample("tcp_retransmits_per_second", &[], h, ts, 1.5));
+        out.push(sample("tcp_listen_overflows_per_second", &[], h, ts, 0.0));
         for (p, c, r) in [("app", 35.0, 800.0e6), ("nginx", 5.0, 60.0e6)] {
             out.push(sample(
                 "process_cpu_percent",

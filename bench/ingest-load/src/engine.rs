@@ -48,7 +48,7 @@ pub struct EngineResult {
     /// Samples appended.
     pub samples: u64,
     /// Appended samples per second (wall clock, all threads).
-    pub samples_per_sec: f64,
+    pub samples_per_second: f64,
     /// Raw-tier bytes per sample after writing the heads and compacting.
     pub raw_bytes_per_sample: f64,
     /// Rollup (1m + 1h) bytes per sample, same moment.
@@ -139,7 +139,7 @@ pub fn run(
     let [raw, minute, hour] = stats.tier_disk_bytes;
     Ok(EngineResult {
         samples,
-        samples_per_sec: samples as f64 / elapsed.as_secs_f64(),
+        samples_per_second: samples as f64 / elapsed.as_secs_f64(),
         raw_bytes_per_sample: raw as f64 / samples as f64,
         rollup_bytes_per_sample: (minute + hour) as f64 / samples as f64,
     })

@@ -6,10 +6,10 @@ use crate::wire;
 
 /// The metrics of a simulated host, by kind.
 pub const METRICS: [(&str, Kind); 10] = [
-    ("bench_rx_bytes_per_sec", Kind::Rate(2_000_000)),
-    ("bench_tx_bytes_per_sec", Kind::Rate(500_000)),
-    ("bench_requests_per_sec", Kind::Rate(300)),
-    ("bench_errors_per_sec", Kind::Rate(2)),
+    ("bench_rx_bytes_per_second", Kind::Rate(2_000_000)),
+    ("bench_tx_bytes_per_second", Kind::Rate(500_000)),
+    ("bench_requests_per_second", Kind::Rate(300)),
+    ("bench_errors_per_second", Kind::Rate(2)),
     ("cpu_usage_percent", Kind::Gauge(35.0)),
     ("bench_used_bytes", Kind::Gauge(4.0e9)),
     ("bench_temperature_celsius", Kind::Gauge(48.0)),

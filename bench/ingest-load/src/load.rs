@@ -21,7 +21,7 @@ use crate::wire::{self, Encoded};
 /// What the load phase measured.
 pub struct LoadResult {
     /// Samples acked per second over the measured window.
-    pub samples_per_sec: f64,
+    pub samples_per_second: f64,
     /// Samples acked in total (warm-up included).
     pub samples_acked: u64,
     /// Ack latency (send → ack) in microseconds.
@@ -188,7 +188,7 @@ pub async fn run(
     }
     let latency_us = latency.lock().expect("poisoned").clone();
     Ok(LoadResult {
-        samples_per_sec: measured.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64(),
+        samples_per_second: measured.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64(),
         samples_acked: total.load(Ordering::Relaxed),
         latency_us,
     })

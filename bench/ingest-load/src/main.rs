@@ -84,7 +84,7 @@ fn ms(d: Duration) -> f64 {
 
 /// The end-to-end figures for the final line.
 struct EndToEnd {
-    samples_per_sec: f64,
+    samples_per_second: f64,
     p99_ms: f64,
     bytes_per_sample: f64,
     query24h_ms: f64,
@@ -161,7 +161,7 @@ async fn end_to_end(args: &Args, work: &std::path::Path) -> anyhow::Result<EndTo
         args.agents,
         args.series,
         args.window,
-        result.samples_per_sec,
+        result.samples_per_second,
         args.duration,
         lat.value_at_quantile(0.5) as f64 / 1000.0,
         lat.value_at_quantile(0.99) as f64 / 1000.0,
@@ -223,7 +223,7 @@ async fn end_to_end(args: &Args, work: &std::path::Path) -> anyhow::Result<EndTo
         per(stats.disk_bytes)
     );
     Ok(EndToEnd {
-        samples_per_sec: result.samples_per_sec,
+        samples_per_second: result.samples_per_second,
         p99_ms: lat.value_at_quantile(0.99) as f64 / 1000.0,
         bytes_per_sample: per(raw),
         query24h_ms: ms(q.day_one_series.0),
@@ -259,15 +259,15 @@ fn main() -> anyhow::Result<()> {
         args.engine_threads,
         &work.path().join("engine"),
     )?;
-    let ratio = ours.samples_per_sec / prom.samples_per_sec;
+    let ratio = ours.samples_per_second / prom.samples_per_second;
     println!(
         "engine, {} series × {} scrapes ({} samples), same series file: nightjar {:.0} samples/s ({} threads, every append fsynced), promtool {:.0} samples/s, ratio {ratio:.2}",
         args.metrics,
         args.scrapes,
         ours.samples,
-        ours.samples_per_sec,
+        ours.samples_per_second,
         args.engine_threads,
-        prom.samples_per_sec
+        prom.samples_per_second
     );
     println!(
         "engine bytes/sample after compaction: nightjar raw {:.2} (+ rollups {:.2}), prometheus blocks {}",
@@ -285,7 +285,7 @@ fn main() -> anyhow::Result<()> {
     };
     println!(
         "ingest: {} samples/s acked, ack p99 {} ms, {} bytes/sample, engine {:.0} samples/s, promtool {:.0} samples/s, ratio {ratio:.2}, query24h {} ms, latest10k {} ms",
-        f(e2e.as_ref().map(|e| e.samples_per_sec), 0),
+        f(e2e.as_ref().map(|e| e.samples_per_second), 0),
         f(e2e.as_ref().map(|e| e.p99_ms), 1),
         f(
             e2e.as_ref()
@@ -293,8 +293,8 @@ fn main() -> anyhow::Result<()> {
                 .or(Some(ours.raw_bytes_per_sample)),
             2
         ),
-        ours.samples_per_sec,
-        prom.samples_per_sec,
+        ours.samples_per_second,
+        prom.samples_per_second,
         f(e2e.as_ref().map(|e| e.query24h_ms), 2),
         f(e2e.as_ref().map(|e| e.latest_ms), 2),
     );

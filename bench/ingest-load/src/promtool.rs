@@ -11,7 +11,7 @@ use anyhow::Context as _;
 /// What Prometheus measured.
 pub struct PromResult {
     /// promtool's "samples/sec".
-    pub samples_per_sec: f64,
+    pub samples_per_second: f64,
     /// Bytes of compacted blocks per sample in them, if Prometheus ran and
     /// wrote blocks (its head is compacted once it spans over 3 h).
     pub bytes_per_sample: Option<f64>,
@@ -38,14 +38,14 @@ pub fn run(
         "promtool failed: {stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let samples_per_sec = stdout
+    let samples_per_second = stdout
         .lines()
         .find_map(|l| l.trim().strip_prefix("> samples/sec:"))
         .and_then(|v| v.trim().parse::<f64>().ok())
         .with_context(|| format!("no samples/sec in promtool's output: {stdout}"))?;
     let bytes_per_sample = compacted_bytes_per_sample(&dir.join("storage"))?;
     Ok(PromResult {
-        samples_per_sec,
+        samples_per_second,
         bytes_per_sample,
     })
 }

@@ -21,7 +21,7 @@ export async function renderNightjar(main: HTMLElement, _route: Route, signal: A
     query.listHosts({}, { signal }),
     latest("agent_spool_batches", signal),
     latest("agent_spool_bytes", signal),
-    latest("collector_samples_stored_per_sec", signal),
+    latest("collector_samples_stored_per_second", signal),
     latest("collector_samples_rejected_total", signal),
     latest("collector_batches_refused_total", signal),
     latest("collector_notifications_queued", signal),
@@ -36,7 +36,7 @@ export async function renderNightjar(main: HTMLElement, _route: Route, signal: A
   const figure = (name: string, value: string, id: string, bad = false) => h("div", { class: `figure${bad ? " s-warning" : ""}`, "data-figure": id }, h("span", { class: "figure-value" }, value), h("span", { class: "small muted" }, name));
   const rejectedByReason = rejected.filter((r) => r.value > 0).map((r) => `${label(r, "reason") ?? "?"}: ${r.value}`);
   const agents = [...hosts.hosts].sort((a, b) => Number(a.lastSeenMs - b.lastSeenMs));
-  const ingest = new Chart({ title: "Samples stored per second", metrics: ["collector_samples_stored_per_sec"], matchers: [], by: ["host"] });
+  const ingest = new Chart({ title: "Samples stored per second", metrics: ["collector_samples_stored_per_second"], matchers: [], by: ["host"] });
   const backlog = new Chart({ title: "Outbox backlog (notifications queued)", metrics: ["collector_notifications_queued"], matchers: [], by: ["host"] });
 
   fill(
