@@ -227,16 +227,17 @@ pub enum Command {
 pub enum TokenCommand {
     /// Make a random token; prints it, then the line for the token file.
     New {
-        /// Role: `agent` (ingest, for host NAME only) or `read` (query, alerts).
-        #[arg(value_parser = ["agent", "read"])]
+        /// Role: `agent` (ingest, for host NAME only), `read` (query,
+        /// alerts) or `write` (remote_write pushes, any host).
+        #[arg(value_parser = ["agent", "read", "write"])]
         role: String,
         /// The host (agent) or client name (read).
         name: String,
     },
     /// Read a token on stdin; print its line for the token file.
     Hash {
-        /// Role: `agent` or `read`.
-        #[arg(value_parser = ["agent", "read"])]
+        /// Role: `agent`, `read` or `write`.
+        #[arg(value_parser = ["agent", "read", "write"])]
         role: String,
         /// The host (agent) or client name (read).
         name: String,

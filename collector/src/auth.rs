@@ -1,6 +1,7 @@
 //! Who may call what: bearer tokens checked against a token file that holds
 //! only their SHA-256 hashes. Agent tokens may ingest, and only for their
-//! own host; read tokens may query and manage alerts.
+//! own host; write tokens may push samples for any host through the
+//! remote_write receiver; read tokens may query and manage alerts.
 //!
 //! Token file (`[auth] tokens_file`), one token per line:
 //!
@@ -8,6 +9,7 @@
 //! # role  name      hash
 //! agent   web-1     sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
 //! read    grafana   sha256:...
+//! write   vmagent   sha256:...
 //! ```
 //!
 //! `nightjar token new --agent web-1` makes a token and its line.
@@ -30,6 +32,8 @@ pub enum Role {
     Agent,
     /// Query and alert APIs.
     Read,
+    /// The remote_write receiver (`POST /api/v1/write`), for any host.
+    Write,
 }
 
 impl Role {
@@ -37,6 +41,7 @@ impl Role {
         match self {
             Role::Agent => "agent",
             Role::Read => "read",
+            Role::Write => "write",
         }
     }
 }
@@ -89,7 +94,10 @@ impl TokenTable {
             let role = match role {
                 "agent" => Role::Agent,
                 "read" => Role::Read,
-                other => return Err(format!("{at}: role {other:?} is not agent or read")),
+                "write" => Role::Write,
+                other => {
+                    return Err(format!("{at}: role {other:?} is not agent, read or write"));
+                }
             };
             let hash = parse_hash(hash).ok_or_else(|| {
                 format!("{at}: {hash:?} is not sha256: followed by 64 hex digits")
@@ -238,24 +246,42 @@ impl tonic::service::Interceptor for Authenticate {
                 "a client certificate is required (mTLS)",
             ));
         }
-        let Some(table) = &self.table else {
-            return Ok(request);
-        };
-        let token = request
+        let authorization = request
             .metadata()
             .get("authorization")
-            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.to_str().ok());
+        if let Some(caller) = self.check_bearer(&peer, authorization)? {
+            request.extensions_mut().insert(caller);
+        }
+        Ok(request)
+    }
+}
+
+impl Authenticate {
+    /// Checks an `authorization` header's bearer token for this role (the
+    /// gRPC services and the HTTP APIs alike): the caller, None with auth
+    /// off, or the refusal (counted and logged) as a status whose code an
+    /// HTTP handler maps to 401 / 403.
+    pub fn check_bearer(
+        &self,
+        peer: &str,
+        authorization: Option<&str>,
+    ) -> Result<Option<Caller>, Status> {
+        let Some(table) = &self.table else {
+            return Ok(None);
+        };
+        let token = authorization
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
         let Some(token) = token else {
-            self.log.refuse(Refusal::Missing, &peer, "no bearer token");
+            self.log.refuse(Refusal::Missing, peer, "no bearer token");
             return Err(Status::unauthenticated(
                 "a bearer token is required (authorization: Bearer TOKEN)",
             ));
         };
         let Some(caller) = table.caller(token) else {
             self.log
-                .refuse(Refusal::Unknown, &peer, "token not in the token file");
+                .refuse(Refusal::Unknown, peer, "token not in the token file");
             return Err(Status::unauthenticated("unknown token"));
         };
         if caller.role != self.role {
@@ -265,14 +291,13 @@ impl tonic::service::Interceptor for Authenticate {
                 caller.name,
                 self.role.as_str()
             );
-            self.log.refuse(Refusal::WrongRole, &peer, &detail);
+            self.log.refuse(Refusal::WrongRole, peer, &detail);
             return Err(Status::permission_denied(format!(
                 "this API needs a {} token",
                 self.role.as_str()
             )));
         }
-        request.extensions_mut().insert(caller);
-        Ok(request)
+        Ok(Some(caller))
     }
 }
 

@@ -181,64 +181,15 @@ async fn serve_stream<S: Storage>(
             }
             continue;
         }
-        let (mut batch, mut rejections) = batch_from_wire(wire, &limits, now_ms());
-        let (host_series, total_series) = storage.series_counts(&batch.host);
-        rejections.extend(limits.admit_batch(
-            &mut batch,
-            |key| storage.series_exists(key),
-            host_series,
-            total_series,
-        ));
-        let n_samples = (batch.samples.len() + batch.histograms.len()) as u64;
-        let (host, seq) = (batch.host.clone(), batch.seq);
-        let store = storage.clone();
-        let alerter = alerter.clone();
-        let appended = tokio::task::spawn_blocking(move || {
-            let now = now_ms();
-            let outcome = store.append(&batch, now)?;
-            // Rules see a batch once it is durable, before its ack: the
-            // crossing is judged when the sample arrives.
-            if let (Some(alerter), AppendOutcome::Stored { .. }) = (&alerter, outcome) {
-                alerter.observe(&batch, now);
-            }
-            Ok::<_, nightjar_storage::StorageError>(outcome)
-        })
-        .await;
-        let outcome = match appended {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(error)) => {
+        let stored = match store_batch(&storage, &counters, &limits, alerter.as_ref(), wire).await {
+            Ok(stored) => stored,
+            Err(error) => {
                 tracing::error!(%peer, %error, "storing batch failed; closing stream so the agent resends");
                 let _ = acks.send(Err(Status::unavailable(error.to_string()))).await;
                 return;
             }
-            Err(error) => {
-                tracing::error!(%peer, %error, "storage task failed");
-                let _ = acks
-                    .send(Err(Status::internal("storage task failed")))
-                    .await;
-                return;
-            }
         };
-        match outcome {
-            AppendOutcome::Stored { out_of_order, .. } => {
-                counters.batches_stored.fetch_add(1, Ordering::Relaxed);
-                counters
-                    .samples_stored
-                    .fetch_add(n_samples - u64::from(out_of_order), Ordering::Relaxed);
-                rejections.extend((0..out_of_order).map(|_| Rejection::OutOfOrder));
-            }
-            AppendOutcome::Replay { .. } => {
-                counters.batches_replayed.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        if !rejections.is_empty() {
-            SamplesRejected {
-                host: &host,
-                seq,
-                rejections: &rejections,
-            }
-            .emit(&counters);
-        }
+        let (outcome, rejections) = (stored.outcome, stored.rejections);
         // Invariant: this ack is sent only after `append` made the batch durable.
         let ack = pb::Ack {
             acked_through: outcome.acked_through(),
@@ -252,6 +203,88 @@ async fn serve_stream<S: Storage>(
             return;
         }
     }
+}
+
+/// What [`store_batch`] did with a batch.
+pub struct Stored {
+    /// Stored (durably) or recognised as a replay.
+    pub outcome: AppendOutcome,
+    /// The samples refused, in sample order (already counted and logged).
+    pub rejections: Vec<Rejection>,
+}
+
+/// The store step every ingest path shares (the agents' gRPC streams, the
+/// remote_write receiver): validates the batch's samples, admits them
+/// under `[limits]`, appends them with a synced write, shows them to the
+/// rules, and counts. On `Ok` the batch is durable (or was already): only
+/// then may the sender be told so. The header (`check_batch_header`) and
+/// the caller's right to the host are the caller's to check first.
+pub async fn store_batch<S: Storage>(
+    storage: &Arc<S>,
+    counters: &IngestCounters,
+    limits: &Limits,
+    alerter: Option<&Arc<Alerter>>,
+    wire: pb::Batch,
+) -> Result<Stored, StoreError> {
+    let (mut batch, mut rejections) = batch_from_wire(wire, limits, now_ms());
+    let (host_series, total_series) = storage.series_counts(&batch.host);
+    rejections.extend(limits.admit_batch(
+        &mut batch,
+        |key| storage.series_exists(key),
+        host_series,
+        total_series,
+    ));
+    let n_samples = (batch.samples.len() + batch.histograms.len()) as u64;
+    let (host, seq) = (batch.host.clone(), batch.seq);
+    let store = storage.clone();
+    let alerter = alerter.cloned();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let now = now_ms();
+        let outcome = store.append(&batch, now)?;
+        // Rules see a batch once it is durable, before its ack: the
+        // crossing is judged when the sample arrives.
+        if let (Some(alerter), AppendOutcome::Stored { .. }) = (&alerter, outcome) {
+            alerter.observe(&batch, now);
+        }
+        Ok::<_, nightjar_storage::StorageError>(outcome)
+    })
+    .await
+    .map_err(|e| StoreError::Task(e.to_string()))??;
+    match outcome {
+        AppendOutcome::Stored { out_of_order, .. } => {
+            counters.batches_stored.fetch_add(1, Ordering::Relaxed);
+            counters
+                .samples_stored
+                .fetch_add(n_samples - u64::from(out_of_order), Ordering::Relaxed);
+            rejections.extend((0..out_of_order).map(|_| Rejection::OutOfOrder));
+        }
+        AppendOutcome::Replay { .. } => {
+            counters.batches_replayed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    if !rejections.is_empty() {
+        SamplesRejected {
+            host: &host,
+            seq,
+            rejections: &rejections,
+        }
+        .emit(counters);
+    }
+    Ok(Stored {
+        outcome,
+        rejections,
+    })
+}
+
+/// Why [`store_batch`] stored nothing: the sender must send again.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The synced write failed (full or failing disk).
+    #[error(transparent)]
+    Storage(#[from] nightjar_storage::StorageError),
+    /// The blocking task that writes panicked or was cancelled.
+    #[error("storage task failed: {0}")]
+    Task(String),
 }
 
 /// At most one "refusing a batch" line every 10 s (each is counted).

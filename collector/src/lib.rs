@@ -16,6 +16,7 @@ pub mod dashboard;
 pub mod incident_api;
 pub mod ingest;
 pub mod query;
+pub mod remote_write;
 pub mod self_metrics;
 pub mod server;
 pub mod status;

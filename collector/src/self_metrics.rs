@@ -139,6 +139,11 @@ pub fn batch(
             None,
             c(&counters.samples_stored),
         ),
+        sample(
+            "collector_remote_write_requests_refused_total",
+            None,
+            c(&counters.remote_write_refused),
+        ),
         sample("collector_series", None, storage_stats.series as f64),
         sample("collector_hosts", None, hosts as f64),
         sample(

@@ -170,7 +170,8 @@ pub async fn run(config: Config, reload: Option<Reload>) -> anyhow::Result<()> {
             .routes()
             .into_axum_router()
             .layer(tonic_web::GrpcWebLayer::new())
-            .merge(crate::dashboard::router());
+            .merge(crate::dashboard::router())
+            .merge(wiring.http_routes());
         tokio::spawn(nightjar_common::status_http::serve(
             listener,
             source,
@@ -328,6 +329,27 @@ impl<S: Storage> Wiring<S> {
             ))
             .add_service(InterceptedService::new(incidents, authenticate(Role::Read)))
             .add_service(InterceptedService::new(capacity, authenticate(Role::Read)))
+    }
+}
+
+impl<S: Storage> Wiring<S> {
+    /// The Prometheus-ecosystem HTTP APIs of the HTTP port, each behind
+    /// its token: the remote_write receiver (`write` tokens).
+    pub fn http_routes(&self) -> axum::Router {
+        let receiver = crate::remote_write::receive::Receiver {
+            storage: self.storage.clone(),
+            counters: self.counters.clone(),
+            limits: Arc::new(self.limits.clone()),
+            alerter: Some(self.alerter.clone()),
+            auth: Authenticate {
+                table: self.tokens.clone(),
+                role: Role::Write,
+                log: self.auth_log.clone(),
+                require_client_cert: false,
+            },
+            store_lock: tokio::sync::Mutex::new(()),
+        };
+        crate::remote_write::receive::router(Arc::new(receiver))
     }
 }
 

@@ -24,6 +24,9 @@ pub struct IngestCounters {
     pub batches_refused: AtomicU64,
     /// Samples stored (`collector_samples_stored_total`).
     pub samples_stored: AtomicU64,
+    /// remote_write requests refused whole: undecodable bodies
+    /// (`collector_remote_write_requests_refused_total`).
+    pub remote_write_refused: AtomicU64,
     /// Samples rejected by validation (`collector_samples_rejected_total`).
     pub samples_rejected: AtomicU64,
     /// The same, by reason (indexed like [`Rejection::REASONS`]).

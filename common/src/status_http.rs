@@ -154,6 +154,8 @@ pub async fn serve(
             .merge(extra)
             .fallback(|| async { axum::http::StatusCode::NOT_FOUND });
     }
+    // With the peer's address, for the logs of refused requests.
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     if let Err(error) = axum::serve(listener, app).await {
         tracing::error!(%error, "the HTTP status port stopped");
     }

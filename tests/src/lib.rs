@@ -227,6 +227,13 @@ impl Collector {
         Collector { proc, addr }
     }
 
+    /// The collector's HTTP port (status, gRPC-web, the Prometheus APIs).
+    pub fn http_addr(&self) -> SocketAddr {
+        poll("the collector's HTTP port", || {
+            status_addr(&self.proc.stderr_lines())
+        })
+    }
+
     /// The collector's URL.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
@@ -476,4 +483,5 @@ pub mod pki;
 pub mod prometheus;
 pub mod proxy;
 pub mod receiver;
+pub mod remote_write;
 pub mod small_fs;
