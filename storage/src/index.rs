@@ -65,6 +65,11 @@ impl SeriesIndex {
         self.by_key.get(key).copied()
     }
 
+    /// The series of an id.
+    pub fn key(&self, id: u64) -> Option<&SharedKey> {
+        self.by_id.get(usize::try_from(id).ok()?)?.as_ref()
+    }
+
     /// Number of series.
     pub fn len(&self) -> usize {
         self.len

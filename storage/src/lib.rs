@@ -8,6 +8,7 @@
 //! Everything else talks to [`Storage`] or `AlertStore`.
 
 pub mod chunk;
+pub mod forward;
 pub mod head;
 pub mod index;
 pub mod ingest_log;
@@ -151,6 +152,64 @@ pub struct StorageStats {
     /// Writes that failed since open: batches refused (not acked) and
     /// chunk writes whose chunks were kept for a retry.
     pub write_failures: u64,
+}
+
+/// One record of the forward queue with its series resolved: the samples
+/// one stored batch hands to the remote_write senders.
+#[derive(Clone, Debug)]
+pub struct ForwardBatch {
+    /// The record's seq (the batch's ingest-log seq): records are read in
+    /// seq order, which is store order for every series.
+    pub seq: u64,
+    /// Float samples: series, timestamp (ms), value.
+    pub floats: Vec<(SharedKey, i64, f64)>,
+    /// Histogram samples as their figures (`forward::HISTOGRAM_FIGURES`).
+    pub histograms: Vec<(SharedKey, i64, [f64; forward::HISTOGRAM_FIGURES])>,
+}
+
+/// The size of the forward queue.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ForwardSize {
+    /// The lowest seq still held (the next to be written when empty).
+    pub first: u64,
+    /// The seq the next record will get.
+    pub next: u64,
+    /// Samples held.
+    pub samples: u64,
+}
+
+/// The durable queue the remote_write senders read (implemented over
+/// RocksDB, where the records are written in each batch's synced write).
+///
+/// Each reader keeps named cursors: (start, end) where `start` is the next
+/// record to send and `end`, when above it, the end of the request in
+/// flight — saved before that request is sent, so that after a crash the
+/// same records go out again as the same request.
+pub trait ForwardQueue: Send + Sync + 'static {
+    /// Records from `from` on, below `until` if given, whole records until
+    /// at least `max_samples` samples; only records no earlier batch is
+    /// still being written before (so nothing appears behind a reader).
+    fn forward_read(
+        &self,
+        from: u64,
+        until: Option<u64>,
+        max_samples: usize,
+    ) -> Result<Vec<ForwardBatch>, StorageError>;
+    /// The cursor `name`, if saved.
+    fn forward_cursor(&self, name: &str) -> Result<Option<(u64, u64)>, StorageError>;
+    /// Saves cursor `name`; with `sync`, durably before returning.
+    fn set_forward_cursor(
+        &self,
+        name: &str,
+        start: u64,
+        end: u64,
+        sync: bool,
+    ) -> Result<(), StorageError>;
+    /// Deletes the records below `seq` (every reader is past them, or the
+    /// queue's bound dropped them).
+    fn forward_trim(&self, below: u64) -> Result<(), StorageError>;
+    /// The queue's size now.
+    fn forward_size(&self) -> ForwardSize;
 }
 
 /// Durable time-series storage.

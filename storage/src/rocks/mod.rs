@@ -53,6 +53,7 @@
 //! makes sure every file is visited, so the data directory plateaus.
 
 mod alerts;
+mod forward;
 mod keys;
 mod read;
 mod reopen;
@@ -99,6 +100,7 @@ const CF_META: &str = "meta";
 const CF_HIST_RAW: &str = "hist_raw";
 const CF_HIST_1M: &str = "hist_1m";
 const CF_HIST_1H: &str = "hist_1h";
+const CF_FORWARD: &str = "forward_queue";
 
 /// Column families of earlier layouts this version cannot read.
 const RETIRED_CFS: [&str; 1] = ["samples"];
@@ -167,6 +169,10 @@ pub struct RocksStorage {
     pub(crate) fail_series_creation: std::sync::atomic::AtomicBool,
     /// Series that hold histograms, so histogram reads skip the others.
     histogram_series: RwLock<HashSet<u64>>,
+    /// Whether stored batches write forward records ([`forward`]).
+    forwarding: bool,
+    /// The forward queue's records and sample count.
+    forward: Mutex<forward::ForwardState>,
 }
 
 fn tier_cf(tier: Tier) -> &'static str {
@@ -310,10 +316,15 @@ impl RocksStorage {
         // Records live minutes: keep them in memory, rarely in files.
         log_opts.set_write_buffer_size(128 << 20);
         log_opts.set_compression_type(DBCompressionType::None);
+        // Records live seconds while the remote stores keep up; in an
+        // outage they pile up, and are read back once, oldest first.
+        let mut forward_opts = Options::default();
+        forward_opts.set_compression_type(DBCompressionType::Lz4);
         let cfs = [
             ColumnFamilyDescriptor::new(CF_SERIES, Options::default()),
             ColumnFamilyDescriptor::new(CF_LOG, log_opts),
             ColumnFamilyDescriptor::new(CF_META, Options::default()),
+            ColumnFamilyDescriptor::new(CF_FORWARD, forward_opts),
         ]
         .into_iter()
         .chain(
@@ -356,6 +367,8 @@ impl RocksStorage {
             #[cfg(test)]
             fail_series_creation: std::sync::atomic::AtomicBool::new(false),
             histogram_series: RwLock::default(),
+            forwarding: false,
+            forward: Mutex::default(),
         };
         storage.load()?;
         storage.load_histogram_series()?;

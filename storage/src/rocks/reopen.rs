@@ -29,6 +29,7 @@ use nightjar_model::model::{Batch, Point, SeriesKey, SharedKey};
 use nightjar_model::selector::Selector;
 
 use super::{RocksAlertStore, RocksStorage};
+use crate::ForwardQueue as _;
 use crate::{
     AppendOutcome, HostSummary, SeriesHistograms, SeriesSummaries, Storage, StorageError,
     StorageStats, Tier,
@@ -183,6 +184,39 @@ impl ReopeningStorage {
     /// `f` on the open database, or `fallback` while it is closed.
     fn or<R>(&self, fallback: R, f: impl FnOnce(&RocksStorage) -> R) -> R {
         self.with(f).unwrap_or(fallback)
+    }
+}
+
+impl crate::ForwardQueue for ReopeningStorage {
+    fn forward_read(
+        &self,
+        from: u64,
+        until: Option<u64>,
+        max_samples: usize,
+    ) -> Result<Vec<crate::ForwardBatch>, StorageError> {
+        self.with(|s| s.forward_read(from, until, max_samples))?
+    }
+
+    fn forward_cursor(&self, name: &str) -> Result<Option<(u64, u64)>, StorageError> {
+        self.with(|s| s.forward_cursor(name))?
+    }
+
+    fn set_forward_cursor(
+        &self,
+        name: &str,
+        start: u64,
+        end: u64,
+        sync: bool,
+    ) -> Result<(), StorageError> {
+        self.with(|s| s.set_forward_cursor(name, start, end, sync))?
+    }
+
+    fn forward_trim(&self, below: u64) -> Result<(), StorageError> {
+        self.with(|s| s.forward_trim(below))?
+    }
+
+    fn forward_size(&self) -> crate::ForwardSize {
+        self.or(crate::ForwardSize::default(), |s| s.forward_size())
     }
 }
 

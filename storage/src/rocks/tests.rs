@@ -705,3 +705,102 @@ fn a_batch_that_fails_before_its_write_leaves_nothing_pinning_the_ingest_log() {
         "a failed append must not leave its log seq in flight, pinning the floor"
     );
 }
+
+/// (metric, ts, value) of the float samples of forward batches.
+fn forwarded(batches: &[crate::ForwardBatch]) -> Vec<(String, i64, f64)> {
+    batches
+        .iter()
+        .flat_map(|b| b.floats.iter().map(|(k, t, v)| (k.metric.clone(), *t, *v)))
+        .collect()
+}
+
+#[test]
+fn the_forward_queue_holds_exactly_what_was_stored_and_survives_reopen() {
+    use crate::ForwardQueue as _;
+    let dir = tempfile::tempdir().unwrap();
+    let s = RocksStorage::open(dir.path())
+        .unwrap()
+        .with_forwarding()
+        .unwrap();
+    s.append(
+        &batch(
+            "a1",
+            "web-1",
+            1,
+            &[("load", 1_000, 1.0), ("mem", 1_000, 5.0)],
+        ),
+        0,
+    )
+    .unwrap();
+    // A second agent of the host resends an old point: refused by the
+    // heads, so never forwarded.
+    s.append(
+        &batch(
+            "a2",
+            "web-1",
+            1,
+            &[("load", 1_000, 9.0), ("load", 2_000, 2.0)],
+        ),
+        0,
+    )
+    .unwrap();
+    s.append(
+        &histogram_batch("a1", "web-1", 2, &[("lat", 3_000, &[1.0, 2.0, 3.0])]),
+        0,
+    )
+    .unwrap();
+    let all = s.forward_read(0, None, usize::MAX).unwrap();
+    assert_eq!(
+        forwarded(&all),
+        [
+            ("load".to_owned(), 1_000, 1.0),
+            ("mem".to_owned(), 1_000, 5.0),
+            ("load".to_owned(), 2_000, 2.0)
+        ]
+    );
+    let (key, ts, figures) = &all[2].histograms[0];
+    assert_eq!((key.metric.as_str(), *ts), ("lat", 3_000));
+    assert_eq!(figures[3], 3.0, "count");
+    assert!((figures[4] - 6.0).abs() < 0.01, "sum {}", figures[4]);
+    assert_eq!(s.forward_size().samples, 4);
+
+    // Reads stop at whole records once enough samples are taken.
+    let first = s.forward_read(0, None, 1).unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(forwarded(&first).len(), 2);
+    let cursor_end = first[0].seq + 1;
+    s.set_forward_cursor("hook/0", cursor_end, cursor_end, true)
+        .unwrap();
+    s.forward_trim(cursor_end).unwrap();
+    assert_eq!(s.forward_size().samples, 2);
+    drop(s);
+
+    let s = RocksStorage::open(dir.path())
+        .unwrap()
+        .with_forwarding()
+        .unwrap();
+    assert_eq!(
+        s.forward_cursor("hook/0").unwrap(),
+        Some((cursor_end, cursor_end))
+    );
+    assert_eq!(s.forward_size().samples, 2);
+    let rest = s.forward_read(cursor_end, None, usize::MAX).unwrap();
+    assert_eq!(forwarded(&rest), [("load".to_owned(), 2_000, 2.0)]);
+    // Trimmed empty, then reopened: new records still come after the cursor.
+    s.forward_trim(u64::MAX).unwrap();
+    s.set_forward_cursor("hook/0", s.forward_size().next, s.forward_size().next, true)
+        .unwrap();
+    let cursor = s.forward_size().next;
+    s.flush_heads(Duration::ZERO).unwrap();
+    drop(s);
+    let s = RocksStorage::open(dir.path())
+        .unwrap()
+        .with_forwarding()
+        .unwrap();
+    s.append(&batch("a1", "web-1", 3, &[("load", 4_000, 4.0)]), 0)
+        .unwrap();
+    assert_eq!(
+        forwarded(&s.forward_read(cursor, None, usize::MAX).unwrap()),
+        [("load".to_owned(), 4_000, 4.0)]
+    );
+}

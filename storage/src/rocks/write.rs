@@ -178,17 +178,23 @@ impl RocksStorage {
     /// Adds the batch's histogram samples to `wb`: the raw row and a merge
     /// operand per rollup tier. Returns how many were refused because their
     /// series already holds a histogram at that timestamp (a second copy
-    /// would be counted twice in the rollups).
-    fn add_histograms(&self, wb: &mut WriteBatch, batch: &Batch) -> Result<u32, StorageError> {
+    /// would be counted twice in the rollups), the indices of those taken,
+    /// and every histogram's series id.
+    fn add_histograms(
+        &self,
+        wb: &mut WriteBatch,
+        batch: &Batch,
+    ) -> Result<(u32, Vec<usize>, Vec<u64>), StorageError> {
         if batch.histograms.is_empty() {
-            return Ok(0);
+            return Ok((0, Vec::new(), Vec::new()));
         }
         let ids = self.series_ids(batch.histograms.iter().map(|h| &h.series))?;
         let raw = self.cf(CF_HIST_RAW);
         let mut seen = BTreeSet::new();
         let mut new_series = Vec::new();
         let mut refused = 0;
-        for (id, h) in ids.into_iter().zip(&batch.histograms) {
+        let mut accepted = Vec::with_capacity(ids.len());
+        for (i, (&id, h)) in ids.iter().zip(&batch.histograms).enumerate() {
             let key = time_key(id, h.timestamp_ms);
             let stored = self
                 .db
@@ -201,6 +207,7 @@ impl RocksStorage {
             let encoded = h.histogram.encode();
             wb.put_cf(raw, key, &encoded);
             new_series.push(id);
+            accepted.push(i);
             for tier in Tier::ROLLUPS {
                 wb.merge_cf(
                     self.cf(hist_cf(tier)),
@@ -215,7 +222,7 @@ impl RocksStorage {
             .write()
             .expect("poisoned")
             .extend(new_series);
-        Ok(refused)
+        Ok((refused, accepted, ids))
     }
 
     /// Writes sealed chunks and their rollup operands in one batch.
@@ -273,7 +280,13 @@ impl RocksStorage {
         let mut wb = WriteBatch::default();
         // Before the log seq is taken: an error here must not leave a seq
         // in flight, which would pin the ingest log's floor for good.
-        let histograms_refused = self.add_histograms(&mut wb, batch)?;
+        let (histograms_refused, histograms_taken, histogram_ids) =
+            self.add_histograms(&mut wb, batch)?;
+        // Built before the write, as the heads will judge the points.
+        let forward = self
+            .forwarding
+            .then(|| self.forward_record(batch, &samples, &histograms_taken, &histogram_ids))
+            .filter(|r| !r.is_empty());
         let log_seq = {
             let mut log = self.log.lock().expect("poisoned");
             let seq = log.next_seq;
@@ -286,6 +299,10 @@ impl RocksStorage {
             log_seq.to_be_bytes(),
             ingest_log::encode(&samples),
         );
+        // Invariant: the forward record is durable exactly when its batch is.
+        if let Some(record) = &forward {
+            self.put_forward(&mut wb, log_seq, record);
+        }
         let meta_cf = self.cf(CF_META);
         wb.put_cf(
             meta_cf,
@@ -305,6 +322,9 @@ impl RocksStorage {
             // The batch is durable from here on; only now may it be acked.
             Ok(()) => {
                 *self.batch_write_error.lock().expect("poisoned") = None;
+                if let Some(record) = &forward {
+                    self.forward_written(log_seq, record.len());
+                }
                 Ok(self.apply(log_seq, &samples))
             }
             Err(e) => {

@@ -1,0 +1,259 @@
+//! The forward queue over RocksDB: column family `forward_queue`, log seq
+//! (u64 BE) → a [`forward`] record, written in the batch's synced write
+//! when forwarding is on; reader cursors in `meta` under `f/<name>`
+//! (start u64 BE ++ end u64 BE).
+//!
+//! Invariant: a record holds exactly the samples its batch stored. The
+//! heads would refuse a point not newer than its series' newest, so the
+//! record is built after the same check, made before the write (one
+//! writer per series: its host's agent), and histograms the batch refuses
+//! are left out too. A remote store then never sees a point Nightjar
+//! refused, which would make it refuse the whole request.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+
+use rocksdb::{IteratorMode, WriteBatch, WriteOptions};
+
+use super::keys::read_u64;
+use super::{CF_FORWARD, CF_META, RocksStorage};
+use crate::forward::{self, ForwardRecord};
+use crate::head::Heads;
+use crate::ingest_log::LogSample;
+use crate::{ForwardBatch, ForwardQueue, ForwardSize, StorageError};
+use nightjar_model::model::Batch;
+
+/// The records held and their sample counts, for the queue's size.
+#[derive(Default)]
+pub(super) struct ForwardState {
+    counts: BTreeMap<u64, u32>,
+    samples: u64,
+}
+
+fn cursor_key(name: &str) -> Vec<u8> {
+    [b"f/", name.as_bytes()].concat()
+}
+
+impl RocksStorage {
+    /// Turns forwarding on: every batch stored from now on also writes its
+    /// forward record. Loads the queue's size, and keeps record seqs above
+    /// every saved cursor (the ingest log alone may restart them lower).
+    pub fn with_forwarding(mut self) -> Result<RocksStorage, StorageError> {
+        let mut state = ForwardState::default();
+        let mut last = 0;
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_FORWARD), IteratorMode::Start)
+        {
+            let (k, v) = item.map_err(|e| self.io("read forward queue", e))?;
+            let seq = read_u64(&k).ok_or_else(|| self.corrupt("forward queue key", &k))?;
+            let n = forward::sample_count(&v).unwrap_or(0) as u32;
+            state.counts.insert(seq, n);
+            state.samples += u64::from(n);
+            last = seq;
+        }
+        let mut highest_end = 0;
+        let prefix = b"f/";
+        for item in self.db.prefix_iterator_cf(self.cf(CF_META), prefix) {
+            let (k, v) = item.map_err(|e| self.io("read forward cursors", e))?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            let end = v.get(8..).and_then(read_u64).unwrap_or(0);
+            highest_end = highest_end.max(end).max(read_u64(&v).unwrap_or(0));
+        }
+        {
+            let mut log = self.log.lock().expect("poisoned");
+            log.next_seq = log.next_seq.max(last + 1).max(highest_end);
+        }
+        *self.forward.lock().expect("poisoned") = state;
+        self.forwarding = true;
+        Ok(self)
+    }
+
+    /// The forward record of a batch about to be written: the float
+    /// samples the heads will take (newer than their series' newest) and
+    /// the histograms at `accepted` indices.
+    pub(super) fn forward_record(
+        &self,
+        batch: &Batch,
+        samples: &[LogSample],
+        accepted_histograms: &[usize],
+        histogram_ids: &[u64],
+    ) -> ForwardRecord {
+        let mut newest: HashMap<u64, Option<i64>> = HashMap::new();
+        let mut by_shard: Vec<Vec<u64>> = vec![Vec::new(); crate::head::SHARDS];
+        for s in samples {
+            if !newest.contains_key(&s.0) {
+                newest.insert(s.0, None);
+                by_shard[Heads::shard_of(s.0)].push(s.0);
+            }
+        }
+        for (shard, ids) in by_shard.iter().enumerate() {
+            if ids.is_empty() {
+                continue;
+            }
+            let mut heads = self.heads.lock(shard);
+            for id in ids {
+                let head = self.head_for(&mut heads, *id);
+                newest.insert(*id, head.newest().map(|p| p.timestamp_ms));
+            }
+        }
+        let mut floats = Vec::with_capacity(samples.len());
+        for &(id, ts, value) in samples {
+            let last = newest.get_mut(&id).expect("every id looked up");
+            if last.is_none_or(|last| ts > last) {
+                *last = Some(ts);
+                floats.push((id, ts, value));
+            }
+        }
+        let histograms = accepted_histograms
+            .iter()
+            .map(|&i| {
+                let h = &batch.histograms[i];
+                (
+                    histogram_ids[i],
+                    h.timestamp_ms,
+                    ForwardRecord::figures(&h.histogram),
+                )
+            })
+            .collect();
+        ForwardRecord { floats, histograms }
+    }
+
+    /// Adds a batch's forward record to its write.
+    pub(super) fn put_forward(&self, wb: &mut WriteBatch, log_seq: u64, record: &ForwardRecord) {
+        wb.put_cf(
+            self.cf(CF_FORWARD),
+            log_seq.to_be_bytes(),
+            forward::encode(record),
+        );
+    }
+
+    /// Counts a record once its write succeeded.
+    pub(super) fn forward_written(&self, log_seq: u64, samples: usize) {
+        let mut state = self.forward.lock().expect("poisoned");
+        state.counts.insert(log_seq, samples as u32);
+        state.samples += samples as u64;
+    }
+
+    /// The seq below which every record is written: no reader may pass an
+    /// in-flight batch's seq, whose record would then appear behind it.
+    fn forward_safe_end(&self) -> u64 {
+        let log = self.log.lock().expect("poisoned");
+        log.in_flight.first().copied().unwrap_or(log.next_seq)
+    }
+}
+
+impl ForwardQueue for RocksStorage {
+    fn forward_read(
+        &self,
+        from: u64,
+        until: Option<u64>,
+        max_samples: usize,
+    ) -> Result<Vec<ForwardBatch>, StorageError> {
+        let safe = self.forward_safe_end();
+        let end = until.map_or(safe, |u| u.min(safe));
+        let mut out = Vec::new();
+        if from >= end {
+            return Ok(out);
+        }
+        let mut iter = self.db.raw_iterator_cf(self.cf(CF_FORWARD));
+        iter.seek(from.to_be_bytes());
+        let mut taken = 0;
+        let index = self.index.read().expect("poisoned");
+        while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
+            let Some(seq) = read_u64(k).filter(|s| *s < end) else {
+                break;
+            };
+            let Some(record) = forward::decode(v) else {
+                tracing::error!(data_dir = %self.path.display(), seq, "skipping an undecodable forward-queue record");
+                iter.next();
+                continue;
+            };
+            let key = |id: u64| index.key(id).cloned();
+            let batch = ForwardBatch {
+                seq,
+                floats: record
+                    .floats
+                    .iter()
+                    .filter_map(|&(id, ts, v)| Some((key(id)?, ts, v)))
+                    .collect(),
+                histograms: record
+                    .histograms
+                    .iter()
+                    .filter_map(|&(id, ts, f)| Some((key(id)?, ts, f)))
+                    .collect(),
+            };
+            taken += batch.floats.len() + batch.histograms.len();
+            out.push(batch);
+            if taken >= max_samples {
+                break;
+            }
+            iter.next();
+        }
+        iter.status()
+            .map_err(|e| self.io("read forward queue", e))?;
+        Ok(out)
+    }
+
+    fn forward_cursor(&self, name: &str) -> Result<Option<(u64, u64)>, StorageError> {
+        let value = self
+            .db
+            .get_cf(self.cf(CF_META), cursor_key(name))
+            .map_err(|e| self.io("read a forward cursor", e))?;
+        Ok(value.and_then(|v| Some((read_u64(&v)?, read_u64(v.get(8..)?)?))))
+    }
+
+    fn set_forward_cursor(
+        &self,
+        name: &str,
+        start: u64,
+        end: u64,
+        sync: bool,
+    ) -> Result<(), StorageError> {
+        let mut value = [0u8; 16];
+        value[..8].copy_from_slice(&start.to_be_bytes());
+        value[8..].copy_from_slice(&end.to_be_bytes());
+        let mut opts = WriteOptions::default();
+        opts.set_sync(sync);
+        self.db
+            .put_cf_opt(self.cf(CF_META), cursor_key(name), value, &opts)
+            .map_err(|e| {
+                self.batch_write_failures.fetch_add(1, Ordering::Relaxed);
+                self.io("save a forward cursor", e)
+            })
+    }
+
+    fn forward_trim(&self, below: u64) -> Result<(), StorageError> {
+        let mut state = self.forward.lock().expect("poisoned");
+        let Some(&first) = state.counts.keys().next() else {
+            return Ok(());
+        };
+        if first >= below {
+            return Ok(());
+        }
+        self.db
+            .delete_range_cf(
+                self.cf(CF_FORWARD),
+                first.to_be_bytes(),
+                below.to_be_bytes(),
+            )
+            .map_err(|e| self.io("trim the forward queue", e))?;
+        let kept = state.counts.split_off(&below);
+        let dropped: u64 = state.counts.values().map(|n| u64::from(*n)).sum();
+        state.counts = kept;
+        state.samples -= dropped;
+        Ok(())
+    }
+
+    fn forward_size(&self) -> ForwardSize {
+        let next = self.log.lock().expect("poisoned").next_seq;
+        let state = self.forward.lock().expect("poisoned");
+        ForwardSize {
+            first: state.counts.keys().next().copied().unwrap_or(next),
+            next,
+            samples: state.samples,
+        }
+    }
+}
