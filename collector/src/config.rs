@@ -92,6 +92,9 @@ pub struct RawConfig {
     /// Capacity: forecast rules' interval, declared limits.
     #[serde(default)]
     pub capacity: RawCapacity,
+    /// `[[remote_write]]`: endpoints every stored sample is forwarded to.
+    #[serde(default)]
+    pub remote_write: Vec<crate::remote_write::config::RawRemoteWrite>,
 }
 
 /// `[capacity]`, as written.
@@ -252,6 +255,8 @@ pub struct Config {
     pub capacity_limits: Vec<crate::capacity::CapacityLimit>,
     /// `[[capacity.correlation]]`.
     pub correlations: Vec<crate::capacity::DeclaredCorrelation>,
+    /// `[[remote_write]]`.
+    pub remote_write: Vec<crate::remote_write::config::Endpoint>,
 }
 
 /// A config value that does not validate, naming where it came from.
@@ -572,7 +577,10 @@ impl Config {
             .transpose()
             .map_err(|reason| file_error("auth", reason))?
             .map(std::sync::Arc::new);
+        let remote_write = crate::remote_write::config::build(raw.remote_write, &config_dir)
+            .map_err(|reason| file_error("remote_write", reason))?;
         Ok(Config {
+            remote_write,
             http_listen,
             tls,
             tokens,

@@ -244,6 +244,42 @@ pub fn batch(
             c(count),
         ));
     }
+    for (endpoint, rw) in counters.remote_write.get().into_iter().flatten() {
+        let at = Some(("endpoint", endpoint.as_str()));
+        samples.push(sample(
+            "collector_remote_write_samples_pending",
+            at,
+            c(&rw.pending),
+        ));
+        samples.push(sample(
+            "collector_remote_write_samples_sent_total",
+            at,
+            c(&rw.sent),
+        ));
+        samples.push(sample(
+            "collector_remote_write_samples_failed_total",
+            at,
+            c(&rw.failed),
+        ));
+        for (reason, n) in [
+            ("rejected", &rw.dropped_rejected),
+            ("queue_full", &rw.dropped_queue_full),
+        ] {
+            let mut s = sample("collector_remote_write_samples_dropped_total", at, c(n));
+            s.series.labels = Labels::from_pairs(vec![
+                ("host".to_owned(), name.to_owned()),
+                ("endpoint".to_owned(), endpoint.clone()),
+                ("reason".to_owned(), reason.to_owned()),
+            ])
+            .expect("distinct label names");
+            samples.push(s);
+        }
+        samples.push(sample(
+            "collector_remote_write_lag_seconds",
+            at,
+            rw.lag_seconds(now_ms),
+        ));
+    }
     Batch {
         agent_id: format!("nightjar-collector/{name}"),
         host: name.to_owned(),

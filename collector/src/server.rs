@@ -52,8 +52,19 @@ pub async fn run(config: Config, reload: Option<Reload>) -> anyhow::Result<()> {
     );
     let data_dir = config.data_dir.clone();
     let retention = config.retention;
+    // With endpoints, every stored batch also writes its forward record.
+    let forwarding = !config.remote_write.is_empty();
     let storage = tokio::task::spawn_blocking(move || {
-        let open = move || RocksStorage::open_with(&data_dir, retention, system_clock());
+        let open = move || {
+            let storage = RocksStorage::open_with(&data_dir, retention, system_clock())?;
+            if forwarding {
+                storage.with_forwarding()
+            } else {
+                // Records left from a config that had endpoints.
+                storage.clear_forward_queue()?;
+                Ok(storage)
+            }
+        };
         open().map(|storage| ReopeningStorage::new(storage, open))
     })
     .await
@@ -116,6 +127,9 @@ pub async fn run(config: Config, reload: Option<Reload>) -> anyhow::Result<()> {
     }
 
     let counters = Arc::new(IngestCounters::default());
+    let senders = crate::remote_write::send::start(storage.clone(), config.remote_write.clone())
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let _ = counters.remote_write.set(senders);
     let auth_log = Arc::new(AuthLog::default());
     let wiring = Wiring {
         storage: storage.clone(),
@@ -504,6 +518,10 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         ("tls", differs(&old.tls, &new.tls)),
         // Turning tokens on or off; a changed token file applies at once.
         ("auth", old.tokens.is_some() != new.tokens.is_some()),
+        (
+            "remote_write",
+            differs(&old.remote_write, &new.remote_write),
+        ),
         (
             "alerting.host_down_after",
             old.alerting.host_down_after != new.alerting.host_down_after,

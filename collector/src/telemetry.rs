@@ -33,6 +33,8 @@ pub struct IngestCounters {
     pub samples_rejected_by_reason: [AtomicU64; Rejection::REASONS.len()],
     /// Rejections are logged at most every 10 s.
     rejection_log: RateLimitedLog<10>,
+    /// The remote_write senders' figures, by endpoint (set at start).
+    pub remote_write: std::sync::OnceLock<crate::remote_write::send::SenderFigures>,
 }
 
 /// Samples of one batch failed validation and were dropped.

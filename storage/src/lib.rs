@@ -210,6 +210,11 @@ pub trait ForwardQueue: Send + Sync + 'static {
     fn forward_trim(&self, below: u64) -> Result<(), StorageError>;
     /// The queue's size now.
     fn forward_size(&self) -> ForwardSize;
+    /// Samples held in records from seq `from` on.
+    fn forward_samples_from(&self, from: u64) -> u64;
+    /// The lowest seq from which at most `keep` samples are held: where a
+    /// reader holding more than its bound must jump to.
+    fn forward_cut(&self, keep: u64) -> u64;
 }
 
 /// Durable time-series storage.

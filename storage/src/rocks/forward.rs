@@ -71,6 +71,20 @@ impl RocksStorage {
         Ok(self)
     }
 
+    /// Deletes every forward record (forwarding is off: nobody reads them).
+    pub fn clear_forward_queue(&self) -> Result<(), StorageError> {
+        let cf = self.cf(CF_FORWARD);
+        let mut iter = self.db.raw_iterator_cf(cf);
+        iter.seek_to_first();
+        if iter.key().is_none() {
+            return Ok(());
+        }
+        self.db
+            .delete_range_cf(cf, [0u8; 8], [0xffu8; 8])
+            .and_then(|()| self.db.delete_cf(cf, [0xffu8; 8]))
+            .map_err(|e| self.io("clear the forward queue", e))
+    }
+
     /// The forward record of a batch about to be written: the float
     /// samples the heads will take (newer than their series' newest) and
     /// the histograms at `accepted` indices.
@@ -84,8 +98,8 @@ impl RocksStorage {
         let mut newest: HashMap<u64, Option<i64>> = HashMap::new();
         let mut by_shard: Vec<Vec<u64>> = vec![Vec::new(); crate::head::SHARDS];
         for s in samples {
-            if !newest.contains_key(&s.0) {
-                newest.insert(s.0, None);
+            if let std::collections::hash_map::Entry::Vacant(e) = newest.entry(s.0) {
+                e.insert(None);
                 by_shard[Heads::shard_of(s.0)].push(s.0);
             }
         }
@@ -245,6 +259,25 @@ impl ForwardQueue for RocksStorage {
         state.counts = kept;
         state.samples -= dropped;
         Ok(())
+    }
+
+    fn forward_samples_from(&self, from: u64) -> u64 {
+        let state = self.forward.lock().expect("poisoned");
+        state.counts.range(from..).map(|(_, n)| u64::from(*n)).sum()
+    }
+
+    fn forward_cut(&self, keep: u64) -> u64 {
+        let state = self.forward.lock().expect("poisoned");
+        let mut held = 0;
+        let mut cut = self.log.lock().expect("poisoned").next_seq;
+        for (&seq, &n) in state.counts.iter().rev() {
+            held += u64::from(n);
+            if held > keep {
+                break;
+            }
+            cut = seq;
+        }
+        cut
     }
 
     fn forward_size(&self) -> ForwardSize {

@@ -29,7 +29,6 @@ use nightjar_model::model::{Batch, Point, SeriesKey, SharedKey};
 use nightjar_model::selector::Selector;
 
 use super::{RocksAlertStore, RocksStorage};
-use crate::ForwardQueue as _;
 use crate::{
     AppendOutcome, HostSummary, SeriesHistograms, SeriesSummaries, Storage, StorageError,
     StorageStats, Tier,
@@ -217,6 +216,14 @@ impl crate::ForwardQueue for ReopeningStorage {
 
     fn forward_size(&self) -> crate::ForwardSize {
         self.or(crate::ForwardSize::default(), |s| s.forward_size())
+    }
+
+    fn forward_samples_from(&self, from: u64) -> u64 {
+        self.or(0, |s| s.forward_samples_from(from))
+    }
+
+    fn forward_cut(&self, keep: u64) -> u64 {
+        self.or(0, |s| s.forward_cut(keep))
     }
 }
 

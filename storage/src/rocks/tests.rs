@@ -763,6 +763,10 @@ fn the_forward_queue_holds_exactly_what_was_stored_and_survives_reopen() {
     assert_eq!(figures[3], 3.0, "count");
     assert!((figures[4] - 6.0).abs() < 0.01, "sum {}", figures[4]);
     assert_eq!(s.forward_size().samples, 4);
+    // The bound: keeping at most 2 samples cuts before the last two records.
+    assert_eq!(s.forward_cut(2), all[1].seq);
+    assert_eq!(s.forward_samples_from(all[1].seq), 2);
+    assert_eq!(s.forward_cut(0), s.forward_size().next);
 
     // Reads stop at whole records once enough samples are taken.
     let first = s.forward_read(0, None, 1).unwrap();
