@@ -15,6 +15,7 @@ pub mod config;
 pub mod dashboard;
 pub mod incident_api;
 pub mod ingest;
+pub mod promql;
 pub mod query;
 pub mod remote_write;
 pub mod self_metrics;

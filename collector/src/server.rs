@@ -348,7 +348,8 @@ impl<S: Storage> Wiring<S> {
 
 impl<S: Storage> Wiring<S> {
     /// The Prometheus-ecosystem HTTP APIs of the HTTP port, each behind
-    /// its token: the remote_write receiver (`write` tokens).
+    /// its token: the remote_write receiver (`write` tokens) and the
+    /// Prometheus query API under `/api/v1/` (`read` tokens).
     pub fn http_routes(&self) -> axum::Router {
         let receiver = crate::remote_write::receive::Receiver {
             storage: self.storage.clone(),
@@ -363,7 +364,17 @@ impl<S: Storage> Wiring<S> {
             },
             store_lock: tokio::sync::Mutex::new(()),
         };
+        let prometheus = crate::promql::api::PromApi {
+            storage: self.storage.clone(),
+            auth: Authenticate {
+                table: self.tokens.clone(),
+                role: Role::Read,
+                log: self.auth_log.clone(),
+                require_client_cert: false,
+            },
+        };
         crate::remote_write::receive::router(Arc::new(receiver))
+            .merge(crate::promql::api::router(Arc::new(prometheus)))
     }
 }
 

@@ -8,6 +8,7 @@ pub mod duration;
 pub mod in_process;
 pub mod log_limit;
 pub mod logging;
+pub mod metric_help;
 pub mod names;
 pub mod status_http;
 pub mod systemd;
