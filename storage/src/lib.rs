@@ -161,10 +161,10 @@ pub struct ForwardBatch {
     /// The record's seq (the batch's ingest-log seq): records are read in
     /// seq order, which is store order for every series.
     pub seq: u64,
-    /// Float samples: series, timestamp (ms), value.
-    pub floats: Vec<(SharedKey, i64, f64)>,
+    /// Float samples: series id, series, timestamp (ms), value.
+    pub floats: Vec<(u64, SharedKey, i64, f64)>,
     /// Histogram samples as their figures (`forward::HISTOGRAM_FIGURES`).
-    pub histograms: Vec<(SharedKey, i64, [f64; forward::HISTOGRAM_FIGURES])>,
+    pub histograms: Vec<(u64, SharedKey, i64, [f64; forward::HISTOGRAM_FIGURES])>,
 }
 
 /// The size of the forward queue.
@@ -189,11 +189,15 @@ pub trait ForwardQueue: Send + Sync + 'static {
     /// Records from `from` on, below `until` if given, whole records until
     /// at least `max_samples` samples; only records no earlier batch is
     /// still being written before (so nothing appears behind a reader).
+    /// With `shard = (i, n)`, only the samples of series whose id is `i`
+    /// modulo `n` (ids are stable, so a series always falls to one shard),
+    /// and `max_samples` counts those.
     fn forward_read(
         &self,
         from: u64,
         until: Option<u64>,
         max_samples: usize,
+        shard: Option<(u64, u64)>,
     ) -> Result<Vec<ForwardBatch>, StorageError>;
     /// The cursor `name`, if saved.
     fn forward_cursor(&self, name: &str) -> Result<Option<(u64, u64)>, StorageError>;

@@ -29,7 +29,7 @@ pub struct LoadResult {
 }
 
 /// Opens `IngestService.Stream` with pre-encoded batches.
-async fn open_stream(
+pub async fn open_stream(
     channel: Channel,
     rx: mpsc::Receiver<Encoded>,
 ) -> anyhow::Result<tonic::Streaming<pb::Ack>> {

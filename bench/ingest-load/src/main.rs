@@ -18,8 +18,10 @@ mod engine;
 mod hostload;
 mod load;
 mod procstat;
+mod promql;
 mod promtool;
 mod queries;
+mod sink;
 mod wire;
 
 use std::path::PathBuf;
@@ -62,6 +64,15 @@ struct Args {
     /// The collector binary (default: next to this one).
     #[arg(long)]
     collector: Option<PathBuf>,
+    /// Also run the end-to-end load with the collector forwarding every
+    /// stored sample by remote_write to a receiver in this process, and
+    /// compare with the run without (skips the engine comparison).
+    #[arg(long)]
+    remote_write: bool,
+    /// Only PromQL `query_range` over 1,000 series × 24 h, beside a real
+    /// Prometheus holding the same samples (bench/ingest-load/src/promql.rs).
+    #[arg(long)]
+    promql: bool,
 }
 
 /// Connects a gRPC channel to `url`.
@@ -84,6 +95,8 @@ fn ms(d: Duration) -> f64 {
 
 /// The end-to-end figures for the final line.
 struct EndToEnd {
+    /// Forwarded samples/s during the load and seconds to drain after it.
+    forwarding: Option<(f64, f64)>,
     samples_per_second: f64,
     p99_ms: f64,
     bytes_per_sample: f64,
@@ -100,7 +113,11 @@ impl Drop for KillOnDrop {
     }
 }
 
-async fn end_to_end(args: &Args, work: &std::path::Path) -> anyhow::Result<EndToEnd> {
+async fn end_to_end(
+    args: &Args,
+    work: &std::path::Path,
+    forward_to: Option<(std::net::SocketAddr, std::sync::Arc<sink::Counts>)>,
+) -> anyhow::Result<EndToEnd> {
     let collector_bin = match &args.collector {
         Some(p) => p.clone(),
         None => std::env::current_exe()?.with_file_name("nightjar-collector"),
@@ -110,8 +127,21 @@ async fn end_to_end(args: &Args, work: &std::path::Path) -> anyhow::Result<EndTo
         .port();
     let url = format!("http://127.0.0.1:{port}");
     let data = work.join("collector-data");
+    let _ = std::fs::remove_dir_all(&data);
+    let config = work.join("collector.toml");
+    std::fs::write(
+        &config,
+        match &forward_to {
+            None => String::new(),
+            Some((addr, _)) => format!(
+                "[[remote_write]]\nurl = \"http://{addr}/api/v1/write\"\nexclude = [\"collector_.*\"]\n"
+            ),
+        },
+    )?;
     let mut collector = KillOnDrop(
         Command::new(&collector_bin)
+            .arg("--config")
+            .arg(&config)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--http-listen", "off"])
             .arg("--data-dir")
@@ -153,7 +183,32 @@ async fn end_to_end(args: &Args, work: &std::path::Path) -> anyhow::Result<EndTo
     )
     .await?;
     let cpu = procstat::cpu_seconds(pid).unwrap_or(0.0) - cpu_before;
-    let cpu_percent = cpu / load_start.elapsed().as_secs_f64() * 100.0;
+    let load_seconds = load_start.elapsed().as_secs_f64();
+    let cpu_percent = cpu / load_seconds * 100.0;
+    let mut forwarding = None;
+    if let Some((_, counts)) = &forward_to {
+        // Everything stored goes out: the history and every acked sample.
+        let at_end = counts.samples.load(std::sync::atomic::Ordering::Relaxed);
+        let want = result.samples_acked + 24 * 3600;
+        let drain_started = Instant::now();
+        let deadline = drain_started + Duration::from_secs(600);
+        while counts.samples.load(std::sync::atomic::Ordering::Relaxed) < want {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the receiver got {} of {want} samples within 600 s",
+                counts.samples.load(std::sync::atomic::Ordering::Relaxed)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let drain = drain_started.elapsed().as_secs_f64();
+        let requests = counts.requests.load(std::sync::atomic::Ordering::Relaxed);
+        println!(
+            "remote_write: {:.0} samples/s forwarded during the load ({at_end} of {want} by its end, backlog {}), all {want} forwarded {drain:.1} s after it, {requests} requests",
+            at_end as f64 / load_seconds,
+            want.saturating_sub(at_end),
+        );
+        forwarding = Some((at_end as f64 / load_seconds, drain));
+    }
     let rss = procstat::peak_rss_bytes(pid).unwrap_or(0);
     let lat = &result.latency_us;
     println!(
@@ -223,6 +278,7 @@ async fn end_to_end(args: &Args, work: &std::path::Path) -> anyhow::Result<EndTo
         per(stats.disk_bytes)
     );
     Ok(EndToEnd {
+        forwarding,
         samples_per_second: result.samples_per_second,
         p99_ms: lat.value_at_quantile(0.99) as f64 / 1000.0,
         bytes_per_sample: per(raw),
@@ -238,11 +294,35 @@ fn main() -> anyhow::Result<()> {
         "--series must be a positive multiple of 10"
     );
     let work = tempfile::tempdir()?;
+    if args.promql {
+        let collector = match &args.collector {
+            Some(p) => p.clone(),
+            None => std::env::current_exe()?.with_file_name("nightjar-collector"),
+        };
+        let rt = tokio::runtime::Runtime::new()?;
+        return rt.block_on(promql::run(&collector, work.path()));
+    }
+    if args.remote_write {
+        let rt = tokio::runtime::Runtime::new()?;
+        return rt.block_on(async {
+            let without = end_to_end(&args, work.path(), None).await?;
+            let sink = sink::start().await?;
+            let with = end_to_end(&args, work.path(), Some(sink)).await?;
+            let (rate, drain) = with.forwarding.expect("forwarding measured");
+            println!(
+                "remote_write forwarding: ingest {:.0} samples/s with, {:.0} without (ratio {:.2}); forwarded {rate:.0} samples/s during the load; drained {drain:.1} s after it",
+                with.samples_per_second,
+                without.samples_per_second,
+                with.samples_per_second / without.samples_per_second,
+            );
+            Ok(())
+        });
+    }
     let e2e = if args.engine_only {
         None
     } else {
         let rt = tokio::runtime::Runtime::new()?;
-        Some(rt.block_on(end_to_end(&args, work.path()))?)
+        Some(rt.block_on(end_to_end(&args, work.path(), None))?)
     };
 
     let series_file = work.path().join("series.json");

@@ -1182,7 +1182,10 @@ fn merged(hs: &[(i64, Histogram)], lo: i64, hi: i64) -> Option<Histogram> {
 
 /// Series of raw points by label set, for tests.
 #[cfg(test)]
-pub struct Memory(pub std::collections::BTreeMap<LabelSet, Vec<(i64, f64)>>);
+pub struct Memory(
+    pub std::collections::BTreeMap<LabelSet, Vec<(i64, f64)>>,
+    pub Vec<HistogramSeries>,
+);
 
 #[cfg(test)]
 impl Source for Memory {
@@ -1212,11 +1215,28 @@ impl Source for Memory {
 
     fn histograms(
         &self,
-        _: &Selector,
-        _: i64,
-        _: i64,
+        selector: &Selector,
+        start: i64,
+        end: i64,
     ) -> std::result::Result<Vec<HistogramSeries>, String> {
-        Ok(Vec::new())
+        Ok(self
+            .1
+            .iter()
+            .filter(|(labels, _)| {
+                selector
+                    .metric
+                    .as_deref()
+                    .is_none_or(|m| labels.get(NAME).map(String::as_str) == Some(m))
+            })
+            .map(|(labels, hs)| {
+                let kept = hs
+                    .iter()
+                    .filter(|(t, _)| *t >= start && *t <= end)
+                    .cloned()
+                    .collect();
+                (labels.clone(), kept)
+            })
+            .collect())
     }
 }
 
@@ -1258,10 +1278,10 @@ mod tests {
             };
             points.push((i * 15_000, v));
         }
-        Memory(BTreeMap::from([(
-            labels(&[(NAME, "req_total"), ("job", "a")]),
-            points,
-        )]))
+        Memory(
+            BTreeMap::from([(labels(&[(NAME, "req_total"), ("job", "a")]), points)]),
+            Vec::new(),
+        )
     }
 
     #[test]
@@ -1317,7 +1337,7 @@ mod tests {
                 vec![(0, v * 2.0)],
             );
         }
-        let src = Memory(m);
+        let src = Memory(m, Vec::new());
         let sum = values(instant(&src, "sum by (job) (x)", 0).unwrap());
         assert_eq!(
             sum,
@@ -1347,5 +1367,53 @@ mod tests {
         assert_eq!(top[0].1, 10.0);
         let err = instant(&src, "x + on(job) y", 0).unwrap_err();
         assert!(err.to_string().contains("many-to-many"), "{err}");
+    }
+
+    #[test]
+    fn histogram_series_answer_quantiles_over_their_observations() {
+        // Two minutes of a timer: 1..=100 ms, then 101..=200 ms.
+        let histogram = |lo: u32| {
+            let mut h = Histogram::new(1e-3);
+            for v in lo..lo + 100 {
+                h.record(f64::from(v) / 1000.0, 1).unwrap();
+            }
+            h
+        };
+        let src = Memory(
+            BTreeMap::new(),
+            vec![(
+                labels(&[(NAME, "checkout_seconds"), ("host", "web-1")]),
+                vec![(60_000, histogram(1)), (120_000, histogram(101))],
+            )],
+        );
+        let over = values(
+            instant(
+                &src,
+                "quantile_over_time(0.5, checkout_seconds[2m])",
+                120_000,
+            )
+            .unwrap(),
+        );
+        assert_eq!(over.len(), 1);
+        assert_eq!(over[0].0, labels(&[("host", "web-1")]));
+        assert!(
+            (over[0].1 - 0.100).abs() < 0.002,
+            "median of 1..200 ms: {}",
+            over[0].1
+        );
+        let newest =
+            values(instant(&src, "histogram_quantile(0.99, checkout_seconds)", 150_000).unwrap());
+        assert!(
+            (newest[0].1 - 0.199).abs() < 0.002,
+            "p99 of 101..200 ms: {}",
+            newest[0].1
+        );
+        let err = instant(
+            &src,
+            "histogram_quantile(0.9, rate(checkout_seconds[5m]))",
+            0,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("le"), "{err}");
     }
 }

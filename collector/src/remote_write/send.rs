@@ -1,9 +1,10 @@
 //! The remote_write sender: every stored sample, forwarded to each
 //! `[[remote_write]]` endpoint from the storage's durable forward queue.
 //!
-//! Per endpoint, `shards` tasks each own the series whose key hashes to
-//! them (so each series' samples go out in timestamp order, by one task)
-//! and keep a cursor in the storage. A task saves its cursor's in-flight
+//! Per endpoint, `shards` tasks each own the series whose id falls to them
+//! (ids are stable, so each series' samples go out in timestamp order, by
+//! one task; the storage hands each shard only its series) and keep a
+//! cursor in the storage. A task saves its cursor's in-flight
 //! end (synced) before it sends a request, and after a crash sends the
 //! same records again as the same request: a request the endpoint had
 //! already taken is then refused whole as out of order (400) — dropped,
@@ -22,11 +23,9 @@ use std::time::Duration;
 
 use nightjar_common::log_limit::RateLimitedLog;
 use nightjar_model::model::SharedKey;
-use nightjar_storage::forward::QUANTILES;
 use nightjar_storage::{ForwardBatch, ForwardQueue};
 
 use super::config::{Endpoint, EndpointAuth};
-use super::wire;
 
 /// One endpoint's figures, for the self-metrics (`collector_remote_write_*`).
 #[derive(Debug, Default)]
@@ -74,118 +73,165 @@ impl EndpointCounters {
 /// The senders' figures, by endpoint name.
 pub type SenderFigures = Vec<(String, Arc<EndpointCounters>)>;
 
-/// The shard a series belongs to: a stable hash of its key (stable across
-/// restarts, so a resent request holds the same series).
-fn shard_of(key: &SharedKey, shards: usize) -> usize {
-    let mut h = crc32fast::Hasher::new();
-    h.update(key.metric.as_bytes());
-    for (n, v) in key.labels.iter() {
-        h.update(&[0]);
-        h.update(n.as_bytes());
-        h.update(&[0]);
-        h.update(v.as_bytes());
-    }
-    h.finalize() as usize % shards
+/// Which forwarded series a sample belongs to: the stored series' id and
+/// the variant (0: the float itself; 1..=5: a histogram's p50, p90, p99,
+/// interval count, interval sum).
+type SeriesRef = (u64, u8);
+
+/// Builds one shard's requests. Every series' labels are encoded once, the
+/// first time the shard sees it, and kept (or its exclusion by
+/// `include`/`exclude`): a steady stream of the same series costs no
+/// label allocation, label hashing or regex matching.
+pub struct RequestBuilder {
+    endpoint: Arc<Endpoint>,
+    /// The encoded `Label` fields of each series, None if not forwarded.
+    labels: HashMap<SeriesRef, Option<Vec<u8>>>,
 }
 
-/// The remote_write request of one shard's share of `batches`: one time
-/// series per series, samples in store order, labels sorted by name with
-/// the endpoint's extra labels where a series lacks them. Histograms go
-/// out as gauges of their interval: `{quantile="0.5"|"0.9"|"0.99"}`,
-/// `<name>_interval_count` and `<name>_interval_sum`.
-pub fn build_request(
-    batches: &[ForwardBatch],
-    endpoint: &Endpoint,
-    shard: usize,
-) -> wire::WriteRequest {
-    let mut series: Vec<wire::TimeSeries> = Vec::new();
-    let mut at: HashMap<(String, Option<&'static str>, *const ()), usize> = HashMap::new();
-    let labels_of = |key: &SharedKey, metric: &str, quantile: Option<&str>| {
-        let mut labels: Vec<wire::Label> = std::iter::once(("__name__", metric))
-            .chain(key.labels.iter())
-            .chain(quantile.map(|q| ("quantile", q)))
-            .map(|(n, v)| wire::Label {
-                name: n.to_owned(),
-                value: v.to_owned(),
-            })
-            .collect();
-        for (n, v) in &endpoint.labels {
-            if key.labels.get(n).is_none() && (n != "quantile" || quantile.is_none()) {
-                labels.push(wire::Label {
-                    name: n.clone(),
-                    value: v.clone(),
-                });
-            }
-        }
-        labels.sort_by(|a, b| a.name.cmp(&b.name));
-        labels
+/// Protobuf field keys of remote.proto / types.proto.
+const WRITE_REQUEST_TIMESERIES: u8 = 0x0a; // 1, length-delimited
+const TIMESERIES_LABELS: u8 = 0x0a; // 1, length-delimited
+const TIMESERIES_SAMPLES: u8 = 0x12; // 2, length-delimited
+const LABEL_NAME: u8 = 0x0a; // 1
+const LABEL_VALUE: u8 = 0x12; // 2
+const SAMPLE_VALUE: u8 = 0x09; // 1, fixed64
+const SAMPLE_TIMESTAMP: u8 = 0x10; // 2, varint
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_bytes(out: &mut Vec<u8>, key: u8, bytes: &[u8]) {
+    out.push(key);
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// A request, and what its shard needs to know of it.
+pub struct BuiltRequest {
+    /// The encoded `WriteRequest` (not yet compressed).
+    pub body: Vec<u8>,
+    /// Samples in it.
+    pub samples: u64,
+    /// Its oldest sample's timestamp.
+    pub oldest_ms: Option<i64>,
+}
+
+const QUANTILE_LABELS: [&str; 3] = ["0.5", "0.9", "0.99"];
+
+/// The encoded labels of a forwarded series, None if the endpoint does
+/// not take its metric: `__name__`, the stored labels, the variant's
+/// `quantile`, the endpoint's extra labels where the series lacks them;
+/// sorted by name, as the spec asks.
+fn encode_labels(endpoint: &Endpoint, key: &SharedKey, variant: u8) -> Option<Vec<u8>> {
+    if !endpoint.wants(&key.metric) {
+        return None;
+    }
+    let metric = match variant {
+        4 => format!("{}_interval_count", key.metric),
+        5 => format!("{}_interval_sum", key.metric),
+        _ => key.metric.clone(),
     };
-    let mut push =
-        |key: &SharedKey, metric: String, quantile: Option<&'static str>, ts: i64, value: f64| {
-            let slot = (metric, quantile, Arc::as_ptr(key).cast::<()>());
-            let i = *at.entry(slot.clone()).or_insert_with(|| {
-                series.push(wire::TimeSeries {
-                    labels: labels_of(key, &slot.0, quantile),
-                    samples: Vec::new(),
-                    histograms: Vec::new(),
-                });
-                series.len() - 1
-            });
-            series[i].samples.push(wire::Sample {
-                value,
-                timestamp: ts,
-            });
-        };
-    const QUANTILE_LABELS: [&str; 3] = ["0.5", "0.9", "0.99"];
-    debug_assert_eq!(QUANTILES.len(), QUANTILE_LABELS.len());
-    for batch in batches {
-        for (key, ts, value) in &batch.floats {
-            if shard_of(key, endpoint.shards) == shard && endpoint.wants(&key.metric) {
-                push(key, key.metric.clone(), None, *ts, *value);
-            }
-        }
-        for (key, ts, figures) in &batch.histograms {
-            if shard_of(key, endpoint.shards) != shard || !endpoint.wants(&key.metric) {
-                continue;
-            }
-            for (q, label) in QUANTILE_LABELS.iter().enumerate() {
-                push(key, key.metric.clone(), Some(label), *ts, figures[q]);
-            }
-            push(
-                key,
-                format!("{}_interval_count", key.metric),
-                None,
-                *ts,
-                figures[3],
-            );
-            push(
-                key,
-                format!("{}_interval_sum", key.metric),
-                None,
-                *ts,
-                figures[4],
-            );
+    let quantile = (1..=3)
+        .contains(&variant)
+        .then(|| QUANTILE_LABELS[usize::from(variant) - 1]);
+    let mut labels: Vec<(&str, &str)> = std::iter::once(("__name__", metric.as_str()))
+        .chain(key.labels.iter())
+        .chain(quantile.map(|q| ("quantile", q)))
+        .collect();
+    for (n, v) in &endpoint.labels {
+        if labels.iter().all(|(have, _)| have != n) {
+            labels.push((n, v));
         }
     }
-    wire::WriteRequest { timeseries: series }
+    labels.sort_by(|a, b| a.0.cmp(b.0));
+    let mut out = Vec::new();
+    let mut label = Vec::new();
+    for (n, v) in labels {
+        label.clear();
+        put_bytes(&mut label, LABEL_NAME, n.as_bytes());
+        put_bytes(&mut label, LABEL_VALUE, v.as_bytes());
+        put_bytes(&mut out, TIMESERIES_LABELS, &label);
+    }
+    Some(out)
 }
 
-/// Samples in a request.
-fn sample_count(request: &wire::WriteRequest) -> u64 {
-    request
-        .timeseries
-        .iter()
-        .map(|s| s.samples.len() as u64)
-        .sum()
-}
+impl RequestBuilder {
+    /// A builder for `endpoint`'s requests.
+    pub fn new(endpoint: Arc<Endpoint>) -> RequestBuilder {
+        RequestBuilder {
+            endpoint,
+            labels: HashMap::new(),
+        }
+    }
 
-/// The oldest sample timestamp in a request.
-fn oldest_ms(request: &wire::WriteRequest) -> Option<i64> {
-    request
-        .timeseries
-        .iter()
-        .filter_map(|s| s.samples.first().map(|p| p.timestamp))
-        .min()
+    /// The request of `batches` (this shard's samples): one time series
+    /// per series, samples in store order. Histograms go out as gauges of
+    /// their interval: `{quantile="0.5"|"0.9"|"0.99"}`,
+    /// `<name>_interval_count` and `<name>_interval_sum`.
+    pub fn build(&mut self, batches: &[ForwardBatch]) -> BuiltRequest {
+        let mut order: Vec<SeriesRef> = Vec::new();
+        let mut points: HashMap<SeriesRef, Vec<(i64, f64)>> = HashMap::new();
+        let endpoint = &self.endpoint;
+        let labels = &mut self.labels;
+        let mut add = |r: SeriesRef, key: &SharedKey, ts: i64, v: f64| {
+            let wanted = labels
+                .entry(r)
+                .or_insert_with(|| encode_labels(endpoint, key, r.1))
+                .is_some();
+            if wanted {
+                points
+                    .entry(r)
+                    .or_insert_with(|| {
+                        order.push(r);
+                        Vec::new()
+                    })
+                    .push((ts, v));
+            }
+        };
+        for batch in batches {
+            for (id, key, ts, value) in &batch.floats {
+                add((*id, 0), key, *ts, *value);
+            }
+            for (id, key, ts, figures) in &batch.histograms {
+                for (variant, value) in (1u8..).zip(figures) {
+                    add((*id, variant), key, *ts, *value);
+                }
+            }
+        }
+        let mut body = Vec::new();
+        let mut series = Vec::new();
+        let mut sample = Vec::with_capacity(24);
+        let mut samples = 0;
+        let mut oldest_ms: Option<i64> = None;
+        for r in order {
+            let Some(Some(labels)) = self.labels.get(&r) else {
+                continue;
+            };
+            series.clear();
+            series.extend_from_slice(labels);
+            for &(ts, v) in &points[&r] {
+                sample.clear();
+                sample.push(SAMPLE_VALUE);
+                sample.extend_from_slice(&v.to_bits().to_le_bytes());
+                sample.push(SAMPLE_TIMESTAMP);
+                put_varint(&mut sample, ts as u64);
+                put_bytes(&mut series, TIMESERIES_SAMPLES, &sample);
+                samples += 1;
+                oldest_ms = Some(oldest_ms.map_or(ts, |o| o.min(ts)));
+            }
+            put_bytes(&mut body, WRITE_REQUEST_TIMESERIES, &series);
+        }
+        BuiltRequest {
+            body,
+            samples,
+            oldest_ms,
+        }
+    }
 }
 
 /// How one attempt went.
@@ -262,10 +308,12 @@ async fn deliver(
     client: &reqwest::Client,
     endpoint: &Endpoint,
     counters: &EndpointCounters,
-    request: &wire::WriteRequest,
+    request: &BuiltRequest,
 ) {
-    let n = sample_count(request);
-    let body = wire::encode(request);
+    let n = request.samples;
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&request.body)
+        .expect("Snappy compresses any input below 4 GiB");
     let mut backoff = Duration::from_millis(250);
     loop {
         match attempt(client, endpoint, body.clone()).await {
@@ -318,6 +366,8 @@ async fn run_shard<Q: ForwardQueue>(
     shard: usize,
 ) {
     let name = format!("{}/{}/{shard}", endpoint.name, endpoint.shards);
+    let mut builder = RequestBuilder::new(endpoint.clone());
+    let of_shard = Some((shard as u64, endpoint.shards as u64));
     let first = queue.forward_size().first;
     let cursor_name = name.clone();
     let (mut start, mut end) = loop {
@@ -344,7 +394,12 @@ async fn run_shard<Q: ForwardQueue>(
         let max = endpoint.max_samples_per_send;
         let (from, until) = (start, in_flight.then_some(end));
         let batches = match blocking(&queue, move |q| {
-            q.forward_read(from, until, if until.is_some() { usize::MAX } else { max })
+            q.forward_read(
+                from,
+                until,
+                if until.is_some() { usize::MAX } else { max },
+                of_shard,
+            )
         })
         .await
         {
@@ -366,8 +421,8 @@ async fn run_shard<Q: ForwardQueue>(
             continue;
         };
         let new_end = if in_flight { end } else { last + 1 };
-        let request = build_request(&batches, &endpoint, shard);
-        if request.timeseries.is_empty() {
+        let request = builder.build(&batches);
+        if request.samples == 0 {
             // Nothing of this shard's: move on without a synced write.
             start = new_end;
             end = new_end;
@@ -375,7 +430,7 @@ async fn run_shard<Q: ForwardQueue>(
             counters.cursors[shard].store(start, Ordering::Relaxed);
             continue;
         }
-        counters.oldest_unsent_ms[shard].store(oldest_ms(&request).unwrap_or(0), Ordering::Relaxed);
+        counters.oldest_unsent_ms[shard].store(request.oldest_ms.unwrap_or(0), Ordering::Relaxed);
         if !in_flight {
             end = new_end;
             // Invariant: the in-flight end is durable before the request
@@ -503,4 +558,81 @@ pub fn start<Q: ForwardQueue>(
         tokio::spawn(keep_queue(queue, kept));
     }
     Ok(figures)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nightjar_model::model::SeriesKey;
+
+    fn endpoint(text: &str) -> Arc<Endpoint> {
+        #[derive(serde::Deserialize)]
+        struct File {
+            remote_write: Vec<super::super::config::RawRemoteWrite>,
+        }
+        let file: File = toml::from_str(text).unwrap();
+        Arc::new(
+            super::super::config::build(file.remote_write, std::path::Path::new("/"))
+                .unwrap()
+                .remove(0),
+        )
+    }
+
+    #[test]
+    fn requests_decode_as_the_spec_messages_with_sorted_labels() {
+        let e = endpoint(
+            "[[remote_write]]\nurl = \"http://x/\"\nexclude = [\"collector_.*\"]\nlabels = { cluster = \"eu\", host = \"ignored\" }\n",
+        );
+        let load: SharedKey = Arc::new(SeriesKey::of("load", &[("host", "web-1"), ("cpu", "0")]));
+        let own: SharedKey = Arc::new(SeriesKey::of("collector_series", &[("host", "c")]));
+        let lat: SharedKey = Arc::new(SeriesKey::of("lat_seconds", &[("host", "web-1")]));
+        let batches = vec![
+            ForwardBatch {
+                seq: 1,
+                floats: vec![(1, load.clone(), 1_000, 0.5), (2, own.clone(), 1_000, 9.0)],
+                histograms: vec![(3, lat.clone(), 1_000, [0.1, 0.2, 0.3, 4.0, 0.9])],
+            },
+            ForwardBatch {
+                seq: 2,
+                floats: vec![(1, load.clone(), 2_000, 0.75)],
+                histograms: vec![],
+            },
+        ];
+        let mut builder = RequestBuilder::new(e);
+        let built = builder.build(&batches);
+        assert_eq!(built.samples, 2 + 5);
+        assert_eq!(built.oldest_ms, Some(1_000));
+        let request: super::super::wire::WriteRequest =
+            prost::Message::decode(built.body.as_slice()).unwrap();
+        let text: Vec<String> = request
+            .timeseries
+            .iter()
+            .map(|s| {
+                let labels: Vec<String> = s
+                    .labels
+                    .iter()
+                    .map(|l| format!("{}={}", l.name, l.value))
+                    .collect();
+                let points: Vec<String> = s
+                    .samples
+                    .iter()
+                    .map(|p| format!("{}@{}", p.value, p.timestamp))
+                    .collect();
+                format!("{} {}", labels.join(","), points.join(" "))
+            })
+            .collect();
+        assert_eq!(
+            text,
+            [
+                "__name__=load,cluster=eu,cpu=0,host=web-1 0.5@1000 0.75@2000",
+                "__name__=lat_seconds,cluster=eu,host=web-1,quantile=0.5 0.1@1000",
+                "__name__=lat_seconds,cluster=eu,host=web-1,quantile=0.9 0.2@1000",
+                "__name__=lat_seconds,cluster=eu,host=web-1,quantile=0.99 0.3@1000",
+                "__name__=lat_seconds_interval_count,cluster=eu,host=web-1 4@1000",
+                "__name__=lat_seconds_interval_sum,cluster=eu,host=web-1 0.9@1000",
+            ]
+        );
+        // The cache answers the second time alike.
+        assert_eq!(builder.build(&batches).body, built.body);
+    }
 }

@@ -165,6 +165,7 @@ impl ForwardQueue for RocksStorage {
         from: u64,
         until: Option<u64>,
         max_samples: usize,
+        shard: Option<(u64, u64)>,
     ) -> Result<Vec<ForwardBatch>, StorageError> {
         let safe = self.forward_safe_end();
         let end = until.map_or(safe, |u| u.min(safe));
@@ -185,18 +186,21 @@ impl ForwardQueue for RocksStorage {
                 iter.next();
                 continue;
             };
+            let mine = |id: u64| shard.is_none_or(|(i, n)| id % n == i);
             let key = |id: u64| index.key(id).cloned();
             let batch = ForwardBatch {
                 seq,
                 floats: record
                     .floats
                     .iter()
-                    .filter_map(|&(id, ts, v)| Some((key(id)?, ts, v)))
+                    .filter(|s| mine(s.0))
+                    .filter_map(|&(id, ts, v)| Some((id, key(id)?, ts, v)))
                     .collect(),
                 histograms: record
                     .histograms
                     .iter()
-                    .filter_map(|&(id, ts, f)| Some((key(id)?, ts, f)))
+                    .filter(|s| mine(s.0))
+                    .filter_map(|&(id, ts, f)| Some((id, key(id)?, ts, f)))
                     .collect(),
             };
             taken += batch.floats.len() + batch.histograms.len();

@@ -192,8 +192,9 @@ impl crate::ForwardQueue for ReopeningStorage {
         from: u64,
         until: Option<u64>,
         max_samples: usize,
+        shard: Option<(u64, u64)>,
     ) -> Result<Vec<crate::ForwardBatch>, StorageError> {
-        self.with(|s| s.forward_read(from, until, max_samples))?
+        self.with(|s| s.forward_read(from, until, max_samples, shard))?
     }
 
     fn forward_cursor(&self, name: &str) -> Result<Option<(u64, u64)>, StorageError> {

@@ -710,7 +710,11 @@ fn a_batch_that_fails_before_its_write_leaves_nothing_pinning_the_ingest_log() {
 fn forwarded(batches: &[crate::ForwardBatch]) -> Vec<(String, i64, f64)> {
     batches
         .iter()
-        .flat_map(|b| b.floats.iter().map(|(k, t, v)| (k.metric.clone(), *t, *v)))
+        .flat_map(|b| {
+            b.floats
+                .iter()
+                .map(|(_, k, t, v)| (k.metric.clone(), *t, *v))
+        })
         .collect()
 }
 
@@ -749,7 +753,7 @@ fn the_forward_queue_holds_exactly_what_was_stored_and_survives_reopen() {
         0,
     )
     .unwrap();
-    let all = s.forward_read(0, None, usize::MAX).unwrap();
+    let all = s.forward_read(0, None, usize::MAX, None).unwrap();
     assert_eq!(
         forwarded(&all),
         [
@@ -758,7 +762,7 @@ fn the_forward_queue_holds_exactly_what_was_stored_and_survives_reopen() {
             ("load".to_owned(), 2_000, 2.0)
         ]
     );
-    let (key, ts, figures) = &all[2].histograms[0];
+    let (_, key, ts, figures) = &all[2].histograms[0];
     assert_eq!((key.metric.as_str(), *ts), ("lat", 3_000));
     assert_eq!(figures[3], 3.0, "count");
     assert!((figures[4] - 6.0).abs() < 0.01, "sum {}", figures[4]);
@@ -767,9 +771,15 @@ fn the_forward_queue_holds_exactly_what_was_stored_and_survives_reopen() {
     assert_eq!(s.forward_cut(2), all[1].seq);
     assert_eq!(s.forward_samples_from(all[1].seq), 2);
     assert_eq!(s.forward_cut(0), s.forward_size().next);
+    // Two shards split the series by id and together hold every sample.
+    let halves: Vec<usize> = (0..2)
+        .map(|i| forwarded(&s.forward_read(0, None, usize::MAX, Some((i, 2))).unwrap()).len())
+        .collect();
+    assert_eq!(halves.iter().sum::<usize>(), 3);
+    assert!(halves.iter().all(|n| *n > 0), "{halves:?}");
 
     // Reads stop at whole records once enough samples are taken.
-    let first = s.forward_read(0, None, 1).unwrap();
+    let first = s.forward_read(0, None, 1, None).unwrap();
     assert_eq!(first.len(), 1);
     assert_eq!(forwarded(&first).len(), 2);
     let cursor_end = first[0].seq + 1;
@@ -788,7 +798,7 @@ fn the_forward_queue_holds_exactly_what_was_stored_and_survives_reopen() {
         Some((cursor_end, cursor_end))
     );
     assert_eq!(s.forward_size().samples, 2);
-    let rest = s.forward_read(cursor_end, None, usize::MAX).unwrap();
+    let rest = s.forward_read(cursor_end, None, usize::MAX, None).unwrap();
     assert_eq!(forwarded(&rest), [("load".to_owned(), 2_000, 2.0)]);
     // Trimmed empty, then reopened: new records still come after the cursor.
     s.forward_trim(u64::MAX).unwrap();
@@ -804,7 +814,7 @@ fn the_forward_queue_holds_exactly_what_was_stored_and_survives_reopen() {
     s.append(&batch("a1", "web-1", 3, &[("load", 4_000, 4.0)]), 0)
         .unwrap();
     assert_eq!(
-        forwarded(&s.forward_read(cursor, None, usize::MAX).unwrap()),
+        forwarded(&s.forward_read(cursor, None, usize::MAX, None).unwrap()),
         [("load".to_owned(), 4_000, 4.0)]
     );
 }
