@@ -62,6 +62,11 @@ pub async fn start() -> anyhow::Result<(SocketAddr, Arc<Counts>)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
+        // As a real receiver (Go's net package) does: no Nagle.
+        use axum::serve::ListenerExt as _;
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let _ = axum::serve(listener, app).await;
     });
     Ok((addr, counts))

@@ -5,7 +5,7 @@
 //! (ids are stable, so each series' samples go out in timestamp order, by
 //! one task; the storage hands each shard only its series) and keep a
 //! cursor in the storage. A task saves its cursor's in-flight
-//! end (synced) before it sends a request, and after a crash sends the
+//! end before it sends a request, and after a crash sends the
 //! same records again as the same request: a request the endpoint had
 //! already taken is then refused whole as out of order (400) — dropped,
 //! nothing lost — and one it had not is taken. Retries follow the spec:
@@ -433,9 +433,14 @@ async fn run_shard<Q: ForwardQueue>(
         counters.oldest_unsent_ms[shard].store(request.oldest_ms.unwrap_or(0), Ordering::Relaxed);
         if !in_flight {
             end = new_end;
-            // Invariant: the in-flight end is durable before the request
-            // leaves, so a crash resends exactly these records.
-            save(&queue, &name, start, end, true).await;
+            // Invariant: the in-flight end is saved before the request
+            // leaves, so a crash resends exactly these records. Not fsynced:
+            // RocksDB hands every write to the kernel at once, so it
+            // survives the process dying (SIGKILL, OOM, panic); only an OS
+            // crash can lose it. A synced write per request would put each
+            // request behind the ingest's fsyncs (measured: forwarding
+            // fell to a tenth of ingest, docs/benchmarks.md).
+            save(&queue, &name, start, end, false).await;
         }
         deliver(&client, &endpoint, &counters, &request).await;
         start = end;
@@ -522,7 +527,9 @@ pub fn start<Q: ForwardQueue>(
     let mut figures = Vec::new();
     let mut kept = Vec::new();
     for endpoint in endpoints {
-        let mut client = reqwest::Client::builder();
+        // No Nagle: a request is headers then body, and a receiver that
+        // delays its ACK would hold every request back ~40 ms.
+        let mut client = reqwest::Client::builder().tcp_nodelay(true);
         if let Some(pem) = &endpoint.tls_ca {
             let ca = reqwest::Certificate::from_pem(pem)
                 .map_err(|e| format!("remote_write {}: tls_ca: {e}", endpoint.name))?;
