@@ -343,6 +343,29 @@ pub fn start_agent_command(
     )
 }
 
+/// The token-file line of `token` (role, name), made by `nightjar token
+/// hash` the way operators do.
+pub fn token_line(role: &str, name: &str, token: &str) -> String {
+    let mut child = Command::new(bin("nightjar"))
+        .args(["token", "hash", role, name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("nightjar token hash runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(token.as_bytes())
+        .expect("token written");
+    let out = child.wait_with_output().expect("token hash output");
+    assert!(
+        out.status.success(),
+        "nightjar token hash {role} {name} failed"
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 token line")
+}
+
 /// The JSON log events with the given message.
 pub fn log_events(lines: &[String], message: &str) -> Vec<serde_json::Value> {
     lines

@@ -2,14 +2,13 @@
 //! node_exporter-style page, scraped and linted by the reference tools.
 //! Skips, saying why, where `prometheus` or `promtool` is not installed.
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use nightjar_e2e::prometheus::{Prometheus, have_tool, promtool_check_metrics};
 use nightjar_e2e::remote_write::{WriteRequest, push, push_raw, series};
 use nightjar_e2e::{
-    Collector, Proc, bin, free_port, http_get, latest_by_series, poll, start_agent, status_addr,
-    unique_host,
+    Collector, Proc, free_port, http_get, latest_by_series, poll, start_agent, status_addr,
+    token_line, unique_host,
 };
 
 /// The value of the line `name{labels} value` (labels as written) on a
@@ -83,25 +82,6 @@ fn the_agents_metrics_page_passes_promtool_and_a_real_prometheus_stores_it() {
     assert_eq!(up["result"][0]["value"][1], "1", "{up}");
 }
 
-/// The token-file line of `token` (role, name) from `nightjar token hash`.
-fn token_line(role: &str, name: &str, token: &str) -> String {
-    let mut child = Command::new(bin("nightjar"))
-        .args(["token", "hash", role, name])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(token.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// A collector in `dir` whose token file holds a `write` and a `read` token.
 fn collector_with_tokens(dir: &std::path::Path) -> Collector {
     let tokens = token_line("write", "vmagent", "write-secret")
@@ -162,25 +142,28 @@ fn the_remote_write_receiver_needs_a_write_token_refuses_bad_bodies_and_stores_t
     // Stored under the instance as host, with every label of the request.
     let read = dir.path().join("read.token");
     std::fs::write(&read, "read-secret").unwrap();
-    let out = collector.cli(&[
-        "--token-file",
-        read.to_str().unwrap(),
-        "query",
-        "queue_depth",
-        "--host",
-        "q-1:9000",
-        "--since",
-        "1h",
-        "--step",
-        "0",
-        "--json",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stored = || {
+        let out = collector.cli(&[
+            "--token-file",
+            read.to_str().unwrap(),
+            "query",
+            "queue_depth",
+            "--host",
+            "q-1:9000",
+            "--since",
+            "1h",
+            "--step",
+            "0",
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let answer = stored();
     let points = &answer[0]["points"];
     assert_eq!(
         points,
@@ -216,20 +199,7 @@ fn the_remote_write_receiver_needs_a_write_token_refuses_bad_bodies_and_stores_t
         Some(2.0),
         "{metrics}"
     );
-    let out = collector.cli(&[
-        "--token-file",
-        read.to_str().unwrap(),
-        "query",
-        "queue_depth",
-        "--host",
-        "q-1:9000",
-        "--since",
-        "1h",
-        "--step",
-        "0",
-        "--json",
-    ]);
-    let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let again = stored();
     assert_eq!(again[0]["points"], answer[0]["points"]);
 }
 

@@ -24,26 +24,6 @@ fn write_token(dir: &Path, name: &str, token: &str) -> std::path::PathBuf {
     p
 }
 
-/// The token-file line for `token`, made by the CLI the way operators do.
-fn token_line(role: &str, name: &str, token: &str) -> String {
-    let mut child = Command::new(bin("nightjar"))
-        .args(["token", "hash", role, name])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(token.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// A collector with TLS, mTLS for agents, and tokens.
 fn secure_collector() -> Secure {
     let dir = tempfile::tempdir().unwrap();

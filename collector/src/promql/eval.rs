@@ -901,8 +901,7 @@ impl Evaluator<'_> {
                 }
             }
             let mut values = Vec::with_capacity(m.values.len());
-            for (i, (mv, ov)) in m.values.iter().zip(&o.values).enumerate() {
-                let _ = i;
+            for (mv, ov) in m.values.iter().zip(&o.values) {
                 values.push(match (mv, ov) {
                     (Some(a), Some(b)) => {
                         let (l, r) = if swap { (*b, *a) } else { (*a, *b) };

@@ -81,7 +81,9 @@ pub fn decode(body: &[u8]) -> Result<WriteRequest, DecodeError> {
     Ok(prost::Message::decode(raw.as_slice())?)
 }
 
-/// Encodes a request body.
+/// Encodes a request body (tests; the sender encodes its own requests,
+/// `send::RequestBuilder`).
+#[cfg(test)]
 pub fn encode(request: &WriteRequest) -> Vec<u8> {
     let raw = prost::Message::encode_to_vec(request);
     snap::raw::Encoder::new()
