@@ -154,17 +154,18 @@ pub struct StorageStats {
     pub write_failures: u64,
 }
 
-/// One record of the forward queue with its series resolved: the samples
-/// one stored batch hands to the remote_write senders.
+/// One record of the forward queue: the samples one stored batch hands to
+/// the remote_write senders, by series id (a sender resolves each id's
+/// series once, with [`ForwardQueue::forward_series`], and keeps it).
 #[derive(Clone, Debug)]
 pub struct ForwardBatch {
     /// The record's seq (the batch's ingest-log seq): records are read in
     /// seq order, which is store order for every series.
     pub seq: u64,
-    /// Float samples: series id, series, timestamp (ms), value.
-    pub floats: Vec<(u64, SharedKey, i64, f64)>,
+    /// Float samples: series id, timestamp (ms), value.
+    pub floats: Vec<(u64, i64, f64)>,
     /// Histogram samples as their figures (`forward::HISTOGRAM_FIGURES`).
-    pub histograms: Vec<(u64, SharedKey, i64, [f64; forward::HISTOGRAM_FIGURES])>,
+    pub histograms: Vec<(u64, i64, [f64; forward::HISTOGRAM_FIGURES])>,
 }
 
 /// The size of the forward queue.
@@ -199,6 +200,8 @@ pub trait ForwardQueue: Send + Sync + 'static {
         max_samples: usize,
         shard: Option<(u64, u64)>,
     ) -> Result<Vec<ForwardBatch>, StorageError>;
+    /// The series of each id (None for an id not indexed).
+    fn forward_series(&self, ids: &[u64]) -> Vec<Option<SharedKey>>;
     /// The cursor `name`, if saved.
     fn forward_cursor(&self, name: &str) -> Result<Option<(u64, u64)>, StorageError>;
     /// Saves cursor `name`; with `sync`, durably before returning.

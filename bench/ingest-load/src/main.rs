@@ -22,6 +22,7 @@ mod promql;
 mod promtool;
 mod queries;
 mod sink;
+mod status_page;
 mod wire;
 
 use std::path::PathBuf;
@@ -126,6 +127,11 @@ async fn end_to_end(
         .local_addr()?
         .port();
     let url = format!("http://127.0.0.1:{port}");
+    // Forwarding runs watch the sender's figures on the status port.
+    let http = match forward_to {
+        Some(_) => Some(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?),
+        None => None,
+    };
     let data = work.join("collector-data");
     let _ = std::fs::remove_dir_all(&data);
     let config = work.join("collector.toml");
@@ -143,7 +149,10 @@ async fn end_to_end(
             .arg("--config")
             .arg(&config)
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--http-listen", "off"])
+            .args([
+                "--http-listen",
+                &http.map_or_else(|| "off".to_owned(), |a| a.to_string()),
+            ])
             .arg("--data-dir")
             .arg(&data)
             .env(
@@ -169,6 +178,7 @@ async fn end_to_end(
     load::send_history(&url, now).await?;
     let warmup = Duration::from_secs((args.duration / 6).max(1));
     let duration = Duration::from_secs(args.duration);
+    let watch = http.map(status_page::Watch::start);
     let cpu_before = procstat::cpu_seconds(pid).unwrap_or(0.0);
     let load_start = Instant::now();
     let start_ms = (now - 3_600_000) / 1000 * 1000;
@@ -186,26 +196,30 @@ async fn end_to_end(
     let load_seconds = load_start.elapsed().as_secs_f64();
     let cpu_percent = cpu / load_seconds * 100.0;
     let mut forwarding = None;
-    if let Some((_, counts)) = &forward_to {
-        // Everything stored goes out: the history and every acked sample.
-        let at_end = counts.samples.load(std::sync::atomic::Ordering::Relaxed);
+    if let (Some((_, counts)), Some(watch)) = (&forward_to, watch) {
+        // Everything stored goes out (the history and every acked sample),
+        // but for what the queue's bound dropped, which is counted.
+        let received = || counts.samples.load(std::sync::atomic::Ordering::Relaxed);
+        let at_end = received();
         let want = result.samples_acked + 24 * 3600;
+        let most_pending = watch.stop();
         let drain_started = Instant::now();
         let deadline = drain_started + Duration::from_secs(600);
-        while counts.samples.load(std::sync::atomic::Ordering::Relaxed) < want {
+        let mut dropped = 0;
+        while received() + dropped < want {
             anyhow::ensure!(
                 Instant::now() < deadline,
-                "the receiver got {} of {want} samples within 600 s",
-                counts.samples.load(std::sync::atomic::Ordering::Relaxed)
+                "the receiver got {} of {want} samples within 600 s ({dropped} dropped)",
+                received()
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            dropped = status_page::figures(http.expect("watched")).map_or(dropped, |f| f.dropped);
         }
         let drain = drain_started.elapsed().as_secs_f64();
         let requests = counts.requests.load(std::sync::atomic::Ordering::Relaxed);
         println!(
-            "remote_write: {:.0} samples/s forwarded during the load ({at_end} of {want} by its end, backlog {}), all {want} forwarded {drain:.1} s after it, {requests} requests",
+            "remote_write: {:.0} samples/s forwarded during the load ({at_end} of {want} by its end); at most {most_pending} samples pending during it; the rest forwarded {drain:.1} s after it; {dropped} dropped by the queue's bound; {requests} requests",
             at_end as f64 / load_seconds,
-            want.saturating_sub(at_end),
         );
         forwarding = Some((at_end as f64 / load_seconds, drain));
     }

@@ -10,7 +10,6 @@
 //! would ask it (24 h, step 60 s: 1,441 steps), and the medians are
 //! compared.
 
-use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tokio::sync::mpsc;
 
+use crate::status_page::{get, metric};
 use crate::wire::{self, Encoded};
 use crate::{KillOnDrop, now_ms};
 
@@ -34,25 +34,6 @@ const QUERIES: &[&str] = &[
     "max_over_time(bench_latency_ms{host=\"h0\"}[10m])",
     "topk(5, bench_latency_ms)",
 ];
-
-/// GET `path`: status and body.
-fn get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {
-    let mut stream = TcpStream::connect(addr)?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("no HTTP head")?;
-    let head = String::from_utf8_lossy(&response[..split]);
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .context("no status")?;
-    Ok((status, response[split + 4..].to_vec()))
-}
 
 fn encode(text: &str) -> String {
     text.bytes()
@@ -77,13 +58,6 @@ fn wait_port(addr: SocketAddr, what: &str) -> anyhow::Result<()> {
 
 fn free_addr() -> anyhow::Result<SocketAddr> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
-}
-
-/// A line's value on a text-format page.
-fn metric(page: &str, prefix: &str) -> Option<f64> {
-    page.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit_once(' ')?.1.parse().ok())
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

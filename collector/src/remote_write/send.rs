@@ -16,7 +16,6 @@
 //! `queue_capacity` jumps past the oldest records (counted as dropped,
 //! `queue_full`). Records every endpoint has passed are deleted.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
@@ -24,6 +23,7 @@ use std::time::Duration;
 use nightjar_common::log_limit::RateLimitedLog;
 use nightjar_model::model::SharedKey;
 use nightjar_storage::{ForwardBatch, ForwardQueue};
+use rustc_hash::FxHashMap;
 
 use super::config::{Endpoint, EndpointAuth};
 
@@ -78,14 +78,28 @@ pub type SenderFigures = Vec<(String, Arc<EndpointCounters>)>;
 /// interval count, interval sum).
 type SeriesRef = (u64, u8);
 
+/// A forwarded series as a shard knows it.
+struct Slot {
+    /// The encoded `Label` fields, None if the endpoint does not take it.
+    labels: Option<Box<[u8]>>,
+    /// The points of the request being built.
+    points: Vec<(i64, f64)>,
+}
+
 /// Builds one shard's requests. Every series' labels are encoded once, the
 /// first time the shard sees it, and kept (or its exclusion by
-/// `include`/`exclude`): a steady stream of the same series costs no
-/// label allocation, label hashing or regex matching.
+/// `include`/`exclude`): a steady stream of the same series costs one
+/// integer-keyed lookup per sample, and no label allocation, label hashing
+/// or regex matching. Buffers are kept from request to request.
 pub struct RequestBuilder {
     endpoint: Arc<Endpoint>,
-    /// The encoded `Label` fields of each series, None if not forwarded.
-    labels: HashMap<SeriesRef, Option<Vec<u8>>>,
+    slots: FxHashMap<SeriesRef, u32>,
+    series: Vec<Slot>,
+    /// Slots with points in the request being built, first seen first.
+    order: Vec<u32>,
+    /// The encoded request, before compression.
+    encoded: Vec<u8>,
+    snappy: snap::raw::Encoder,
 }
 
 /// Protobuf field keys of remote.proto / types.proto.
@@ -105,15 +119,24 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
 fn put_bytes(out: &mut Vec<u8>, key: u8, bytes: &[u8]) {
     out.push(key);
     put_varint(out, bytes.len() as u64);
     out.extend_from_slice(bytes);
 }
 
+/// The length of an encoded `Sample` with timestamp `ts`.
+fn sample_len(ts: i64) -> usize {
+    1 + 8 + 1 + varint_len(ts as u64)
+}
+
 /// A request, and what its shard needs to know of it.
 pub struct BuiltRequest {
-    /// The encoded `WriteRequest` (not yet compressed).
+    /// The Snappy-compressed `WriteRequest`.
     pub body: Vec<u8>,
     /// Samples in it.
     pub samples: u64,
@@ -127,7 +150,7 @@ const QUANTILE_LABELS: [&str; 3] = ["0.5", "0.9", "0.99"];
 /// not take its metric: `__name__`, the stored labels, the variant's
 /// `quantile`, the endpoint's extra labels where the series lacks them;
 /// sorted by name, as the spec asks.
-fn encode_labels(endpoint: &Endpoint, key: &SharedKey, variant: u8) -> Option<Vec<u8>> {
+fn encode_labels(endpoint: &Endpoint, key: &SharedKey, variant: u8) -> Option<Box<[u8]>> {
     if !endpoint.wants(&key.metric) {
         return None;
     }
@@ -157,7 +180,7 @@ fn encode_labels(endpoint: &Endpoint, key: &SharedKey, variant: u8) -> Option<Ve
         put_bytes(&mut label, LABEL_VALUE, v.as_bytes());
         put_bytes(&mut out, TIMESERIES_LABELS, &label);
     }
-    Some(out)
+    Some(out.into_boxed_slice())
 }
 
 impl RequestBuilder {
@@ -165,69 +188,132 @@ impl RequestBuilder {
     pub fn new(endpoint: Arc<Endpoint>) -> RequestBuilder {
         RequestBuilder {
             endpoint,
-            labels: HashMap::new(),
+            slots: FxHashMap::default(),
+            series: Vec::new(),
+            order: Vec::new(),
+            encoded: Vec::new(),
+            snappy: snap::raw::Encoder::new(),
         }
     }
 
     /// The request of `batches` (this shard's samples): one time series
     /// per series, samples in store order. Histograms go out as gauges of
     /// their interval: `{quantile="0.5"|"0.9"|"0.99"}`,
-    /// `<name>_interval_count` and `<name>_interval_sum`.
-    pub fn build(&mut self, batches: &[ForwardBatch]) -> BuiltRequest {
-        let mut order: Vec<SeriesRef> = Vec::new();
-        let mut points: HashMap<SeriesRef, Vec<(i64, f64)>> = HashMap::new();
-        let endpoint = &self.endpoint;
-        let labels = &mut self.labels;
-        let mut add = |r: SeriesRef, key: &SharedKey, ts: i64, v: f64| {
-            let wanted = labels
-                .entry(r)
-                .or_insert_with(|| encode_labels(endpoint, key, r.1))
-                .is_some();
-            if wanted {
-                points
-                    .entry(r)
-                    .or_insert_with(|| {
-                        order.push(r);
-                        Vec::new()
-                    })
-                    .push((ts, v));
-            }
-        };
+    /// `<name>_interval_count` and `<name>_interval_sum`. `resolve` gives
+    /// the series of ids this shard has not seen yet.
+    pub fn build(
+        &mut self,
+        batches: &[ForwardBatch],
+        resolve: impl FnOnce(&[u64]) -> Vec<Option<SharedKey>>,
+    ) -> BuiltRequest {
+        self.learn_new_series(batches, resolve);
         for batch in batches {
-            for (id, key, ts, value) in &batch.floats {
-                add((*id, 0), key, *ts, *value);
+            for &(id, ts, value) in &batch.floats {
+                self.add((id, 0), ts, value);
             }
-            for (id, key, ts, figures) in &batch.histograms {
+            for (id, ts, figures) in &batch.histograms {
                 for (variant, value) in (1u8..).zip(figures) {
-                    add((*id, variant), key, *ts, *value);
+                    self.add((*id, variant), *ts, *value);
                 }
             }
         }
-        let mut body = Vec::new();
-        let mut series = Vec::new();
-        let mut sample = Vec::with_capacity(24);
+        self.encode()
+    }
+
+    /// Gives every series of `batches` not seen before its slot.
+    fn learn_new_series(
+        &mut self,
+        batches: &[ForwardBatch],
+        resolve: impl FnOnce(&[u64]) -> Vec<Option<SharedKey>>,
+    ) {
+        let mut new: Vec<(u64, bool)> = Vec::new();
+        for batch in batches {
+            let floats = batch.floats.iter().map(|s| (s.0, false));
+            let histograms = batch.histograms.iter().map(|s| (s.0, true));
+            for (id, histogram) in floats.chain(histograms) {
+                let variant = u8::from(histogram);
+                if !self.slots.contains_key(&(id, variant)) {
+                    new.push((id, histogram));
+                }
+            }
+        }
+        if new.is_empty() {
+            return;
+        }
+        new.sort_unstable();
+        new.dedup();
+        let ids: Vec<u64> = new.iter().map(|s| s.0).collect();
+        let keys = resolve(&ids);
+        for ((id, histogram), key) in new.into_iter().zip(keys) {
+            let variants = if histogram { 1..=5 } else { 0..=0 };
+            for variant in variants {
+                let labels = key
+                    .as_ref()
+                    .and_then(|k| encode_labels(&self.endpoint, k, variant));
+                self.slots.insert((id, variant), self.series.len() as u32);
+                self.series.push(Slot {
+                    labels,
+                    points: Vec::new(),
+                });
+            }
+        }
+    }
+
+    fn add(&mut self, r: SeriesRef, ts: i64, value: f64) {
+        let i = self.slots[&r];
+        let slot = &mut self.series[i as usize];
+        if slot.labels.is_none() {
+            return;
+        }
+        if slot.points.is_empty() {
+            self.order.push(i);
+        }
+        slot.points.push((ts, value));
+    }
+
+    /// Encodes the points added since the last request straight into the
+    /// request buffer (each time series' length is known before its
+    /// fields are written), compresses it, and empties the slots.
+    fn encode(&mut self) -> BuiltRequest {
+        let body = &mut self.encoded;
+        body.clear();
         let mut samples = 0;
         let mut oldest_ms: Option<i64> = None;
-        for r in order {
-            let Some(Some(labels)) = self.labels.get(&r) else {
-                continue;
-            };
-            series.clear();
-            series.extend_from_slice(labels);
-            for &(ts, v) in &points[&r] {
-                sample.clear();
-                sample.push(SAMPLE_VALUE);
-                sample.extend_from_slice(&v.to_bits().to_le_bytes());
-                sample.push(SAMPLE_TIMESTAMP);
-                put_varint(&mut sample, ts as u64);
-                put_bytes(&mut series, TIMESERIES_SAMPLES, &sample);
-                samples += 1;
+        for &i in &self.order {
+            let slot = &mut self.series[i as usize];
+            let labels = slot
+                .labels
+                .as_deref()
+                .expect("only wanted series get points");
+            let points_len: usize = slot
+                .points
+                .iter()
+                .map(|&(ts, _)| {
+                    let n = sample_len(ts);
+                    1 + varint_len(n as u64) + n
+                })
+                .sum();
+            body.push(WRITE_REQUEST_TIMESERIES);
+            put_varint(body, (labels.len() + points_len) as u64);
+            body.extend_from_slice(labels);
+            for &(ts, v) in &slot.points {
+                body.push(TIMESERIES_SAMPLES);
+                put_varint(body, sample_len(ts) as u64);
+                body.push(SAMPLE_VALUE);
+                body.extend_from_slice(&v.to_bits().to_le_bytes());
+                body.push(SAMPLE_TIMESTAMP);
+                put_varint(body, ts as u64);
                 oldest_ms = Some(oldest_ms.map_or(ts, |o| o.min(ts)));
             }
-            put_bytes(&mut body, WRITE_REQUEST_TIMESERIES, &series);
+            samples += slot.points.len() as u64;
+            slot.points.clear();
         }
+        self.order.clear();
         BuiltRequest {
-            body,
+            body: self
+                .snappy
+                .compress_vec(body)
+                .expect("Snappy compresses any input below 4 GiB"),
             samples,
             oldest_ms,
         }
@@ -311,9 +397,7 @@ async fn deliver(
     request: &BuiltRequest,
 ) {
     let n = request.samples;
-    let body = snap::raw::Encoder::new()
-        .compress_vec(&request.body)
-        .expect("Snappy compresses any input below 4 GiB");
+    let body = &request.body;
     let mut backoff = Duration::from_millis(250);
     loop {
         match attempt(client, endpoint, body.clone()).await {
@@ -343,21 +427,42 @@ async fn deliver(
     }
 }
 
-/// Runs a blocking storage call off the async threads.
-async fn blocking<Q: ForwardQueue, R: Send + 'static>(
-    queue: &Arc<Q>,
-    f: impl FnOnce(&Q) -> Result<R, nightjar_storage::StorageError> + Send + 'static,
-) -> Result<R, String> {
-    let queue = queue.clone();
-    tokio::task::spawn_blocking(move || f(&queue).map_err(|e| e.to_string()))
-        .await
-        .map_err(|e| e.to_string())?
-}
-
 /// How long an idle shard waits before it looks for new records.
 const IDLE_POLL: Duration = Duration::from_millis(100);
 
-/// One shard of one endpoint, forever.
+/// Runs a storage call until it succeeds, once a second, logging what
+/// failed (rate-limited): a shard never skips what it cannot read or save.
+async fn until_ok<R>(
+    what: &str,
+    cursor: &str,
+    mut call: impl FnMut() -> Result<R, nightjar_storage::StorageError>,
+) -> R {
+    loop {
+        match call() {
+            Ok(r) => return r,
+            Err(error) => {
+                if let Some(lines_held_back) = QUEUE_LOG.due() {
+                    tracing::error!(%cursor, %error, lines_held_back, "remote_write cannot {what}; retrying");
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Saves cursor `name` (not synced: see the invariant in [`run_shard`]).
+async fn save<Q: ForwardQueue>(queue: &Q, name: &str, start: u64, end: u64) {
+    until_ok("save its cursor", name, || {
+        queue.set_forward_cursor(name, start, end, false)
+    })
+    .await;
+}
+
+/// One shard of one endpoint, forever, on its own thread: it calls the
+/// storage directly (the thread is its own), and its requests never queue
+/// behind the ingest's tasks on the main runtime — under a full ingest
+/// load, a shard on the shared runtime waited so long between its steps
+/// that the queue's bound dropped samples (docs/benchmarks.md).
 async fn run_shard<Q: ForwardQueue>(
     queue: Arc<Q>,
     endpoint: Arc<Endpoint>,
@@ -369,19 +474,9 @@ async fn run_shard<Q: ForwardQueue>(
     let mut builder = RequestBuilder::new(endpoint.clone());
     let of_shard = Some((shard as u64, endpoint.shards as u64));
     let first = queue.forward_size().first;
-    let cursor_name = name.clone();
-    let (mut start, mut end) = loop {
-        let n = cursor_name.clone();
-        match blocking(&queue, move |q| q.forward_cursor(&n)).await {
-            Ok(saved) => break saved.unwrap_or((first, first)),
-            Err(error) => {
-                if let Some(lines_held_back) = QUEUE_LOG.due() {
-                    tracing::error!(cursor = %name, %error, lines_held_back, "cannot read a remote_write cursor; retrying");
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    };
+    let (mut start, mut end) = until_ok("read its cursor", &name, || queue.forward_cursor(&name))
+        .await
+        .unwrap_or((first, first));
     counters.cursors[shard].store(start, Ordering::Relaxed);
     loop {
         let floor = counters.floor.load(Ordering::Relaxed);
@@ -391,27 +486,15 @@ async fn run_shard<Q: ForwardQueue>(
             end = end.max(floor);
         }
         let in_flight = end > start;
-        let max = endpoint.max_samples_per_send;
-        let (from, until) = (start, in_flight.then_some(end));
-        let batches = match blocking(&queue, move |q| {
-            q.forward_read(
-                from,
-                until,
-                if until.is_some() { usize::MAX } else { max },
-                of_shard,
-            )
-        })
-        .await
-        {
-            Ok(b) => b,
-            Err(error) => {
-                if let Some(lines_held_back) = QUEUE_LOG.due() {
-                    tracing::error!(cursor = %name, %error, lines_held_back, "cannot read the forward queue; retrying");
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
+        let (until, max) = if in_flight {
+            (Some(end), usize::MAX)
+        } else {
+            (None, endpoint.max_samples_per_send)
         };
+        let batches = until_ok("read the forward queue", &name, || {
+            queue.forward_read(start, until, max, of_shard)
+        })
+        .await;
         let Some(last) = batches.last().map(|b| b.seq) else {
             counters.oldest_unsent_ms[shard].store(0, Ordering::Relaxed);
             if in_flight {
@@ -421,12 +504,12 @@ async fn run_shard<Q: ForwardQueue>(
             continue;
         };
         let new_end = if in_flight { end } else { last + 1 };
-        let request = builder.build(&batches);
+        let request = builder.build(&batches, |ids| queue.forward_series(ids));
         if request.samples == 0 {
-            // Nothing of this shard's: move on without a synced write.
+            // Nothing of this shard's: move on without waiting for a write.
             start = new_end;
             end = new_end;
-            save(&queue, &name, start, end, false).await;
+            save(&*queue, &name, start, end).await;
             counters.cursors[shard].store(start, Ordering::Relaxed);
             continue;
         }
@@ -438,30 +521,13 @@ async fn run_shard<Q: ForwardQueue>(
             // RocksDB hands every write to the kernel at once, so it
             // survives the process dying (SIGKILL, OOM, panic); only an OS
             // crash can lose it. A synced write per request would put each
-            // request behind the ingest's fsyncs (measured: forwarding
-            // fell to a tenth of ingest, docs/benchmarks.md).
-            save(&queue, &name, start, end, false).await;
+            // request behind the ingest's fsyncs.
+            save(&*queue, &name, start, end).await;
         }
         deliver(&client, &endpoint, &counters, &request).await;
         start = end;
-        save(&queue, &name, start, end, false).await;
+        save(&*queue, &name, start, end).await;
         counters.cursors[shard].store(start, Ordering::Relaxed);
-    }
-}
-
-/// Saves a cursor, retrying until the storage takes it.
-async fn save<Q: ForwardQueue>(queue: &Arc<Q>, name: &str, start: u64, end: u64, sync: bool) {
-    loop {
-        let n = name.to_owned();
-        match blocking(queue, move |q| q.set_forward_cursor(&n, start, end, sync)).await {
-            Ok(()) => return,
-            Err(error) => {
-                if let Some(lines_held_back) = QUEUE_LOG.due() {
-                    tracing::error!(cursor = %name, %error, lines_held_back, "cannot save a remote_write cursor; retrying");
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
     }
 }
 
@@ -519,7 +585,28 @@ async fn keep_queue<Q: ForwardQueue>(
     }
 }
 
-/// Starts the senders of `endpoints` over `queue`; their figures.
+/// The HTTP client of `endpoint`'s requests.
+fn http_client(endpoint: &Endpoint) -> Result<reqwest::Client, String> {
+    // No Nagle: a request is headers then body, and a receiver that
+    // delays its ACK would hold every request back ~40 ms.
+    let mut client = reqwest::Client::builder().tcp_nodelay(true);
+    if let Some(pem) = &endpoint.tls_ca {
+        let ca = reqwest::Certificate::from_pem(pem)
+            .map_err(|e| format!("remote_write {}: tls_ca: {e}", endpoint.name))?;
+        client = client.add_root_certificate(ca);
+    }
+    client.build().map_err(|e| {
+        format!(
+            "remote_write {}: cannot build its HTTP client: {e}",
+            endpoint.name
+        )
+    })
+}
+
+/// Starts the senders of `endpoints` over `queue`; their figures. Each
+/// shard runs on a thread of its own (`nightjar-rw-<shard>`)
+/// with a one-thread runtime, for as long as the process; the keeper runs
+/// on the caller's runtime.
 pub fn start<Q: ForwardQueue>(
     queue: Arc<Q>,
     endpoints: Vec<Endpoint>,
@@ -527,20 +614,8 @@ pub fn start<Q: ForwardQueue>(
     let mut figures = Vec::new();
     let mut kept = Vec::new();
     for endpoint in endpoints {
-        // No Nagle: a request is headers then body, and a receiver that
-        // delays its ACK would hold every request back ~40 ms.
-        let mut client = reqwest::Client::builder().tcp_nodelay(true);
-        if let Some(pem) = &endpoint.tls_ca {
-            let ca = reqwest::Certificate::from_pem(pem)
-                .map_err(|e| format!("remote_write {}: tls_ca: {e}", endpoint.name))?;
-            client = client.add_root_certificate(ca);
-        }
-        let client = client.build().map_err(|e| {
-            format!(
-                "remote_write {}: cannot build its HTTP client: {e}",
-                endpoint.name
-            )
-        })?;
+        // Checked here, so that a shard's own client cannot fail to build.
+        http_client(&endpoint)?;
         let endpoint = Arc::new(endpoint);
         let counters = Arc::new(EndpointCounters::new(endpoint.shards));
         // Before the shards start: the trim must not pass a cursor not yet read.
@@ -549,13 +624,22 @@ pub fn start<Q: ForwardQueue>(
             c.store(first, Ordering::Relaxed);
         }
         for shard in 0..endpoint.shards {
-            tokio::spawn(run_shard(
-                queue.clone(),
-                endpoint.clone(),
-                counters.clone(),
-                client.clone(),
-                shard,
-            ));
+            let client = http_client(&endpoint)?;
+            let failed = |e: std::io::Error| {
+                format!("remote_write {}: cannot start a shard: {e}", endpoint.name)
+            };
+            let (queue, endpoint, counters) = (queue.clone(), endpoint.clone(), counters.clone());
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(failed)?;
+            std::thread::Builder::new()
+                .name(format!("nightjar-rw-{shard}"))
+                // Its connections live on its runtime, as long as the thread.
+                .spawn(move || {
+                    runtime.block_on(run_shard(queue, endpoint, counters, client, shard));
+                })
+                .map_err(failed)?;
         }
         tracing::info!(endpoint = %endpoint.name, url = %endpoint.url, shards = endpoint.shards, "forwarding stored samples with remote_write");
         figures.push((endpoint.name.clone(), counters.clone()));
@@ -596,21 +680,32 @@ mod tests {
         let batches = vec![
             ForwardBatch {
                 seq: 1,
-                floats: vec![(1, load.clone(), 1_000, 0.5), (2, own.clone(), 1_000, 9.0)],
-                histograms: vec![(3, lat.clone(), 1_000, [0.1, 0.2, 0.3, 4.0, 0.9])],
+                floats: vec![(1, 1_000, 0.5), (2, 1_000, 9.0)],
+                histograms: vec![(3, 1_000, [0.1, 0.2, 0.3, 4.0, 0.9])],
             },
             ForwardBatch {
                 seq: 2,
-                floats: vec![(1, load.clone(), 2_000, 0.75)],
+                floats: vec![(1, 2_000, 0.75)],
                 histograms: vec![],
             },
         ];
+        let keys = [load, own, lat];
+        let mut asked = Vec::new();
         let mut builder = RequestBuilder::new(e);
-        let built = builder.build(&batches);
+        let built = builder.build(&batches, |ids| {
+            asked.extend_from_slice(ids);
+            ids.iter()
+                .map(|id| Some(keys[*id as usize - 1].clone()))
+                .collect()
+        });
+        assert_eq!(asked, [1, 2, 3], "each new series resolved once");
         assert_eq!(built.samples, 2 + 5);
         assert_eq!(built.oldest_ms, Some(1_000));
-        let request: super::super::wire::WriteRequest =
-            prost::Message::decode(built.body.as_slice()).unwrap();
+        let decode = |body: &[u8]| -> super::super::wire::WriteRequest {
+            let raw = snap::raw::Decoder::new().decompress_vec(body).unwrap();
+            prost::Message::decode(raw.as_slice()).unwrap()
+        };
+        let request = decode(&built.body);
         let text: Vec<String> = request
             .timeseries
             .iter()
@@ -639,7 +734,16 @@ mod tests {
                 "__name__=lat_seconds_interval_sum,cluster=eu,host=web-1 0.9@1000",
             ]
         );
-        // The cache answers the second time alike.
-        assert_eq!(builder.build(&batches).body, built.body);
+        // The second time, from the cache alone, alike.
+        let again = builder.build(&batches, |ids| panic!("{ids:?} resolved again"));
+        assert_eq!(decode(&again.body), request);
+        // A series the index no longer holds is skipped.
+        let gone = vec![ForwardBatch {
+            seq: 3,
+            floats: vec![(9, 3_000, 1.0), (1, 3_000, 1.5)],
+            histograms: vec![],
+        }];
+        let built = builder.build(&gone, |ids| vec![None; ids.len()]);
+        assert_eq!(built.samples, 1);
     }
 }

@@ -1,7 +1,13 @@
 //! The forward queue over RocksDB: column family `forward_queue`, log seq
 //! (u64 BE) → a [`forward`] record, written in the batch's synced write
-//! when forwarding is on; reader cursors in `meta` under `f/<name>`
-//! (start u64 BE ++ end u64 BE).
+//! when forwarding is on; reader cursors in files of their own,
+//! `forward-cursors/<hex of the name>` (start, end and a check word,
+//! u64 BE each), overwritten in place: a cursor is saved before and after
+//! every remote_write request, and a write through RocksDB waits behind
+//! the ingest's synced write groups (measured: the senders then fell to
+//! half the ingest rate, docs/benchmarks.md), while a `pwrite` of 24
+//! bytes does not. Versions before put them in `meta` under `f/<name>`
+//! (start u64 BE ++ end u64 BE); those are still read.
 //!
 //! Invariant: a record holds exactly the samples its batch stored. The
 //! heads would refuse a point not newer than its series' newest, so the
@@ -11,9 +17,12 @@
 //! refused, which would make it refuse the whole request.
 
 use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::FileExt as _;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use rocksdb::{IteratorMode, WriteBatch, WriteOptions};
+use rocksdb::{IteratorMode, WriteBatch};
 
 use super::keys::read_u64;
 use super::{CF_FORWARD, CF_META, RocksStorage};
@@ -21,7 +30,7 @@ use crate::forward::{self, ForwardRecord};
 use crate::head::Heads;
 use crate::ingest_log::LogSample;
 use crate::{ForwardBatch, ForwardQueue, ForwardSize, StorageError};
-use nightjar_model::model::Batch;
+use nightjar_model::model::{Batch, SharedKey};
 
 /// The records held and their sample counts, for the queue's size.
 #[derive(Default)]
@@ -32,6 +41,33 @@ pub(super) struct ForwardState {
 
 fn cursor_key(name: &str) -> Vec<u8> {
     [b"f/", name.as_bytes()].concat()
+}
+
+/// The data directory's folder of cursor files.
+const CURSOR_DIR: &str = "forward-cursors";
+
+/// Mixed into a cursor file's check word, so that zeroes do not check.
+const CURSOR_CHECK: u64 = 0x6e6a_6375_7273_6f72; // "njcursor"
+
+fn encode_cursor(start: u64, end: u64) -> [u8; 24] {
+    let mut out = [0u8; 24];
+    out[..8].copy_from_slice(&start.to_be_bytes());
+    out[8..16].copy_from_slice(&end.to_be_bytes());
+    out[16..].copy_from_slice(&(start ^ end.rotate_left(32) ^ CURSOR_CHECK).to_be_bytes());
+    out
+}
+
+fn decode_cursor(bytes: &[u8]) -> Option<(u64, u64)> {
+    let (start, end, check) = (
+        read_u64(bytes.get(..8)?)?,
+        read_u64(bytes.get(8..16)?)?,
+        read_u64(bytes.get(16..24)?)?,
+    );
+    (check == start ^ end.rotate_left(32) ^ CURSOR_CHECK).then_some((start, end))
+}
+
+fn hex(name: &str) -> String {
+    name.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
 impl RocksStorage {
@@ -52,16 +88,12 @@ impl RocksStorage {
             state.samples += u64::from(n);
             last = seq;
         }
-        let mut highest_end = 0;
-        let prefix = b"f/";
-        for item in self.db.prefix_iterator_cf(self.cf(CF_META), prefix) {
-            let (k, v) = item.map_err(|e| self.io("read forward cursors", e))?;
-            if !k.starts_with(prefix) {
-                break;
-            }
-            let end = v.get(8..).and_then(read_u64).unwrap_or(0);
-            highest_end = highest_end.max(end).max(read_u64(&v).unwrap_or(0));
-        }
+        let highest_end = self
+            .saved_cursors()?
+            .into_iter()
+            .map(|(start, end)| start.max(end))
+            .max()
+            .unwrap_or(0);
         {
             let mut log = self.log.lock().expect("poisoned");
             log.next_seq = log.next_seq.max(last + 1).max(highest_end);
@@ -69,6 +101,81 @@ impl RocksStorage {
         *self.forward.lock().expect("poisoned") = state;
         self.forwarding = true;
         Ok(self)
+    }
+
+    fn cursor_path(&self, name: &str) -> PathBuf {
+        self.path.join(CURSOR_DIR).join(hex(name))
+    }
+
+    /// Cursor `name` from its file; None if it has none. A file that does
+    /// not check (torn by an OS crash) reads as the start of the queue, with
+    /// an error logged: its in-flight request is unknown, so the records
+    /// held are sent again, and what the endpoint already has it refuses.
+    fn read_cursor_file(&self, name: &str) -> Result<Option<(u64, u64)>, StorageError> {
+        let path = self.cursor_path(name);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(StorageError::Io {
+                    path: path.display().to_string(),
+                    operation: "read a forward cursor",
+                    reason: e.to_string(),
+                });
+            }
+        };
+        Ok(Some(decode_cursor(&bytes).unwrap_or_else(|| {
+            let first = self.forward_size().first;
+            tracing::error!(path = %path.display(), "a remote_write cursor file does not check (torn by an OS crash?); sending the queue again from its start");
+            (first, first)
+        })))
+    }
+
+    /// Cursor `name` as versions before cursor files saved it.
+    fn legacy_cursor(&self, name: &str) -> Result<Option<(u64, u64)>, StorageError> {
+        let value = self
+            .db
+            .get_cf(self.cf(CF_META), cursor_key(name))
+            .map_err(|e| self.io("read a forward cursor", e))?;
+        Ok(value.and_then(|v| Some((read_u64(&v)?, read_u64(v.get(8..)?)?))))
+    }
+
+    /// Every saved cursor, files and legacy keys.
+    fn saved_cursors(&self) -> Result<Vec<(u64, u64)>, StorageError> {
+        let mut out = Vec::new();
+        let prefix = b"f/";
+        for item in self.db.prefix_iterator_cf(self.cf(CF_META), prefix) {
+            let (k, v) = item.map_err(|e| self.io("read forward cursors", e))?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((
+                read_u64(&v).unwrap_or(0),
+                v.get(8..).and_then(read_u64).unwrap_or(0),
+            ));
+        }
+        let dir = self.path.join(CURSOR_DIR);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => {
+                return Err(StorageError::Io {
+                    path: dir.display().to_string(),
+                    operation: "list forward cursors",
+                    reason: e.to_string(),
+                });
+            }
+        };
+        for entry in entries.flatten() {
+            if let Some(cursor) = std::fs::read(entry.path())
+                .ok()
+                .as_deref()
+                .and_then(decode_cursor)
+            {
+                out.push(cursor);
+            }
+        }
+        Ok(out)
     }
 
     /// Deletes every forward record (forwarding is off: nobody reads them).
@@ -176,7 +283,7 @@ impl ForwardQueue for RocksStorage {
         let mut iter = self.db.raw_iterator_cf(self.cf(CF_FORWARD));
         iter.seek(from.to_be_bytes());
         let mut taken = 0;
-        let index = self.index.read().expect("poisoned");
+        let mine = |id: u64| shard.is_none_or(|(i, n)| id % n == i);
         while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
             let Some(seq) = read_u64(k).filter(|s| *s < end) else {
                 break;
@@ -186,21 +293,17 @@ impl ForwardQueue for RocksStorage {
                 iter.next();
                 continue;
             };
-            let mine = |id: u64| shard.is_none_or(|(i, n)| id % n == i);
-            let key = |id: u64| index.key(id).cloned();
             let batch = ForwardBatch {
                 seq,
-                floats: record
-                    .floats
-                    .iter()
-                    .filter(|s| mine(s.0))
-                    .filter_map(|&(id, ts, v)| Some((id, key(id)?, ts, v)))
-                    .collect(),
+                floats: if shard.is_none() {
+                    record.floats
+                } else {
+                    record.floats.into_iter().filter(|s| mine(s.0)).collect()
+                },
                 histograms: record
                     .histograms
-                    .iter()
+                    .into_iter()
                     .filter(|s| mine(s.0))
-                    .filter_map(|&(id, ts, f)| Some((id, key(id)?, ts, f)))
                     .collect(),
             };
             taken += batch.floats.len() + batch.histograms.len();
@@ -215,12 +318,16 @@ impl ForwardQueue for RocksStorage {
         Ok(out)
     }
 
+    fn forward_series(&self, ids: &[u64]) -> Vec<Option<SharedKey>> {
+        let index = self.index.read().expect("poisoned");
+        ids.iter().map(|id| index.key(*id).cloned()).collect()
+    }
+
     fn forward_cursor(&self, name: &str) -> Result<Option<(u64, u64)>, StorageError> {
-        let value = self
-            .db
-            .get_cf(self.cf(CF_META), cursor_key(name))
-            .map_err(|e| self.io("read a forward cursor", e))?;
-        Ok(value.and_then(|v| Some((read_u64(&v)?, read_u64(v.get(8..)?)?))))
+        match self.read_cursor_file(name)? {
+            Some(cursor) => Ok(Some(cursor)),
+            None => self.legacy_cursor(name),
+        }
     }
 
     fn set_forward_cursor(
@@ -230,17 +337,40 @@ impl ForwardQueue for RocksStorage {
         end: u64,
         sync: bool,
     ) -> Result<(), StorageError> {
-        let mut value = [0u8; 16];
-        value[..8].copy_from_slice(&start.to_be_bytes());
-        value[8..].copy_from_slice(&end.to_be_bytes());
-        let mut opts = WriteOptions::default();
-        opts.set_sync(sync);
-        self.db
-            .put_cf_opt(self.cf(CF_META), cursor_key(name), value, &opts)
-            .map_err(|e| {
-                self.batch_write_failures.fetch_add(1, Ordering::Relaxed);
-                self.io("save a forward cursor", e)
-            })
+        let failed = |e: std::io::Error| {
+            self.batch_write_failures.fetch_add(1, Ordering::Relaxed);
+            StorageError::Io {
+                path: self.cursor_path(name).display().to_string(),
+                operation: "save a forward cursor",
+                reason: e.to_string(),
+            }
+        };
+        let file = {
+            let mut files = self.forward_cursor_files.lock().expect("poisoned");
+            match files.get(name) {
+                Some(f) => f.clone(),
+                None => {
+                    let dir = self.path.join(CURSOR_DIR);
+                    std::fs::create_dir_all(&dir).map_err(failed)?;
+                    let f = std::fs::OpenOptions::new()
+                        .create(true)
+                        .truncate(false)
+                        .write(true)
+                        .open(self.cursor_path(name))
+                        .map_err(failed)?;
+                    files.entry(name.to_owned()).or_insert(Arc::new(f)).clone()
+                }
+            }
+        };
+        // One write of 24 bytes in place: whole in the kernel's page cache
+        // once it returns, so a SIGKILL cannot tear it; the check word
+        // catches an OS crash that did.
+        file.write_all_at(&encode_cursor(start, end), 0)
+            .map_err(failed)?;
+        if sync {
+            file.sync_data().map_err(failed)?;
+        }
+        Ok(())
     }
 
     fn forward_trim(&self, below: u64) -> Result<(), StorageError> {

@@ -173,6 +173,8 @@ pub struct RocksStorage {
     forwarding: bool,
     /// The forward queue's records and sample count.
     forward: Mutex<forward::ForwardState>,
+    /// The forward cursors' files, open ([`forward`]).
+    forward_cursor_files: Mutex<HashMap<String, Arc<std::fs::File>>>,
 }
 
 fn tier_cf(tier: Tier) -> &'static str {
@@ -369,6 +371,7 @@ impl RocksStorage {
             histogram_series: RwLock::default(),
             forwarding: false,
             forward: Mutex::default(),
+            forward_cursor_files: Mutex::default(),
         };
         storage.load()?;
         storage.load_histogram_series()?;

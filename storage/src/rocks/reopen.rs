@@ -197,6 +197,10 @@ impl crate::ForwardQueue for ReopeningStorage {
         self.with(|s| s.forward_read(from, until, max_samples, shard))?
     }
 
+    fn forward_series(&self, ids: &[u64]) -> Vec<Option<nightjar_model::model::SharedKey>> {
+        self.or(vec![None; ids.len()], |s| s.forward_series(ids))
+    }
+
     fn forward_cursor(&self, name: &str) -> Result<Option<(u64, u64)>, StorageError> {
         self.with(|s| s.forward_cursor(name))?
     }

@@ -706,14 +706,20 @@ fn a_batch_that_fails_before_its_write_leaves_nothing_pinning_the_ingest_log() {
     );
 }
 
-/// (metric, ts, value) of the float samples of forward batches.
-fn forwarded(batches: &[crate::ForwardBatch]) -> Vec<(String, i64, f64)> {
+/// (metric, ts, value) of the float samples of forward batches, their
+/// series resolved as a sender does.
+fn forwarded(s: &RocksStorage, batches: &[crate::ForwardBatch]) -> Vec<(String, i64, f64)> {
+    use crate::ForwardQueue as _;
     batches
         .iter()
         .flat_map(|b| {
+            let ids: Vec<u64> = b.floats.iter().map(|f| f.0).collect();
+            let keys = s.forward_series(&ids);
             b.floats
                 .iter()
-                .map(|(_, k, t, v)| (k.metric.clone(), *t, *v))
+                .zip(keys)
+                .map(|((_, t, v), k)| (k.expect("indexed").metric.clone(), *t, *v))
+                .collect::<Vec<_>>()
         })
         .collect()
 }
@@ -755,14 +761,17 @@ fn the_forward_queue_holds_exactly_what_was_stored_and_survives_reopen() {
     .unwrap();
     let all = s.forward_read(0, None, usize::MAX, None).unwrap();
     assert_eq!(
-        forwarded(&all),
+        forwarded(&s, &all),
         [
             ("load".to_owned(), 1_000, 1.0),
             ("mem".to_owned(), 1_000, 5.0),
             ("load".to_owned(), 2_000, 2.0)
         ]
     );
-    let (_, key, ts, figures) = &all[2].histograms[0];
+    let (id, ts, figures) = &all[2].histograms[0];
+    let key = s.forward_series(&[*id, u64::MAX]);
+    assert_eq!(key[1], None, "an id not indexed");
+    let key = key[0].as_ref().expect("indexed");
     assert_eq!((key.metric.as_str(), *ts), ("lat", 3_000));
     assert_eq!(figures[3], 3.0, "count");
     assert!((figures[4] - 6.0).abs() < 0.01, "sum {}", figures[4]);
@@ -773,7 +782,13 @@ fn the_forward_queue_holds_exactly_what_was_stored_and_survives_reopen() {
     assert_eq!(s.forward_cut(0), s.forward_size().next);
     // Two shards split the series by id and together hold every sample.
     let halves: Vec<usize> = (0..2)
-        .map(|i| forwarded(&s.forward_read(0, None, usize::MAX, Some((i, 2))).unwrap()).len())
+        .map(|i| {
+            forwarded(
+                &s,
+                &s.forward_read(0, None, usize::MAX, Some((i, 2))).unwrap(),
+            )
+            .len()
+        })
         .collect();
     assert_eq!(halves.iter().sum::<usize>(), 3);
     assert!(halves.iter().all(|n| *n > 0), "{halves:?}");
@@ -781,7 +796,7 @@ fn the_forward_queue_holds_exactly_what_was_stored_and_survives_reopen() {
     // Reads stop at whole records once enough samples are taken.
     let first = s.forward_read(0, None, 1, None).unwrap();
     assert_eq!(first.len(), 1);
-    assert_eq!(forwarded(&first).len(), 2);
+    assert_eq!(forwarded(&s, &first).len(), 2);
     let cursor_end = first[0].seq + 1;
     s.set_forward_cursor("hook/0", cursor_end, cursor_end, true)
         .unwrap();
@@ -799,7 +814,7 @@ fn the_forward_queue_holds_exactly_what_was_stored_and_survives_reopen() {
     );
     assert_eq!(s.forward_size().samples, 2);
     let rest = s.forward_read(cursor_end, None, usize::MAX, None).unwrap();
-    assert_eq!(forwarded(&rest), [("load".to_owned(), 2_000, 2.0)]);
+    assert_eq!(forwarded(&s, &rest), [("load".to_owned(), 2_000, 2.0)]);
     // Trimmed empty, then reopened: new records still come after the cursor.
     s.forward_trim(u64::MAX).unwrap();
     s.set_forward_cursor("hook/0", s.forward_size().next, s.forward_size().next, true)
@@ -814,7 +829,75 @@ fn the_forward_queue_holds_exactly_what_was_stored_and_survives_reopen() {
     s.append(&batch("a1", "web-1", 3, &[("load", 4_000, 4.0)]), 0)
         .unwrap();
     assert_eq!(
-        forwarded(&s.forward_read(cursor, None, usize::MAX, None).unwrap()),
+        forwarded(&s, &s.forward_read(cursor, None, usize::MAX, None).unwrap()),
         [("load".to_owned(), 4_000, 4.0)]
+    );
+}
+
+#[test]
+fn forward_cursors_are_files_that_survive_reopen_and_a_torn_one_restarts_the_queue() {
+    use crate::ForwardQueue as _;
+    let dir = tempfile::tempdir().unwrap();
+    let s = RocksStorage::open(dir.path())
+        .unwrap()
+        .with_forwarding()
+        .unwrap();
+    for seq in 1..=3 {
+        s.append(
+            &batch("a1", "web-1", seq, &[("load", seq as i64 * 1_000, 1.0)]),
+            0,
+        )
+        .unwrap();
+    }
+    let first = s.forward_size().first;
+    assert_eq!(s.forward_cursor("prom/2/0").unwrap(), None);
+    // A request in flight, not synced: what a SIGKILL leaves.
+    s.set_forward_cursor("prom/2/0", first + 1, first + 2, false)
+        .unwrap();
+    s.set_forward_cursor("prom/2/1", first + 3, first + 3, false)
+        .unwrap();
+    s.flush_heads(Duration::ZERO).unwrap();
+    drop(s);
+
+    let files: Vec<String> = std::fs::read_dir(dir.path().join("forward-cursors"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+    let s = RocksStorage::open(dir.path())
+        .unwrap()
+        .with_forwarding()
+        .unwrap();
+    assert_eq!(
+        s.forward_cursor("prom/2/0").unwrap(),
+        Some((first + 1, first + 2))
+    );
+    // New records come after every cursor's end.
+    assert!(s.forward_size().next >= first + 3);
+    drop(s);
+
+    // A torn write (an OS crash mid-write): the check word fails.
+    let path = dir.path().join("forward-cursors").join(
+        "prom/2/0"
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
+    );
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[3] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    let s = RocksStorage::open(dir.path())
+        .unwrap()
+        .with_forwarding()
+        .unwrap();
+    let queue_start = s.forward_size().first;
+    assert_eq!(
+        s.forward_cursor("prom/2/0").unwrap(),
+        Some((queue_start, queue_start))
+    );
+    assert_eq!(
+        s.forward_cursor("prom/2/1").unwrap(),
+        Some((first + 3, first + 3)),
+        "the other cursor is untouched"
     );
 }
