@@ -221,7 +221,9 @@ pub async fn run(collector_bin: &std::path::Path, work: &std::path::Path) -> any
     );
     let count = format!(
         "/api/v1/query?query={}&time={}",
-        encode("sum(count_over_time({__name__=~\"bench_.*\"}[1d]))"),
+        // Per metric: count_over_time drops the name, and the two metrics
+        // share their label sets.
+        encode("sum(count_over_time(bench_requests_total[1d])) + sum(count_over_time(bench_latency_ms[1d]))"),
         end / 1000 + 1
     );
     let (_, body) = get(prom_addr, &count)?;
