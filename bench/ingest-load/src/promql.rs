@@ -223,7 +223,9 @@ pub async fn run(collector_bin: &std::path::Path, work: &std::path::Path) -> any
         "/api/v1/query?query={}&time={}",
         // Per metric: count_over_time drops the name, and the two metrics
         // share their label sets.
-        encode("sum(count_over_time(bench_requests_total[1d])) + sum(count_over_time(bench_latency_ms[1d]))"),
+        encode(
+            "sum(count_over_time(bench_requests_total[1d])) + sum(count_over_time(bench_latency_ms[1d]))"
+        ),
         end / 1000 + 1
     );
     let (_, body) = get(prom_addr, &count)?;
