@@ -66,6 +66,15 @@ fn decode_cursor(bytes: &[u8]) -> Option<(u64, u64)> {
     (check == start ^ end.rotate_left(32) ^ CURSOR_CHECK).then_some((start, end))
 }
 
+/// A failed file operation on a cursor file or their folder, naming it.
+fn file_error(path: &std::path::Path, operation: &'static str, e: &std::io::Error) -> StorageError {
+    StorageError::Io {
+        path: path.display().to_string(),
+        operation,
+        reason: e.to_string(),
+    }
+}
+
 fn hex(name: &str) -> String {
     name.bytes().map(|b| format!("{b:02x}")).collect()
 }
@@ -116,13 +125,7 @@ impl RocksStorage {
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                return Err(StorageError::Io {
-                    path: path.display().to_string(),
-                    operation: "read a forward cursor",
-                    reason: e.to_string(),
-                });
-            }
+            Err(e) => return Err(file_error(&path, "read a forward cursor", &e)),
         };
         Ok(Some(decode_cursor(&bytes).unwrap_or_else(|| {
             let first = self.forward_size().first;
@@ -158,13 +161,7 @@ impl RocksStorage {
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => {
-                return Err(StorageError::Io {
-                    path: dir.display().to_string(),
-                    operation: "list forward cursors",
-                    reason: e.to_string(),
-                });
-            }
+            Err(e) => return Err(file_error(&dir, "list forward cursors", &e)),
         };
         for entry in entries.flatten() {
             if let Some(cursor) = std::fs::read(entry.path())
@@ -339,11 +336,7 @@ impl ForwardQueue for RocksStorage {
     ) -> Result<(), StorageError> {
         let failed = |e: std::io::Error| {
             self.batch_write_failures.fetch_add(1, Ordering::Relaxed);
-            StorageError::Io {
-                path: self.cursor_path(name).display().to_string(),
-                operation: "save a forward cursor",
-                reason: e.to_string(),
-            }
+            file_error(&self.cursor_path(name), "save a forward cursor", &e)
         };
         let file = {
             let mut files = self.forward_cursor_files.lock().expect("poisoned");
