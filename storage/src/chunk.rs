@@ -12,10 +12,16 @@
 //!   previous leading/trailing-zero window; `11` + 5 bits leading zeros +
 //!   6 bits meaningful length (64 stored as 0) + the meaningful bits.
 //!
+//! Sealed chunks may instead take the columnar layout ([`columnar`]:
+//! timestamps and values in columns, decimal values as packed integers)
+//! when that is smaller; [`decode`] reads both.
+//!
 //! Arithmetic on timestamps wraps, so every i64 sequence round-trips; values
 //! travel as raw bits, so NaN payloads, ±Inf and -0.0 round-trip exactly.
 //! The codec itself accepts any order and repeats; the head (not the codec)
 //! enforces strictly increasing timestamps.
+
+mod columnar;
 
 /// Most points in one chunk (Prometheus' figure: good compression, and a
 /// short decode for a partial range).
@@ -28,9 +34,7 @@ pub struct ChunkEncoder {
     count: u16,
     prev_ts: i64,
     prev_delta: i64,
-    prev_value: u64,
-    /// Leading and trailing zeros of the previous XOR window.
-    window: Option<(u32, u32)>,
+    xor: XorState,
 }
 
 impl Default for ChunkEncoder {
@@ -49,8 +53,7 @@ impl ChunkEncoder {
             count: 0,
             prev_ts: 0,
             prev_delta: 0,
-            prev_value: 0,
-            window: None,
+            xor: XorState::default(),
         }
     }
 
@@ -76,38 +79,110 @@ impl ChunkEncoder {
         if self.count == 0 {
             self.bits.write(ts as u64, 64);
             self.bits.write(value, 64);
+            self.xor.prev = value;
         } else {
             let delta = ts.wrapping_sub(self.prev_ts);
-            self.write_dod(delta.wrapping_sub(self.prev_delta));
-            self.write_xor(value ^ self.prev_value);
+            write_dod(&mut self.bits, delta.wrapping_sub(self.prev_delta));
+            self.xor.write(&mut self.bits, value);
             self.prev_delta = delta;
         }
         self.prev_ts = ts;
-        self.prev_value = value;
         self.count += 1;
     }
 
-    fn write_dod(&mut self, dod: i64) {
-        let b = &mut self.bits;
-        if dod == 0 {
-            b.write(0b0, 1);
-        } else if fits(dod, 14) {
-            b.write(0b10, 2);
-            b.write(dod as u64, 14);
-        } else if fits(dod, 17) {
-            b.write(0b110, 3);
-            b.write(dod as u64, 17);
-        } else if fits(dod, 20) {
-            b.write(0b1110, 4);
-            b.write(dod as u64, 20);
-        } else {
-            b.write(0b1111, 4);
-            b.write(dod as u64, 64);
-        }
+    /// The encoded chunk.
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut out = self.bits.bytes.clone();
+        out[..2].copy_from_slice(&self.count.to_be_bytes());
+        out
     }
 
-    fn write_xor(&mut self, xor: u64) {
-        let b = &mut self.bits;
+    /// The encoded size so far, in bytes.
+    pub fn size(&self) -> usize {
+        self.bits.bytes.len()
+    }
+
+    /// Decodes the points appended so far.
+    pub fn points(&self) -> ChunkIter<'_> {
+        ChunkIter::with_count(&self.bits.bytes, self.count)
+    }
+}
+
+/// The bytes to store for a sealed chunk of `points`: the columnar layout
+/// ([`columnar`]) when it is smaller than `xor`, the XOR chunk the head
+/// built as they arrived (which reads back as the same points).
+pub fn seal(xor: Vec<u8>, points: impl Iterator<Item = (i64, f64)>) -> Vec<u8> {
+    let points: Vec<(i64, u64)> = points.map(|(t, v)| (t, v.to_bits())).collect();
+    if points.is_empty() {
+        return xor;
+    }
+    let columnar = columnar::encode(&points);
+    if columnar.len() < xor.len() {
+        columnar
+    } else {
+        xor
+    }
+}
+
+/// Whether `v` fits in `bits` bits two's complement.
+fn fits(v: i64, bits: u32) -> bool {
+    let half = 1i64 << (bits - 1);
+    (-half..half).contains(&v)
+}
+
+/// Sign-extends the low `bits` bits of `v`.
+fn sign_extend(v: u64, bits: u32) -> i64 {
+    let shift = 64 - bits;
+    ((v << shift) as i64) >> shift
+}
+
+/// Writes a timestamp's delta-of-delta in the first bucket that fits.
+fn write_dod(b: &mut BitWriter, dod: i64) {
+    if dod == 0 {
+        b.write(0b0, 1);
+    } else if fits(dod, 14) {
+        b.write(0b10, 2);
+        b.write(dod as u64, 14);
+    } else if fits(dod, 17) {
+        b.write(0b110, 3);
+        b.write(dod as u64, 17);
+    } else if fits(dod, 20) {
+        b.write(0b1110, 4);
+        b.write(dod as u64, 20);
+    } else {
+        b.write(0b1111, 4);
+        b.write(dod as u64, 64);
+    }
+}
+
+/// Reads what [`write_dod`] wrote.
+fn read_dod(b: &mut BitReader) -> Option<i64> {
+    Some(if b.read(1)? == 0 {
+        0
+    } else if b.read(1)? == 0 {
+        sign_extend(b.read(14)?, 14)
+    } else if b.read(1)? == 0 {
+        sign_extend(b.read(17)?, 17)
+    } else if b.read(1)? == 0 {
+        sign_extend(b.read(20)?, 20)
+    } else {
+        b.read(64)? as i64
+    })
+}
+
+/// The XOR value code's state: the previous value's bits and the window
+/// (leading and trailing zeros) of the last XOR written in full.
+#[derive(Clone, Debug, Default)]
+struct XorState {
+    prev: u64,
+    window: Option<(u32, u32)>,
+}
+
+impl XorState {
+    /// Writes `value` (bits) XORed with the previous one.
+    fn write(&mut self, b: &mut BitWriter, value: u64) {
+        let xor = value ^ self.prev;
+        self.prev = value;
         if xor == 0 {
             b.write(0b0, 1);
             return;
@@ -132,34 +207,24 @@ impl ChunkEncoder {
         }
     }
 
-    /// The encoded chunk.
-    pub fn bytes(&self) -> Vec<u8> {
-        let mut out = self.bits.bytes.clone();
-        out[..2].copy_from_slice(&self.count.to_be_bytes());
-        out
+    /// Reads the next value's bits.
+    fn read(&mut self, b: &mut BitReader) -> Option<u64> {
+        if b.read(1)? == 1 {
+            if b.read(1)? == 1 {
+                let leading = b.read(5)? as u32;
+                let meaningful = match b.read(6)? as u32 {
+                    0 => 64,
+                    n => n,
+                };
+                let trailing = 64u32.checked_sub(leading + meaningful)?;
+                self.window = Some((leading, trailing));
+            }
+            let (leading, trailing) = self.window.unwrap_or((0, 0));
+            let xor = b.read(64 - leading - trailing)?;
+            self.prev ^= xor << trailing;
+        }
+        Some(self.prev)
     }
-
-    /// The encoded size so far, in bytes.
-    pub fn size(&self) -> usize {
-        self.bits.bytes.len()
-    }
-
-    /// Decodes the points appended so far.
-    pub fn points(&self) -> ChunkIter<'_> {
-        ChunkIter::with_count(&self.bits.bytes, self.count)
-    }
-}
-
-/// Whether `v` fits in `bits` bits two's complement.
-fn fits(v: i64, bits: u32) -> bool {
-    let half = 1i64 << (bits - 1);
-    (-half..half).contains(&v)
-}
-
-/// Sign-extends the low `bits` bits of `v`.
-fn sign_extend(v: u64, bits: u32) -> i64 {
-    let shift = 64 - bits;
-    ((v << shift) as i64) >> shift
 }
 
 /// A decoding error: the bytes are not a chunk (truncated or corrupt).
@@ -172,77 +237,94 @@ pub struct ChunkError {
 
 /// Iterates the points of an encoded chunk.
 pub struct ChunkIter<'a> {
-    bits: BitReader<'a>,
+    layout: Layout<'a>,
     remaining: u16,
     decoded: u16,
-    ts: i64,
-    delta: i64,
-    value: u64,
-    window: (u32, u32),
     failed: bool,
 }
 
-/// Decodes a chunk's points; stops with an error on corrupt bytes.
+/// How the chunk being read is laid out.
+enum Layout<'a> {
+    /// Points one after another, timestamp and value interleaved.
+    Xor(XorReader<'a>),
+    /// Timestamps and values in columns of their own ([`columnar`]).
+    Columnar(columnar::Reader<'a>),
+}
+
+struct XorReader<'a> {
+    bits: BitReader<'a>,
+    ts: i64,
+    delta: i64,
+    xor: XorState,
+}
+
+impl XorReader<'_> {
+    fn next_point(&mut self, first: bool) -> Option<(i64, u64)> {
+        let b = &mut self.bits;
+        if first {
+            self.ts = b.read(64)? as i64;
+            self.xor.prev = b.read(64)?;
+            return Some((self.ts, self.xor.prev));
+        }
+        self.delta = self.delta.wrapping_add(read_dod(b)?);
+        self.ts = self.ts.wrapping_add(self.delta);
+        Some((self.ts, self.xor.read(b)?))
+    }
+}
+
+/// Decodes a chunk's points (either layout); stops with an error on
+/// corrupt bytes.
 pub fn decode(bytes: &[u8]) -> ChunkIter<'_> {
-    let count = bytes
-        .get(..2)
-        .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
-    let mut iter = ChunkIter::with_count(bytes, count);
-    iter.failed = bytes.len() < 2;
-    iter
+    let Some(&[hi, lo]) = bytes.first_chunk::<2>() else {
+        return ChunkIter::broken();
+    };
+    let count = u16::from_be_bytes([hi, lo]);
+    if count & columnar::FLAG == 0 {
+        return ChunkIter::with_count(bytes, count);
+    }
+    let count = count & !columnar::FLAG;
+    match columnar::Reader::open(&bytes[2..], count) {
+        Some(reader) => ChunkIter {
+            layout: Layout::Columnar(reader),
+            remaining: count,
+            decoded: 0,
+            failed: false,
+        },
+        None => ChunkIter::broken(),
+    }
 }
 
 impl<'a> ChunkIter<'a> {
+    /// An XOR chunk of `count` points.
     fn with_count(bytes: &'a [u8], count: u16) -> ChunkIter<'a> {
         let mut bits = BitReader::new(bytes);
         bits.read(16);
         ChunkIter {
-            bits,
+            layout: Layout::Xor(XorReader {
+                bits,
+                ts: 0,
+                delta: 0,
+                xor: XorState::default(),
+            }),
             remaining: count,
             decoded: 0,
-            ts: 0,
-            delta: 0,
-            value: 0,
-            window: (0, 0),
             failed: false,
         }
     }
 
+    /// Bytes whose header cannot be read: one error, no point.
+    fn broken() -> ChunkIter<'a> {
+        let mut iter = ChunkIter::with_count(&[], 0);
+        iter.failed = true;
+        iter
+    }
+
     fn next_point(&mut self) -> Option<(i64, u64)> {
-        let b = &mut self.bits;
-        if self.decoded == 0 {
-            self.ts = b.read(64)? as i64;
-            self.value = b.read(64)?;
-            return Some((self.ts, self.value));
+        let first = self.decoded == 0;
+        match &mut self.layout {
+            Layout::Xor(r) => r.next_point(first),
+            Layout::Columnar(r) => r.next_point(first),
         }
-        let dod = if b.read(1)? == 0 {
-            0
-        } else if b.read(1)? == 0 {
-            sign_extend(b.read(14)?, 14)
-        } else if b.read(1)? == 0 {
-            sign_extend(b.read(17)?, 17)
-        } else if b.read(1)? == 0 {
-            sign_extend(b.read(20)?, 20)
-        } else {
-            b.read(64)? as i64
-        };
-        self.delta = self.delta.wrapping_add(dod);
-        self.ts = self.ts.wrapping_add(self.delta);
-        if b.read(1)? == 1 {
-            if b.read(1)? == 1 {
-                let leading = b.read(5)? as u32;
-                let meaningful = match b.read(6)? as u32 {
-                    0 => 64,
-                    n => n,
-                };
-                let trailing = 64u32.checked_sub(leading + meaningful)?;
-                self.window = (leading, trailing);
-            }
-            let (leading, trailing) = self.window;
-            let xor = b.read(64 - leading - trailing)?;
-            self.value ^= xor << trailing;
-        }
-        Some((self.ts, self.value))
     }
 }
 
@@ -454,6 +536,195 @@ mod tests {
             b[i] ^= 1 << rng.u8(0..8);
             // Any outcome but a panic or an endless iteration is fine.
             assert!(decode(&b).count() <= u16::MAX as usize + 1);
+        }
+    }
+
+    fn bits_of(points: &[(i64, f64)]) -> Vec<(i64, u64)> {
+        points.iter().map(|p| (p.0, p.1.to_bits())).collect()
+    }
+
+    /// The columnar layout of `points`, decoded.
+    fn columnar_round_trip(points: &[(i64, f64)]) -> Vec<(i64, u64)> {
+        let bytes = columnar::encode(&bits_of(points));
+        decode(&bytes)
+            .map(|p| p.map(|(t, v)| (t, v.to_bits())))
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|e| panic!("{e} in {points:?}"))
+    }
+
+    /// XOR-built, then sealed: what is stored, decoded.
+    fn sealed(points: &[(i64, f64)]) -> Vec<u8> {
+        let mut enc = ChunkEncoder::new();
+        for &(t, v) in points {
+            enc.push(t, v);
+        }
+        seal(enc.bytes(), points.iter().copied())
+    }
+
+    /// A random value of one of the shapes metrics take, or any bits.
+    fn random_value(rng: &mut fastrand::Rng) -> f64 {
+        match rng.u8(0..6) {
+            0 => f64::from_bits(rng.u64(..)),
+            1 => rng.i64(-1_000_000_000..1_000_000_000) as f64 / 10f64.powi(rng.i32(0..=14)),
+            2 => rng.u64(..) as f64,
+            3 => (rng.f64() * 100.0 * 100.0).round() / 100.0,
+            4 => [
+                0.0,
+                -0.0,
+                f64::NAN,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                5e-324,
+                f64::MAX,
+            ][rng.usize(..7)],
+            _ => rng.f64() * 1e6,
+        }
+    }
+
+    #[test]
+    fn decimal_scaling_round_trips_every_value_it_accepts_and_refuses_the_rest() {
+        let mut rng = fastrand::Rng::with_seed(19);
+        let mut accepted = 0;
+        for _ in 0..200_000 {
+            let v = random_value(&mut rng);
+            match columnar::decimal(&[v.to_bits()]) {
+                Some((e, ints)) => {
+                    accepted += 1;
+                    let back = ints[0] as f64 / 10f64.powi(e as i32);
+                    assert_eq!(back.to_bits(), v.to_bits(), "{v:?} at scale {e}");
+                }
+                None => assert!(
+                    !v.is_finite()
+                        || v.to_bits() == (-0.0f64).to_bits()
+                        || (0..=12).all(|e| {
+                            let n = (v * 10f64.powi(e)).round();
+                            n.abs() > 9_007_199_254_740_992.0
+                                || (n as i64 as f64 / 10f64.powi(e)).to_bits() != v.to_bits()
+                        }),
+                    "{v:?} refused, yet it is a decimal"
+                ),
+            }
+        }
+        assert!(accepted > 50_000, "only {accepted} accepted");
+        for v in [
+            -0.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            1e300,
+            5e-324,
+        ] {
+            assert_eq!(columnar::decimal(&[v.to_bits()]), None, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn columnar_chunks_round_trip_bit_for_bit() {
+        let mut rng = fastrand::Rng::with_seed(23);
+        for round in 0..3_000 {
+            let n = rng.usize(1..=MAX_POINTS);
+            let mut t = rng.i64(..);
+            let regular = rng.bool();
+            let shape = rng.u8(0..4);
+            let mut v = random_value(&mut rng);
+            let mut points = Vec::new();
+            for _ in 0..n {
+                t = t.wrapping_add(if regular {
+                    10_000
+                } else {
+                    rng.i64(..) >> rng.u32(0..64)
+                });
+                v = match shape {
+                    // One shape for the whole chunk, so that decimal codes
+                    // get chosen, with an odd value of another now and then.
+                    0 => ((v * 100.0).round() + rng.i32(-3..=3) as f64) / 100.0,
+                    1 => rng.u64(1_800_000..2_200_000) as f64,
+                    2 if rng.u8(..) > 0 => v,
+                    _ => random_value(&mut rng),
+                };
+                points.push((t, v));
+            }
+            assert_eq!(
+                columnar_round_trip(&points),
+                bits_of(&points),
+                "round {round}"
+            );
+            let stored: Vec<(i64, u64)> = decode(&sealed(&points))
+                .map(|p| p.map(|(t, v)| (t, v.to_bits())).unwrap())
+                .collect();
+            assert_eq!(stored, bits_of(&points), "round {round}, as sealed");
+        }
+        assert_same_bits(&[(1, -0.0), (2, f64::NAN), (3, 1.5)]);
+        assert_eq!(
+            columnar_round_trip(&[(i64::MIN, -0.0)]),
+            vec![(i64::MIN, (-0.0f64).to_bits())]
+        );
+    }
+
+    #[test]
+    fn sealing_picks_the_smaller_layout() {
+        let ts = |i: i64| 1_700_000_000_000 + i * 10_000;
+        // A percentage walking in steps of 0.01 (the bench's gauges): XOR
+        // pays for the noisy low digits, packed deltas take 3 bits.
+        let mut v = 35.0f64;
+        let mut rng = fastrand::Rng::with_seed(5);
+        let gauge: Vec<(i64, f64)> = (0..MAX_POINTS as i64)
+            .map(|i| {
+                v = ((v * 100.0).round() + rng.i32(-3..=3) as f64) / 100.0;
+                (ts(i), v)
+            })
+            .collect();
+        let mut enc = ChunkEncoder::new();
+        gauge.iter().for_each(|&(t, v)| enc.push(t, v));
+        let xor = enc.size();
+        let stored = sealed(&gauge).len();
+        // Header (2 + 7 + 1 + 2 + 1 + 3 + 1 + 1 + 1 = 19 bytes at most), then
+        // 119 deltas × 3 bits = 45 bytes.
+        assert!(stored <= 64, "{stored} bytes stored, XOR {xor}");
+        assert!(xor > 2 * stored, "{stored} bytes stored, XOR {xor}");
+        // A constant: nothing per point.
+        let constant: Vec<(i64, f64)> = (0..MAX_POINTS as i64).map(|i| (ts(i), 1.0)).collect();
+        assert!(sealed(&constant).len() <= 16, "{}", sealed(&constant).len());
+        // Random bits: XOR chunk kept as it was.
+        let noise: Vec<(i64, f64)> = (0..MAX_POINTS as i64)
+            .map(|i| (ts(i), f64::from_bits(rng.u64(..))))
+            .collect();
+        let mut enc = ChunkEncoder::new();
+        noise.iter().for_each(|&(t, v)| enc.push(t, v));
+        let stored = sealed(&noise);
+        assert!(stored.len() <= enc.size());
+    }
+
+    #[test]
+    fn corrupt_and_truncated_columnar_chunks_are_errors_not_panics() {
+        let mut rng = fastrand::Rng::with_seed(29);
+        let chunks = [
+            (0..50)
+                .map(|i| (i * 1000, i as f64 * 1.5))
+                .collect::<Vec<_>>(),
+            (0..50)
+                .map(|i| (i * i * 1000, (i % 7) as f64 / 100.0))
+                .collect(),
+            (0..50)
+                .map(|i| (i * 10, f64::from_bits(rng.u64(..))))
+                .collect(),
+            (0..50).map(|i| (i * 10, 7.0)).collect(),
+        ];
+        for points in chunks {
+            let bytes = columnar::encode(&bits_of(&points));
+            for cut in 0..bytes.len() {
+                let got: Vec<_> = decode(&bytes[..cut]).collect();
+                assert!(
+                    got.last().is_some_and(Result::is_err),
+                    "cut at {cut} of {points:?}"
+                );
+            }
+            for _ in 0..1000 {
+                let mut b = bytes.clone();
+                let i = rng.usize(..b.len());
+                b[i] ^= 1 << rng.u8(0..8);
+                assert!(decode(&b).count() <= u16::MAX as usize + 1);
+            }
         }
     }
 }

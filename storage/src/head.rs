@@ -11,11 +11,10 @@
 //! timestamp wins, as in Prometheus. This is also what makes replaying the
 //! ingest log idempotent: points already in written chunks are refused.
 
-use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
-use super::chunk::ChunkEncoder;
+use super::chunk::{self, ChunkEncoder};
 use super::rollup::Tier;
 use nightjar_model::model::Point;
 
@@ -116,10 +115,14 @@ impl Head {
     /// Takes the open chunk out, if any.
     pub fn seal(&mut self) -> Option<SealedChunk> {
         let open = self.open.take()?;
+        let points = decode_points(&open.enc);
         Some(SealedChunk {
             first_ts: open.first_ts,
-            bytes: open.enc.bytes(),
-            points: decode_points(&open.enc),
+            bytes: chunk::seal(
+                open.enc.bytes(),
+                points.iter().map(|p| (p.timestamp_ms, p.value)),
+            ),
+            points,
             log_seq: open.log_seq,
         })
     }
@@ -185,12 +188,60 @@ fn decode_points(enc: &ChunkEncoder) -> Vec<Point> {
         .collect()
 }
 
-/// Number of independently locked shards of the head map: streams writing
+/// Number of independently locked shards of the heads: streams writing
 /// different series rarely wait for each other.
 pub const SHARDS: usize = 64;
 
-/// Heads by series id, with a fast hasher (ids are ours, not the wire's).
-pub type HeadMap = HashMap<u64, Head, foldhash::fast::RandomState>;
+/// The heads of one shard, by series id. Ids are ours and dense (handed out
+/// one after another), so a shard keeps a slot per id of its own, at
+/// `id / SHARDS`: finding a head is an index, not a hash probe (twice per
+/// sample with forwarding on), and a series without a head costs one
+/// pointer.
+#[derive(Default)]
+pub struct HeadMap {
+    slots: Vec<Option<Box<Head>>>,
+}
+
+impl HeadMap {
+    fn slot(id: u64) -> usize {
+        (id / SHARDS as u64) as usize
+    }
+
+    /// The head of series `id`, if it has one.
+    pub fn get(&self, id: u64) -> Option<&Head> {
+        self.slots.get(Self::slot(id))?.as_deref()
+    }
+
+    /// The head of series `id`, if it has one.
+    pub fn get_mut(&mut self, id: u64) -> Option<&mut Head> {
+        self.slots.get_mut(Self::slot(id))?.as_deref_mut()
+    }
+
+    /// The head of series `id`, made by `new` if it has none.
+    pub fn get_or_insert_with(&mut self, id: u64, new: impl FnOnce() -> Head) -> &mut Head {
+        let slot = Self::slot(id);
+        if slot >= self.slots.len() {
+            self.slots.resize_with(slot + 1, || None);
+        }
+        self.slots[slot].get_or_insert_with(|| Box::new(new()))
+    }
+
+    /// Every head with its series id (`shard` is this map's shard).
+    pub fn iter_mut(&mut self, shard: usize) -> impl Iterator<Item = (u64, &mut Head)> {
+        self.slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(move |(slot, head)| {
+                let id = (slot * SHARDS + shard) as u64;
+                head.as_deref_mut().map(|h| (id, h))
+            })
+    }
+
+    /// Every head.
+    pub fn values(&self) -> impl Iterator<Item = &Head> {
+        self.slots.iter().filter_map(Option::as_deref)
+    }
+}
 
 /// The heads of all series, sharded by series id.
 pub struct Heads {
@@ -206,10 +257,10 @@ impl Default for Heads {
 }
 
 impl Heads {
-    /// The shard holding series `id`.
+    /// The shard holding series `id`: consecutive ids (one host's series)
+    /// fall to consecutive shards.
     pub fn shard_of(id: u64) -> usize {
-        // Ids are dense: a multiplicative hash spreads one host's series.
-        (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % SHARDS
+        (id % SHARDS as u64) as usize
     }
 
     /// Locks shard `i`.
@@ -294,6 +345,26 @@ mod tests {
         assert_eq!(c.points, vec![Point::new(1, 1.0)]);
         assert_eq!(h.pinned_log_seq(), None);
         assert_eq!(h.newest(), Some(Point::new(1, 1.0)));
+    }
+
+    #[test]
+    fn shard_maps_find_each_head_by_id() {
+        let mut shard = HeadMap::default();
+        for id in [3 + 2 * SHARDS as u64, 3, 3 + 7 * SHARDS as u64] {
+            shard
+                .get_or_insert_with(id, || Head::new(Some(Point::new(id as i64, 0.0))))
+                .push(Point::new(id as i64 + 1, 1.0), 1, Instant::now())
+                .unwrap();
+        }
+        assert!(shard.get(3 + SHARDS as u64).is_none());
+        assert!(shard.get(3 + 100 * SHARDS as u64).is_none());
+        let ids: Vec<u64> = shard.iter_mut(3).map(|(id, _)| id).collect();
+        assert_eq!(ids, vec![3, 3 + 2 * SHARDS as u64, 3 + 7 * SHARDS as u64]);
+        for id in ids {
+            let newest = shard.get(id).and_then(Head::newest);
+            assert_eq!(newest, Some(Point::new(id as i64 + 1, 1.0)));
+        }
+        assert_eq!(shard.values().count(), 3);
     }
 
     #[test]

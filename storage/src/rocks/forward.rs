@@ -199,30 +199,34 @@ impl RocksStorage {
         accepted_histograms: &[usize],
         histogram_ids: &[u64],
     ) -> ForwardRecord {
-        let mut newest: HashMap<u64, Option<i64>> = HashMap::new();
-        let mut by_shard: Vec<Vec<u64>> = vec![Vec::new(); crate::head::SHARDS];
+        // Grouped by head shard as `apply` will take them, in order within
+        // a shard; a series' samples all fall to one shard.
+        let mut by_shard: Vec<Vec<&LogSample>> = vec![Vec::new(); crate::head::SHARDS];
         for s in samples {
-            if let std::collections::hash_map::Entry::Vacant(e) = newest.entry(s.0) {
-                e.insert(None);
-                by_shard[Heads::shard_of(s.0)].push(s.0);
-            }
+            by_shard[Heads::shard_of(s.0)].push(s);
         }
-        for (shard, ids) in by_shard.iter().enumerate() {
-            if ids.is_empty() {
+        // The newest point each series will have taken, for a series met
+        // twice in the batch.
+        let mut taken: HashMap<u64, i64, foldhash::fast::RandomState> =
+            HashMap::with_capacity_and_hasher(samples.len(), Default::default());
+        let mut floats = Vec::with_capacity(samples.len());
+        for (shard, samples) in by_shard.iter().enumerate() {
+            if samples.is_empty() {
                 continue;
             }
             let mut heads = self.heads.lock(shard);
-            for id in ids {
-                let head = self.head_for(&mut heads, *id);
-                newest.insert(*id, head.newest().map(|p| p.timestamp_ms));
-            }
-        }
-        let mut floats = Vec::with_capacity(samples.len());
-        for &(id, ts, value) in samples {
-            let last = newest.get_mut(&id).expect("every id looked up");
-            if last.is_none_or(|last| ts > last) {
-                *last = Some(ts);
-                floats.push((id, ts, value));
+            for &&(id, ts, value) in samples {
+                let last = match taken.get(&id) {
+                    Some(&last) => Some(last),
+                    None => self
+                        .head_for(&mut heads, id)
+                        .newest()
+                        .map(|p| p.timestamp_ms),
+                };
+                if last.is_none_or(|last| ts > last) {
+                    taken.insert(id, ts);
+                    floats.push((id, ts, value));
+                }
             }
         }
         let histograms = accepted_histograms

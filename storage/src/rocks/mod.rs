@@ -523,10 +523,10 @@ impl RocksStorage {
             let mut heads = self.heads.lock(shard);
             // Chunks whose write failed are retried here, oldest first.
             let mut sealed: Vec<(u64, SealedChunk)> = Vec::new();
-            for (id, head) in heads.iter_mut() {
-                sealed.extend(head.take_unwritten().into_iter().map(|c| (*id, c)));
+            for (id, head) in heads.iter_mut(shard) {
+                sealed.extend(head.take_unwritten().into_iter().map(|c| (id, c)));
                 if let Some(chunk) = deadline.and_then(|d| head.seal_if_opened_by(d)) {
-                    sealed.push((*id, chunk));
+                    sealed.push((id, chunk));
                 }
             }
             if let Err(error) = self.write_or_keep(&mut heads, sealed) {

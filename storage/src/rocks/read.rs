@@ -33,7 +33,7 @@ impl RocksStorage {
         let (open, snapshot) = {
             let heads = self.heads.lock(Heads::shard_of(id));
             let open = heads
-                .get(&id)
+                .get(id)
                 .map(Head::points_in_memory)
                 .unwrap_or_default();
             (open, self.db.snapshot())

@@ -95,7 +95,7 @@ impl RocksStorage {
     }
 
     pub(super) fn head_for<'a>(&self, heads: &'a mut HeadMap, id: u64) -> &'a mut Head {
-        heads.entry(id).or_insert_with(|| {
+        heads.get_or_insert_with(id, || {
             // A read failure here leaves the head empty: points are then
             // checked against nothing older, and duplicates of the last
             // chunk would be stored again rather than anything lost.
@@ -168,7 +168,7 @@ impl RocksStorage {
         }
         self.chunk_write_failures.fetch_add(1, Ordering::Relaxed);
         for (id, chunk) in sealed {
-            if let Some(head) = heads.get_mut(&id) {
+            if let Some(head) = heads.get_mut(id) {
                 head.keep_unwritten(chunk);
             }
         }

@@ -1,0 +1,332 @@
+//! The columnar chunk layout: timestamps and values in columns of their
+//! own, each in the cheapest of a few codes. Built once, when a chunk is
+//! sealed, and stored only when it is smaller than the XOR chunk the head
+//! built point by point; the byte layout is drawn in
+//! `docs/format/storage.md`.
+//!
+//! Why: most host metrics carry few significant decimals (a percentage
+//! to 0.01, a byte count as an integer), and XOR pays for every noisy low
+//! digit with 2 bytes or more. Scaled by a power of ten those values are
+//! small integers, and a run of small integers packs into a fixed width of
+//! bits per point: the width of their range (frame of reference), or the
+//! width of the range of their deltas, whichever is narrower.
+//!
+//! Exactness: a value is taken as the integer `n` at scale `e` only if
+//! `n as f64 / 10^e` gives back its very bits, the expression the reader
+//! computes; -0.0, NaN, ±Inf and values needing more than 53 bits of
+//! integer fall back to the XOR code. So every chunk reads back bit for
+//! bit.
+
+use super::{BitReader, BitWriter, XorState, read_dod, write_dod};
+use crate::varint;
+
+/// Set in the count word of a columnar chunk (counts stay below it).
+pub(super) const FLAG: u16 = 0x8000;
+
+/// Timestamp codes.
+const TIMES_REGULAR: u8 = 0;
+const TIMES_DOD: u8 = 1;
+
+/// Value codes.
+const VALUES_XOR: u8 = 0;
+const VALUES_OFFSETS: u8 = 1;
+const VALUES_DELTAS: u8 = 2;
+
+/// The largest decimal scale tried: 10^12 (every power of ten up to 10^22
+/// is an exact f64).
+const MAX_SCALE: usize = 12;
+const POW10: [f64; MAX_SCALE + 1] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12,
+];
+
+/// Integers above this in magnitude are not all exact in an f64.
+const MAX_EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+
+/// The value a reader makes of integer `n` at scale `e`.
+fn scaled(n: i64, e: usize) -> f64 {
+    n as f64 / POW10[e]
+}
+
+/// `v` as an integer at scale `e`, if that reads back as exactly `v`.
+fn integer_at(v: f64, e: usize) -> Option<i64> {
+    let m = (v * POW10[e]).round();
+    if m.is_nan() || m.abs() > MAX_EXACT {
+        return None;
+    }
+    let n = m as i64;
+    (scaled(n, e).to_bits() == v.to_bits()).then_some(n)
+}
+
+/// The values as integers at the smallest scale that holds them all
+/// exactly, with that scale; None if none does.
+pub(super) fn decimal(values: &[u64]) -> Option<(usize, Vec<i64>)> {
+    let mut scale = 0;
+    for &bits in values {
+        let v = f64::from_bits(bits);
+        scale = (scale..=MAX_SCALE).find(|&e| integer_at(v, e).is_some())?;
+    }
+    // A value exact at a smaller scale is not always exact at a larger one
+    // (the product rounds): check them all at the scale found, then above.
+    (scale..=MAX_SCALE).find_map(|e| {
+        let ints: Option<Vec<i64>> = values
+            .iter()
+            .map(|&bits| integer_at(f64::from_bits(bits), e))
+            .collect();
+        ints.map(|ints| (e, ints))
+    })
+}
+
+/// Bits needed for `0..=range`.
+fn width(range: u64) -> u32 {
+    64 - range.leading_zeros()
+}
+
+/// The lowest of `ints` and the bits each needs above it.
+fn frame(ints: impl Iterator<Item = i64> + Clone) -> (i64, u32) {
+    let min = ints.clone().min().unwrap_or(0);
+    let max = ints.max().unwrap_or(0);
+    (min, width(max.wrapping_sub(min) as u64))
+}
+
+fn get_u8(bytes: &mut &[u8]) -> Option<u8> {
+    let (&b, rest) = bytes.split_first()?;
+    *bytes = rest;
+    Some(b)
+}
+
+/// Encodes `points` (timestamp, value bits; 1 to `MAX_POINTS`) columnar,
+/// each column in its smallest code.
+pub(super) fn encode(points: &[(i64, u64)]) -> Vec<u8> {
+    debug_assert!(!points.is_empty() && points.len() < usize::from(FLAG));
+    let mut out = Vec::with_capacity(16 + points.len() * 2);
+    out.extend_from_slice(&(points.len() as u16 | FLAG).to_be_bytes());
+    varint::put(&mut out, varint::zigzag(points[0].0));
+    let deltas = points.windows(2).map(|w| w[1].0.wrapping_sub(w[0].0));
+    let first_delta = deltas.clone().next().unwrap_or(0);
+    if deltas.clone().all(|d| d == first_delta) {
+        out.push(TIMES_REGULAR);
+        varint::put(&mut out, varint::zigzag(first_delta));
+    } else {
+        out.push(TIMES_DOD);
+        let mut bits = BitWriter::default();
+        let mut prev = 0i64;
+        for d in deltas {
+            write_dod(&mut bits, d.wrapping_sub(prev));
+            prev = d;
+        }
+        varint::put(&mut out, bits.bytes.len() as u64);
+        out.extend_from_slice(&bits.bytes);
+    }
+    let values: Vec<u64> = points.iter().map(|p| p.1).collect();
+    out.extend_from_slice(&encode_values(&values));
+    out
+}
+
+/// The value column in its smallest code.
+fn encode_values(values: &[u64]) -> Vec<u8> {
+    let mut xor = vec![VALUES_XOR];
+    xor.extend_from_slice(&values[0].to_be_bytes());
+    let mut bits = BitWriter::default();
+    let mut state = XorState {
+        prev: values[0],
+        window: None,
+    };
+    for &v in &values[1..] {
+        state.write(&mut bits, v);
+    }
+    xor.extend_from_slice(&bits.bytes);
+    let Some((scale, ints)) = decimal(values) else {
+        return xor;
+    };
+
+    let mut offsets = vec![VALUES_OFFSETS, scale as u8];
+    let (min, w) = frame(ints.iter().copied());
+    varint::put(&mut offsets, varint::zigzag(min));
+    offsets.push(w as u8);
+    let mut bits = BitWriter::default();
+    for &n in &ints {
+        bits.write(n.wrapping_sub(min) as u64, w);
+    }
+    offsets.extend_from_slice(&bits.bytes);
+
+    let mut deltas = vec![VALUES_DELTAS, scale as u8];
+    varint::put(&mut deltas, varint::zigzag(ints[0]));
+    let steps = ints.windows(2).map(|w| w[1].wrapping_sub(w[0]));
+    let (min, w) = frame(steps.clone());
+    varint::put(&mut deltas, varint::zigzag(min));
+    deltas.push(w as u8);
+    let mut bits = BitWriter::default();
+    for d in steps {
+        bits.write(d.wrapping_sub(min) as u64, w);
+    }
+    deltas.extend_from_slice(&bits.bytes);
+
+    [xor, offsets, deltas]
+        .into_iter()
+        .min_by_key(Vec::len)
+        .expect("three codes")
+}
+
+/// Reads a columnar chunk's points.
+pub(super) struct Reader<'a> {
+    times: Times<'a>,
+    values: Values<'a>,
+}
+
+enum Times<'a> {
+    Regular {
+        next: i64,
+        delta: i64,
+    },
+    Dod {
+        next: i64,
+        delta: i64,
+        bits: BitReader<'a>,
+    },
+}
+
+enum Values<'a> {
+    Xor {
+        first: u64,
+        state: XorState,
+        bits: BitReader<'a>,
+    },
+    Offsets {
+        scale: usize,
+        min: i64,
+        width: u32,
+        bits: BitReader<'a>,
+    },
+    Deltas {
+        scale: usize,
+        current: i64,
+        min: i64,
+        width: u32,
+        bits: BitReader<'a>,
+    },
+}
+
+impl<'a> Reader<'a> {
+    /// Parses the column headers of a chunk of `count` points (`bytes`
+    /// follow the count word); None if they are malformed.
+    pub(super) fn open(mut bytes: &'a [u8], count: u16) -> Option<Reader<'a>> {
+        if count == 0 {
+            return None;
+        }
+        let first_ts = varint::unzigzag(varint::get(&mut bytes)?);
+        let times = match get_u8(&mut bytes)? {
+            TIMES_REGULAR => Times::Regular {
+                next: first_ts,
+                delta: varint::unzigzag(varint::get(&mut bytes)?),
+            },
+            TIMES_DOD => {
+                let len = usize::try_from(varint::get(&mut bytes)?).ok()?;
+                let column = bytes.get(..len)?;
+                bytes = &bytes[len..];
+                Times::Dod {
+                    next: first_ts,
+                    delta: 0,
+                    bits: BitReader::new(column),
+                }
+            }
+            _ => return None,
+        };
+        let scale_of = |bytes: &mut &[u8]| {
+            let e = usize::from(get_u8(bytes)?);
+            (e <= MAX_SCALE).then_some(e)
+        };
+        let width_of = |bytes: &mut &[u8]| {
+            let w = u32::from(get_u8(bytes)?);
+            (w <= 64).then_some(w)
+        };
+        let values = match get_u8(&mut bytes)? {
+            VALUES_XOR => {
+                let (first, rest) = bytes.split_first_chunk::<8>()?;
+                Values::Xor {
+                    first: u64::from_be_bytes(*first),
+                    state: XorState::default(),
+                    bits: BitReader::new(rest),
+                }
+            }
+            VALUES_OFFSETS => {
+                let scale = scale_of(&mut bytes)?;
+                let min = varint::unzigzag(varint::get(&mut bytes)?);
+                let width = width_of(&mut bytes)?;
+                Values::Offsets {
+                    scale,
+                    min,
+                    width,
+                    bits: BitReader::new(bytes),
+                }
+            }
+            VALUES_DELTAS => {
+                let scale = scale_of(&mut bytes)?;
+                let current = varint::unzigzag(varint::get(&mut bytes)?);
+                let min = varint::unzigzag(varint::get(&mut bytes)?);
+                let width = width_of(&mut bytes)?;
+                Values::Deltas {
+                    scale,
+                    current,
+                    min,
+                    width,
+                    bits: BitReader::new(bytes),
+                }
+            }
+            _ => return None,
+        };
+        Some(Reader { times, values })
+    }
+
+    /// The next point (timestamp, value bits); None past the end of a
+    /// column (the chunk is truncated or corrupt).
+    pub(super) fn next_point(&mut self, first: bool) -> Option<(i64, u64)> {
+        let ts = match &mut self.times {
+            Times::Regular { next, delta } => {
+                let ts = *next;
+                *next = next.wrapping_add(*delta);
+                ts
+            }
+            Times::Dod { next, delta, bits } => {
+                if !first {
+                    *delta = delta.wrapping_add(read_dod(bits)?);
+                    *next = next.wrapping_add(*delta);
+                }
+                *next
+            }
+        };
+        let value = match &mut self.values {
+            Values::Xor {
+                first: v,
+                state,
+                bits,
+            } => {
+                if first {
+                    state.prev = *v;
+                    *v
+                } else {
+                    state.read(bits)?
+                }
+            }
+            Values::Offsets {
+                scale,
+                min,
+                width,
+                bits,
+            } => scaled(min.wrapping_add(bits.read(*width)? as i64), *scale).to_bits(),
+            Values::Deltas {
+                scale,
+                current,
+                min,
+                width,
+                bits,
+            } => {
+                if !first {
+                    let step = min.wrapping_add(bits.read(*width)? as i64);
+                    *current = current.wrapping_add(step);
+                }
+                scaled(*current, *scale).to_bits()
+            }
+        };
+        Some((ts, value))
+    }
+}
