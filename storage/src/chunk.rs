@@ -685,7 +685,8 @@ mod tests {
         // A constant: nothing per point.
         let constant: Vec<(i64, f64)> = (0..MAX_POINTS as i64).map(|i| (ts(i), 1.0)).collect();
         assert!(sealed(&constant).len() <= 16, "{}", sealed(&constant).len());
-        // Random bits: XOR chunk kept as it was.
+        // Random bits: no decimal code applies, and whichever layout is
+        // kept, sealing never makes a chunk larger than the XOR one.
         let noise: Vec<(i64, f64)> = (0..MAX_POINTS as i64)
             .map(|i| (ts(i), f64::from_bits(rng.u64(..))))
             .collect();
