@@ -318,9 +318,11 @@ impl RocksStorage {
         // Records live minutes: keep them in memory, rarely in files.
         log_opts.set_write_buffer_size(128 << 20);
         log_opts.set_compression_type(DBCompressionType::None);
-        // Records live seconds while the remote stores keep up; in an
+        // Records live seconds while the remote stores keep up (a 128 MiB
+        // buffer, like the log's, lets most die in the memtable); in an
         // outage they pile up, and are read back once, oldest first.
         let mut forward_opts = Options::default();
+        forward_opts.set_write_buffer_size(128 << 20);
         forward_opts.set_compression_type(DBCompressionType::Lz4);
         let cfs = [
             ColumnFamilyDescriptor::new(CF_SERIES, Options::default()),
