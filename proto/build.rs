@@ -8,6 +8,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .include_imports(true)
         .open_files([proto])?
         .file_descriptor_set();
-    tonic_prost_build::configure().compile_fds(fds)?;
+    tonic_prost_build::configure()
+        // Written by hand so servers can send pre-encoded series
+        // (src/latest.rs); the wire format is unchanged.
+        .extern_path(
+            ".nightjar.v1.LatestResponse",
+            "crate::latest::LatestResponse",
+        )
+        .compile_fds(fds)?;
     Ok(())
 }

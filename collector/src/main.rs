@@ -36,6 +36,14 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // No transparent huge pages for this process. mimalloc asks for them on
+    // its arenas (madvise) and hands freed memory back to the kernel a
+    // second later, so every reuse faults in and zeroes whole 2 MiB pages:
+    // a Latest over 10 k series spent most of its 25 ms in the kernel
+    // clearing pages, and peak RSS was 16 % higher (bench/ingest,
+    // docs/benchmarks.md). Set before anything large is allocated; a
+    // kernel without THP refuses the call, which changes nothing.
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
     let args = Args::parse();
     logging::init(args.log_format);
     match run(args) {

@@ -5,6 +5,7 @@
 
 pub mod aggregate;
 pub mod histogram;
+pub mod latest;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,12 +26,16 @@ pub use nightjar_model::api_args::MAX_BUCKETS;
 /// The query service over a storage.
 pub struct QueryApi<S> {
     storage: Arc<S>,
+    latest_labels: latest::EncodedLabels,
 }
 
 impl<S: Storage> QueryApi<S> {
     /// A query service reading from `storage`.
     pub fn new(storage: Arc<S>) -> Self {
-        QueryApi { storage }
+        QueryApi {
+            storage,
+            latest_labels: latest::EncodedLabels::default(),
+        }
     }
 
     /// Runs a blocking storage call off the async runtime.
@@ -274,17 +279,14 @@ impl<S: Storage> pb::query_service_server::QueryService for QueryApi<S> {
         let started = std::time::Instant::now();
         let found = self.blocking(move |s| s.latest(&selector)).await?;
         let read = started.elapsed();
-        let series: Vec<pb::Series> = found
-            .iter()
-            .map(|(key, point)| series_to_wire(key, std::slice::from_ref(point)))
-            .collect();
+        let response = self.latest_labels.response(&found);
         tracing::debug!(
-            series = series.len(),
+            series = found.len(),
             read_ms = read.as_secs_f64() * 1e3,
             total_ms = started.elapsed().as_secs_f64() * 1e3,
             "latest answered"
         );
-        Ok(Response::new(pb::LatestResponse { series }))
+        Ok(Response::new(response))
     }
 }
 

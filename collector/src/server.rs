@@ -398,7 +398,7 @@ pub fn seed_alerter<S: Storage>(alerter: &Alerter, storage: &S, own_host: &str, 
             Ok(latest) => {
                 let keys: Vec<_> = latest
                     .into_iter()
-                    .map(|(key, _)| SeriesKey::clone(&key))
+                    .map(|(_, key, _)| SeriesKey::clone(&key))
                     .collect();
                 alerter.seed_series(&keys, now);
             }

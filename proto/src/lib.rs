@@ -8,4 +8,7 @@
 pub mod v1 {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("nightjar.v1");
+    pub use crate::latest::LatestResponse;
 }
+
+pub mod latest;

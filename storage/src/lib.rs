@@ -269,8 +269,9 @@ pub trait Storage: Send + Sync + 'static {
         end_ms: i64,
     ) -> Result<Vec<SeriesHistograms>, StorageError>;
 
-    /// The newest point of each matching series.
-    fn latest(&self, selector: &Selector) -> Result<Vec<(SharedKey, Point)>, StorageError>;
+    /// The newest point of each matching series, with the series' id (a
+    /// server caches each series' encoded labels by it).
+    fn latest(&self, selector: &Selector) -> Result<Vec<(u64, SharedKey, Point)>, StorageError>;
 
     /// Every host that has sent a batch, sorted by name.
     fn hosts(&self) -> Vec<HostSummary>;

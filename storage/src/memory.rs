@@ -235,13 +235,16 @@ impl Storage for MemoryStorage {
         Ok(out)
     }
 
-    fn latest(&self, selector: &Selector) -> Result<Vec<(SharedKey, Point)>, StorageError> {
+    fn latest(&self, selector: &Selector) -> Result<Vec<(u64, SharedKey, Point)>, StorageError> {
         let data = self.data();
         Ok(data
-            .matching(selector)
-            .filter_map(|s| {
+            .series
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| selector.matches(&s.key))
+            .filter_map(|(id, s)| {
                 let (t, v) = s.points.last_key_value()?;
-                Some((s.key.clone(), Point::new(*t, *v)))
+                Some((id as u64, s.key.clone(), Point::new(*t, *v)))
             })
             .collect())
     }

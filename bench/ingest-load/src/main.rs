@@ -21,6 +21,7 @@ mod procstat;
 mod promql;
 mod promtool;
 mod queries;
+mod scale;
 mod sink;
 mod status_page;
 mod wire;
@@ -74,6 +75,17 @@ struct Args {
     /// Prometheus holding the same samples (bench/ingest-load/src/promql.rs).
     #[arg(long)]
     promql: bool,
+    /// Only the scaling curve (bench/scale; bench/ingest-load/src/scale.rs):
+    /// the collector at each of `--scale-series` active series, beside
+    /// promtool's peak RSS at the same counts.
+    #[arg(long)]
+    scale: bool,
+    /// Series counts of the scaling curve (multiples of 1000).
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+    scale_series: Vec<usize>,
+    /// Samples per series in the scaling curve (promtool's --scrapes).
+    #[arg(long, default_value_t = 30)]
+    scale_rounds: u64,
 }
 
 /// Connects a gRPC channel to `url`.
@@ -180,6 +192,9 @@ async fn end_to_end(
     let duration = Duration::from_secs(args.duration);
     let watch = http.map(status_page::Watch::start);
     let cpu_before = procstat::cpu_seconds(pid).unwrap_or(0.0);
+    // This process is the load generator, on the same two cores.
+    let own = std::process::id();
+    let own_before = procstat::cpu_seconds(own).unwrap_or(0.0);
     let load_start = Instant::now();
     let start_ms = (now - 3_600_000) / 1000 * 1000;
     let result = load::run(
@@ -193,6 +208,7 @@ async fn end_to_end(
     )
     .await?;
     let cpu = procstat::cpu_seconds(pid).unwrap_or(0.0) - cpu_before;
+    let own_cpu = procstat::cpu_seconds(own).unwrap_or(0.0) - own_before;
     let load_seconds = load_start.elapsed().as_secs_f64();
     let cpu_percent = cpu / load_seconds * 100.0;
     let mut forwarding = None;
@@ -237,8 +253,12 @@ async fn end_to_end(
         result.samples_acked,
     );
     println!(
-        "collector: {cpu_percent:.0}% CPU (of one core) during the load, peak RSS {:.0} MiB",
-        rss as f64 / (1 << 20) as f64
+        "collector: {cpu_percent:.0}% CPU (of one core) during the load, {:.0} samples/s acked per core used; peak RSS {:.0} MiB; load generator {:.0}% CPU",
+        // Samples acked over the whole load (warm-up and drain included)
+        // per CPU second, the same window as the CPU figure.
+        result.samples_acked as f64 / cpu,
+        rss as f64 / (1 << 20) as f64,
+        own_cpu / load_seconds * 100.0,
     );
 
     // Dashboards are timed on a settled collector: every batch is acked,
@@ -315,6 +335,19 @@ fn main() -> anyhow::Result<()> {
         };
         let rt = tokio::runtime::Runtime::new()?;
         return rt.block_on(promql::run(&collector, work.path()));
+    }
+    if args.scale {
+        let collector = match &args.collector {
+            Some(p) => p.clone(),
+            None => std::env::current_exe()?.with_file_name("nightjar-collector"),
+        };
+        let rt = tokio::runtime::Runtime::new()?;
+        return rt.block_on(scale::run(
+            &collector,
+            work.path(),
+            &args.scale_series,
+            args.scale_rounds,
+        ));
     }
     if args.remote_write {
         let rt = tokio::runtime::Runtime::new()?;

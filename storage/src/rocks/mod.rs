@@ -630,7 +630,7 @@ impl Storage for RocksStorage {
         self.query_histograms_impl(selector, tier, start_ms, end_ms)
     }
 
-    fn latest(&self, selector: &Selector) -> Result<Vec<(SharedKey, Point)>, StorageError> {
+    fn latest(&self, selector: &Selector) -> Result<Vec<(u64, SharedKey, Point)>, StorageError> {
         self.latest_impl(selector)
     }
 

@@ -186,7 +186,7 @@ impl RocksStorage {
     pub(super) fn latest_impl(
         &self,
         selector: &Selector,
-    ) -> Result<Vec<(SharedKey, Point)>, StorageError> {
+    ) -> Result<Vec<(u64, SharedKey, Point)>, StorageError> {
         // One lock per shard, not per series: Latest over thousands of
         // series is a dashboard's first query.
         let mut by_shard: Vec<Vec<(u64, SharedKey)>> = vec![Vec::new(); SHARDS];
@@ -207,10 +207,7 @@ impl RocksStorage {
         }
         // Back to id order, as every other read answers.
         out.sort_unstable_by_key(|(id, _, _)| *id);
-        Ok(out
-            .into_iter()
-            .map(|(_, key, point)| (key, point))
-            .collect())
+        Ok(out)
     }
 }
 

@@ -270,7 +270,7 @@ impl Storage for ReopeningStorage {
         self.with(|s| s.query_histograms(selector, tier, start_ms, end_ms))?
     }
 
-    fn latest(&self, selector: &Selector) -> Result<Vec<(SharedKey, Point)>, StorageError> {
+    fn latest(&self, selector: &Selector) -> Result<Vec<(u64, SharedKey, Point)>, StorageError> {
         self.with(|s| s.latest(selector))?
     }
 

@@ -195,7 +195,7 @@ fn stores_queries_and_survives_reopen() {
     );
     let latest = s.latest(&host_selector("a")).unwrap();
     assert_eq!(
-        latest[0].1,
+        latest[0].2,
         Point {
             timestamp_ms: 2_000,
             value: 2.0
@@ -482,7 +482,7 @@ fn ingest_log_is_replayed_at_open_and_truncated_once_written() {
     let s = RocksStorage::open(dir.path()).unwrap();
     assert_eq!(stored(&s), expected);
     assert_eq!(
-        s.latest(&host_selector("a")).unwrap()[0].1,
+        s.latest(&host_selector("a")).unwrap()[0].2,
         Point {
             timestamp_ms: 499_000,
             value: 499.0
