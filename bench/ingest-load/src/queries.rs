@@ -29,7 +29,8 @@ fn equal(name: &str, value: &str) -> pb::LabelMatcher {
     }
 }
 
-async fn median<F, Fut>(mut f: F) -> anyhow::Result<(Duration, usize)>
+/// The median time of [`RUNS`] runs of `f`, and what the last returned.
+pub async fn median<F, Fut>(mut f: F) -> anyhow::Result<(Duration, usize)>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<usize>>,

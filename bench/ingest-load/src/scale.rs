@@ -36,6 +36,7 @@ use tokio::sync::{Mutex, Semaphore, mpsc};
 
 use crate::hostload::HostLoad;
 use crate::load::open_stream;
+use crate::queries::median;
 use crate::wire::{self, Encoded};
 use crate::{KillOnDrop, connect, ms, now_ms, procstat};
 
@@ -46,8 +47,6 @@ const WINDOW: usize = 4;
 /// History series for the 24 h query, and their spacing.
 const HISTORY_SERIES: usize = 100;
 const HISTORY_INTERVAL_MS: i64 = 10_000;
-/// Runs per query; the median is reported.
-const RUNS: usize = 15;
 
 /// What one series count measured.
 pub struct Point {
@@ -278,22 +277,6 @@ fn selector(metric: &str, matchers: &[(&str, &str)]) -> pb::Selector {
             })
             .collect(),
     }
-}
-
-async fn median<F, Fut>(mut f: F) -> anyhow::Result<(Duration, usize)>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<usize>>,
-{
-    let mut times = Vec::with_capacity(RUNS);
-    let mut size = 0;
-    for _ in 0..RUNS {
-        let t = Instant::now();
-        size = f().await?;
-        times.push(t.elapsed());
-    }
-    times.sort();
-    Ok((times[RUNS / 2], size))
 }
 
 /// 24 h of `bench_history_value{host="bench-history",idx=…}` at 10 s, one
