@@ -23,6 +23,8 @@
 
 mod columnar;
 
+pub(crate) use columnar::{decode_value_column, encode_value_column};
+
 /// Most points in one chunk (Prometheus' figure: good compression, and a
 /// short decode for a partial range).
 pub const MAX_POINTS: usize = 120;

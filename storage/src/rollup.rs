@@ -106,11 +106,172 @@ pub fn by_block(tier: Tier, buckets: &[(i64, Summary)]) -> Vec<(i64, Vec<(i64, S
     out
 }
 
-/// Encodes the buckets of one block (sorted, distinct, inside the block):
-/// per bucket its index in the block (u8), a varint count, then for a
-/// single point its value (f64 LE), else min, max, sum, last (f64 LE each),
-/// then the zigzag varint of `last_ts − bucket start`.
+/// First byte of a block row in the column layout. A row of the first
+/// layout starts with a bucket index, below 64.
+const COLUMNS: u8 = 0xff;
+
+/// Flags of the column layout: which columns vary or are stored.
+const COUNTS_VARY: u8 = 1;
+const OFFSETS_VARY: u8 = 2;
+const HAS_MIN: u8 = 4;
+const HAS_MAX: u8 = 8;
+const HAS_SUM: u8 = 16;
+
+/// Encodes the buckets of one block (sorted, distinct, inside the block)
+/// in columns, as a sealed chunk is: why and the byte layout are in
+/// `docs/format/storage.md` ("Rollup rows"). In short: a bitmap of the
+/// buckets present, their counts and `last_ts − bucket start` (each one
+/// varint when all are equal), then the `last` values, and the `min`,
+/// `max` and `sum` values only when some bucket's differ from its `last`,
+/// each a chunk value column (decimal values packed as small integers,
+/// else XOR). A counter's hour of 1-minute buckets takes some 30 bytes,
+/// not 60 × 44.
 pub fn encode_block(tier: Tier, block_start: i64, buckets: &[(i64, Summary)]) -> Vec<u8> {
+    let Some(first) = buckets.first() else {
+        return Vec::new();
+    };
+    let width = tier.width_ms();
+    let mut bitmap = 0u64;
+    for (start, _) in buckets {
+        let index = (start - block_start) / width;
+        if !(0..64).contains(&index) {
+            return encode_block_v1(tier, block_start, buckets);
+        }
+        bitmap |= 1 << index;
+    }
+    let same = |f: fn(&Summary) -> u64| buckets.iter().all(|(_, s)| f(s) == f(&first.1));
+    let differs = |f: fn(&Summary) -> u64| buckets.iter().any(|(_, s)| f(s) != s.last.to_bits());
+    let offset = |(start, s): &(i64, Summary)| varint::zigzag(s.last_ts.wrapping_sub(*start));
+    let mut flags = 0;
+    if !same(|s| s.count) {
+        flags |= COUNTS_VARY;
+    }
+    if buckets.iter().any(|b| offset(b) != offset(first)) {
+        flags |= OFFSETS_VARY;
+    }
+    for (flag, f) in [
+        (
+            HAS_MIN,
+            (|s: &Summary| s.min.to_bits()) as fn(&Summary) -> u64,
+        ),
+        (HAS_MAX, |s| s.max.to_bits()),
+        (HAS_SUM, |s| s.sum.to_bits()),
+    ] {
+        if differs(f) {
+            flags |= flag;
+        }
+    }
+    let mut out = Vec::with_capacity(32);
+    out.push(COLUMNS);
+    varint::put(&mut out, bitmap);
+    out.push(flags);
+    if flags & COUNTS_VARY == 0 {
+        varint::put(&mut out, first.1.count);
+    } else {
+        buckets
+            .iter()
+            .for_each(|(_, s)| varint::put(&mut out, s.count));
+    }
+    if flags & OFFSETS_VARY == 0 {
+        varint::put(&mut out, offset(first));
+    } else {
+        buckets
+            .iter()
+            .for_each(|b| varint::put(&mut out, offset(b)));
+    }
+    let mut column = |f: fn(&Summary) -> f64| {
+        let values: Vec<u64> = buckets.iter().map(|(_, s)| f(s).to_bits()).collect();
+        let bytes = crate::chunk::encode_value_column(&values);
+        varint::put(&mut out, bytes.len() as u64);
+        out.extend_from_slice(&bytes);
+    };
+    column(|s| s.last);
+    if flags & HAS_MIN != 0 {
+        column(|s| s.min);
+    }
+    if flags & HAS_MAX != 0 {
+        column(|s| s.max);
+    }
+    if flags & HAS_SUM != 0 {
+        column(|s| s.sum);
+    }
+    out
+}
+
+/// Decodes a block row of either layout; `None` if the bytes are not one.
+pub fn decode_block(tier: Tier, block_start: i64, bytes: &[u8]) -> Option<Vec<(i64, Summary)>> {
+    match bytes.split_first() {
+        Some((&COLUMNS, rest)) => decode_columns(tier, block_start, rest),
+        _ => decode_block_v1(tier, block_start, bytes),
+    }
+}
+
+fn decode_columns(tier: Tier, block_start: i64, mut bytes: &[u8]) -> Option<Vec<(i64, Summary)>> {
+    let bitmap = varint::get(&mut bytes)?;
+    let n = bitmap.count_ones() as usize;
+    let (&flags, rest) = bytes.split_first()?;
+    bytes = rest;
+    if n == 0 || flags >= 32 {
+        return None;
+    }
+    let mut ints = |vary: bool| -> Option<Vec<u64>> {
+        if vary {
+            (0..n).map(|_| varint::get(&mut bytes)).collect()
+        } else {
+            Some(vec![varint::get(&mut bytes)?; n])
+        }
+    };
+    let counts = ints(flags & COUNTS_VARY != 0)?;
+    let offsets = ints(flags & OFFSETS_VARY != 0)?;
+    let mut column = || -> Option<Vec<u64>> {
+        let len = usize::try_from(varint::get(&mut bytes)?).ok()?;
+        let col = bytes.get(..len)?;
+        bytes = &bytes[len..];
+        crate::chunk::decode_value_column(col, n)
+    };
+    let last = column()?;
+    let mut optional = |flag: u8| -> Option<Option<Vec<u64>>> {
+        if flags & flag == 0 {
+            Some(None)
+        } else {
+            column().map(Some)
+        }
+    };
+    let (min, max, sum) = (optional(HAS_MIN)?, optional(HAS_MAX)?, optional(HAS_SUM)?);
+    if !bytes.is_empty() || counts.contains(&0) {
+        return None;
+    }
+    let indices = (0..64).filter(|i| bitmap & (1 << i) != 0);
+    let value =
+        |col: &Option<Vec<u64>>, i: usize| f64::from_bits(col.as_ref().map_or(last[i], |c| c[i]));
+    Some(
+        indices
+            .enumerate()
+            .map(|(i, index)| {
+                let start = block_start.wrapping_add(index * tier.width_ms());
+                (
+                    start,
+                    Summary {
+                        min: value(&min, i),
+                        max: value(&max, i),
+                        sum: value(&sum, i),
+                        count: counts[i],
+                        last_ts: start.wrapping_add(varint::unzigzag(offsets[i])),
+                        last: f64::from_bits(last[i]),
+                    },
+                )
+            })
+            .collect(),
+    )
+}
+
+/// The first layout of a block row (still read; written only for a block
+/// of more than 64 buckets, which the tiers never make): per bucket its
+/// index in the block (u8), a varint count, then for a single point its
+/// value (f64 LE), else min, max, sum, last (f64 LE each), then the zigzag
+/// varint of `last_ts − bucket start`. 12 bytes a bucket of one point, 44
+/// of several.
+fn encode_block_v1(tier: Tier, block_start: i64, buckets: &[(i64, Summary)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(buckets.len() * 14);
     for (start, s) in buckets {
         out.push(((start - block_start) / tier.width_ms()) as u8);
@@ -127,8 +288,7 @@ pub fn encode_block(tier: Tier, block_start: i64, buckets: &[(i64, Summary)]) ->
     out
 }
 
-/// Decodes a block row; `None` if the bytes are not one.
-pub fn decode_block(tier: Tier, block_start: i64, mut bytes: &[u8]) -> Option<Vec<(i64, Summary)>> {
+fn decode_block_v1(tier: Tier, block_start: i64, mut bytes: &[u8]) -> Option<Vec<(i64, Summary)>> {
     let mut out = Vec::new();
     while let Some((&index, rest)) = bytes.split_first() {
         bytes = rest;
@@ -232,11 +392,118 @@ mod tests {
         );
     }
 
+    /// A summary as bits, so NaN and -0.0 compare exactly.
+    fn bits(list: &[(i64, Summary)]) -> Vec<(i64, [u64; 4], u64, i64)> {
+        list.iter()
+            .map(|(start, s)| {
+                let f = [s.min, s.max, s.sum, s.last].map(f64::to_bits);
+                (*start, f, s.count, s.last_ts)
+            })
+            .collect()
+    }
+
+    /// Any value: decimals, integers, noise, or any bits at all.
+    fn random_value(rng: &mut fastrand::Rng) -> f64 {
+        match rng.u8(0..5) {
+            0 => f64::from_bits(rng.u64(..)),
+            1 => rng.i64(-1_000_000..1_000_000) as f64 / 100.0,
+            2 => [0.0, -0.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY][rng.usize(..5)],
+            3 => rng.u32(..) as f64,
+            _ => rng.f64() * 1e6,
+        }
+    }
+
+    #[test]
+    fn column_blocks_round_trip_any_summaries_bit_for_bit() {
+        let mut rng = fastrand::Rng::with_seed(31);
+        for round in 0..5_000 {
+            let tier = Tier::ROLLUPS[round % 2];
+            let block = tier.block(rng.i64(-1 << 40..1 << 40));
+            let per_block = tier.block_ms() / tier.width_ms();
+            let mut list = Vec::new();
+            for index in 0..per_block {
+                if rng.u8(..4) == 0 {
+                    continue;
+                }
+                let start = block + index * tier.width_ms();
+                // Some blocks keep every bucket's min/max/sum at its last,
+                // or their counts and offsets equal, as real rows do.
+                let plain = round % 3 == 0;
+                let last = random_value(&mut rng);
+                list.push((
+                    start,
+                    Summary {
+                        min: if plain { last } else { random_value(&mut rng) },
+                        max: if plain { last } else { random_value(&mut rng) },
+                        sum: if plain { last } else { random_value(&mut rng) },
+                        count: if plain { 2 } else { rng.u64(1..u64::MAX) },
+                        last_ts: start + if plain { 30_000 } else { rng.i64(..) },
+                        last,
+                    },
+                ));
+            }
+            let row = encode_block(tier, block, &list);
+            assert_eq!(row.first() == Some(&COLUMNS), !list.is_empty());
+            let back = decode_block(tier, block, &row).expect("decodes");
+            assert_eq!(bits(&back), bits(&list), "{tier:?} round {round}");
+        }
+    }
+
+    #[test]
+    fn a_counters_hour_of_minutes_takes_a_few_dozen_bytes() {
+        // Scrapes every 30 s of a counter growing by 1000 a scrape.
+        let points: Vec<Point> = (0..120)
+            .map(|i| Point::new(7_200_000 + i * 30_000, 123_456_789.0 + 1000.0 * i as f64))
+            .collect();
+        let buckets = summarise(Tier::Minute, points.iter().copied());
+        let row = encode_block(Tier::Minute, 7_200_000, &buckets);
+        assert!(row.len() < 64, "{} bytes", row.len());
+        eprintln!("column layout: {} bytes", row.len());
+        assert_eq!(
+            encode_block_v1(Tier::Minute, 7_200_000, &buckets).len(),
+            60 * 37
+        );
+        assert_eq!(decode_block(Tier::Minute, 7_200_000, &row), Some(buckets));
+    }
+
+    #[test]
+    fn rows_of_the_first_layout_still_read_and_merge() {
+        let points: Vec<Point> = (0..50)
+            .map(|i| Point::new(3_600_000 + i * 50_000, (i % 7) as f64 * 1.5))
+            .collect();
+        let (a, b) = points.split_at(20);
+        let whole = summarise(Tier::Minute, points.iter().copied());
+        let old = encode_block_v1(
+            Tier::Minute,
+            0,
+            &summarise(
+                Tier::Minute,
+                a.iter()
+                    .map(|p| Point::new(p.timestamp_ms - 3_600_000, p.value)),
+            ),
+        );
+        let new = encode_block(
+            Tier::Minute,
+            0,
+            &summarise(
+                Tier::Minute,
+                b.iter()
+                    .map(|p| Point::new(p.timestamp_ms - 3_600_000, p.value)),
+            ),
+        );
+        assert_ne!(old.first(), Some(&COLUMNS));
+        let merged = merge(Tier::Minute, Some(&old), [new.as_slice()]);
+        assert_eq!(merged.first(), Some(&COLUMNS));
+        assert_eq!(decode_block(Tier::Minute, 3_600_000, &merged), Some(whole));
+    }
+
     #[test]
     fn single_point_buckets_cost_about_a_dozen_bytes() {
         let s = Summary::of(Point::new(3_600_000 + 61_000, 42.5));
         let row = encode_block(Tier::Minute, 3_600_000, &[(3_660_000, s)]);
-        assert_eq!(row.len(), 1 + 1 + 8 + 2);
+        // Marker, bitmap, flags, count, offset (2), column length, column
+        // (code, scale, 425 as a 2-byte varint, width 0).
+        assert_eq!(row.len(), 1 + 1 + 1 + 1 + 2 + 1 + 5);
         assert_eq!(
             decode_block(Tier::Minute, 3_600_000, &row),
             Some(vec![(3_660_000, s)])

@@ -53,13 +53,20 @@ pub struct EngineResult {
     pub raw_bytes_per_sample: f64,
     /// Rollup (1m + 1h) bytes per sample, same moment.
     pub rollup_bytes_per_sample: f64,
+    /// Threads that appended.
+    pub threads: usize,
+    /// Wall-clock seconds of the appends.
+    pub seconds: f64,
+    /// CPU seconds this process used during the appends (RocksDB's own
+    /// background threads included).
+    pub cpu_seconds: f64,
 }
 
 const SHARD: usize = 1000;
 const SCRAPE_MS: i64 = 30_000;
 
-/// Appends `scrapes` scrapes of `series` with `threads` threads into a
-/// fresh storage under `dir`.
+/// Appends `scrapes` scrapes of `series` with `threads` threads (0: one
+/// per shard) into a fresh storage under `dir`.
 pub fn run(
     series: &[SeriesDef],
     scrapes: usize,
@@ -90,6 +97,8 @@ pub fn run(
                 .collect()
         })
         .collect();
+    let threads = if threads == 0 { shards.len() } else { threads };
+    let cpu_before = cpu_seconds();
     let started = Instant::now();
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
@@ -132,6 +141,7 @@ pub fn run(
             .try_for_each(|h| h.join().expect("engine thread panicked"))
     })?;
     let elapsed = started.elapsed();
+    let cpu = cpu_seconds() - cpu_before;
     let samples = (series.len() * scrapes) as u64;
     storage.flush_heads(Duration::ZERO)?;
     storage.compact();
@@ -142,5 +152,13 @@ pub fn run(
         samples_per_second: samples as f64 / elapsed.as_secs_f64(),
         raw_bytes_per_sample: raw as f64 / samples as f64,
         rollup_bytes_per_sample: (minute + hour) as f64 / samples as f64,
+        threads,
+        seconds: elapsed.as_secs_f64(),
+        cpu_seconds: cpu,
     })
+}
+
+/// This process' CPU seconds so far (all threads).
+fn cpu_seconds() -> f64 {
+    crate::procstat::cpu_seconds(std::process::id()).unwrap_or(f64::NAN)
 }

@@ -36,6 +36,11 @@ use nightjar_storage::Storage as _;
 use nightjar_storage::rocks::RocksStorage;
 use tonic::transport::{Channel, Endpoint};
 
+/// The collector's allocator, so the in-process engine phase allocates as
+/// the engine does in the collector.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(about = "Nightjar ingest benchmark (see bench/ingest)")]
 struct Args {
@@ -60,9 +65,14 @@ struct Args {
     /// Scrapes in the engine comparison (promtool's --scrapes).
     #[arg(long, default_value_t = 3_000)]
     scrapes: usize,
-    /// Threads appending in the engine comparison.
-    #[arg(long, default_value_t = 4)]
+    /// Threads appending in the engine comparison; 0 (the default) is one
+    /// per shard of 1000 series, as promtool runs a goroutine per shard.
+    #[arg(long, default_value_t = 0)]
     engine_threads: usize,
+    /// Run only our engine in the comparison, not promtool (for profiling
+    /// our side; the ratio is then not printed).
+    #[arg(long)]
+    no_promtool: bool,
     /// The collector binary (default: next to this one).
     #[arg(long)]
     collector: Option<PathBuf>,
@@ -323,6 +333,8 @@ async fn end_to_end(
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // As the collector runs (collector/src/main.rs says why).
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
     anyhow::ensure!(
         args.series % 10 == 0 && args.series > 0,
         "--series must be a positive multiple of 10"
@@ -374,18 +386,41 @@ fn main() -> anyhow::Result<()> {
 
     let series_file = work.path().join("series.json");
     let series = engine::write_series_file(&series_file, args.metrics)?;
-    let prom = promtool::run(
-        &series_file,
-        args.metrics,
-        args.scrapes,
-        &work.path().join("promtool"),
-    )?;
+    let prom = if args.no_promtool {
+        None
+    } else {
+        Some(promtool::run(
+            &series_file,
+            args.metrics,
+            args.scrapes,
+            &work.path().join("promtool"),
+        )?)
+    };
     let ours = engine::run(
         &series,
         args.scrapes,
         args.engine_threads,
         &work.path().join("engine"),
     )?;
+    println!(
+        "engine: {} threads, {:.1} s, {:.0} % CPU ({:.0} ns of CPU per sample)",
+        ours.threads,
+        ours.seconds,
+        ours.cpu_seconds / ours.seconds * 100.0,
+        ours.cpu_seconds / ours.samples as f64 * 1e9
+    );
+    let Some(prom) = prom else {
+        println!(
+            "engine, {} series × {} scrapes ({} samples): nightjar {:.0} samples/s (every append fsynced); raw {:.2} bytes/sample (+ rollups {:.2})",
+            args.metrics,
+            args.scrapes,
+            ours.samples,
+            ours.samples_per_second,
+            ours.raw_bytes_per_sample,
+            ours.rollup_bytes_per_sample
+        );
+        return Ok(());
+    };
     let ratio = ours.samples_per_second / prom.samples_per_second;
     println!(
         "engine, {} series × {} scrapes ({} samples), same series file: nightjar {:.0} samples/s ({} threads, every append fsynced), promtool {:.0} samples/s, ratio {ratio:.2}",
@@ -393,7 +428,7 @@ fn main() -> anyhow::Result<()> {
         args.scrapes,
         ours.samples,
         ours.samples_per_second,
-        args.engine_threads,
+        ours.threads,
         prom.samples_per_second
     );
     println!(

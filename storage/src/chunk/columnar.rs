@@ -231,6 +231,35 @@ impl<'a> Reader<'a> {
             }
             _ => return None,
         };
+        let values = Values::open(bytes)?;
+        Some(Reader { times, values })
+    }
+
+    /// The next point (timestamp, value bits); None past the end of a
+    /// column (the chunk is truncated or corrupt).
+    pub(super) fn next_point(&mut self, first: bool) -> Option<(i64, u64)> {
+        let ts = match &mut self.times {
+            Times::Regular { next, delta } => {
+                let ts = *next;
+                *next = next.wrapping_add(*delta);
+                ts
+            }
+            Times::Dod { next, delta, bits } => {
+                if !first {
+                    *delta = delta.wrapping_add(read_dod(bits)?);
+                    *next = next.wrapping_add(*delta);
+                }
+                *next
+            }
+        };
+        let value = self.values.next(first)?;
+        Some((ts, value))
+    }
+}
+
+impl<'a> Values<'a> {
+    /// Parses a value column (its code byte first).
+    fn open(mut bytes: &'a [u8]) -> Option<Values<'a>> {
         let scale_of = |bytes: &mut &[u8]| {
             let e = usize::from(get_u8(bytes)?);
             (e <= MAX_SCALE).then_some(e)
@@ -274,27 +303,12 @@ impl<'a> Reader<'a> {
             }
             _ => return None,
         };
-        Some(Reader { times, values })
+        Some(values)
     }
 
-    /// The next point (timestamp, value bits); None past the end of a
-    /// column (the chunk is truncated or corrupt).
-    pub(super) fn next_point(&mut self, first: bool) -> Option<(i64, u64)> {
-        let ts = match &mut self.times {
-            Times::Regular { next, delta } => {
-                let ts = *next;
-                *next = next.wrapping_add(*delta);
-                ts
-            }
-            Times::Dod { next, delta, bits } => {
-                if !first {
-                    *delta = delta.wrapping_add(read_dod(bits)?);
-                    *next = next.wrapping_add(*delta);
-                }
-                *next
-            }
-        };
-        let value = match &mut self.values {
+    /// The next value's bits; `first` for the column's first value.
+    fn next(&mut self, first: bool) -> Option<u64> {
+        Some(match self {
             Values::Xor {
                 first: v,
                 state,
@@ -326,7 +340,20 @@ impl<'a> Reader<'a> {
                 }
                 scaled(*current, *scale).to_bits()
             }
-        };
-        Some((ts, value))
+        })
     }
+}
+
+/// Encodes a column of values (f64 bits, at least one) in its smallest
+/// code, as a chunk's value column: for columns other than a chunk's own
+/// (the rollup rows').
+pub(crate) fn encode_value_column(values: &[u64]) -> Vec<u8> {
+    encode_values(values)
+}
+
+/// Decodes `n` values of a column [`encode_value_column`] wrote; None if
+/// it is malformed or too short.
+pub(crate) fn decode_value_column(bytes: &[u8], n: usize) -> Option<Vec<u64>> {
+    let mut values = Values::open(bytes)?;
+    (0..n).map(|i| values.next(i == 0)).collect()
 }
