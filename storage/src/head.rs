@@ -192,11 +192,20 @@ fn decode_points(enc: &ChunkEncoder) -> Vec<Point> {
 /// different series rarely wait for each other.
 pub const SHARDS: usize = 64;
 
+/// Consecutive ids that share a shard. A sender's series are created
+/// together, so their ids are mostly consecutive: a batch of 1,000 series
+/// takes 8 shard locks, not all 64, and concurrent senders mostly take
+/// different ones. (With one id per shard, every batch locked every shard
+/// in the same order, and ten appending threads queued behind each other
+/// on each lock: a sixth of the engine bench's CPU went to switching
+/// threads.)
+pub const SHARD_RUN: u64 = 128;
+
 /// The heads of one shard, by series id. Ids are ours and dense (handed out
-/// one after another), so a shard keeps a slot per id of its own, at
-/// `id / SHARDS`: finding a head is an index, not a hash probe (twice per
-/// sample with forwarding on), and a series without a head costs one
-/// pointer.
+/// one after another), so a shard keeps a slot per id of its own (its
+/// runs of [`SHARD_RUN`] ids one after another): finding a head is an
+/// index, not a hash probe (twice per sample with forwarding on), and a
+/// series without a head costs one pointer.
 #[derive(Default)]
 pub struct HeadMap {
     slots: Vec<Option<Box<Head>>>,
@@ -204,7 +213,14 @@ pub struct HeadMap {
 
 impl HeadMap {
     fn slot(id: u64) -> usize {
-        (id / SHARDS as u64) as usize
+        let run = id / (SHARD_RUN * SHARDS as u64);
+        (run * SHARD_RUN + id % SHARD_RUN) as usize
+    }
+
+    /// The id in `slot` of shard `shard` (the inverse of [`HeadMap::slot`]).
+    fn id_of(slot: usize, shard: usize) -> u64 {
+        let (run, offset) = (slot as u64 / SHARD_RUN, slot as u64 % SHARD_RUN);
+        (run * SHARDS as u64 + shard as u64) * SHARD_RUN + offset
     }
 
     /// The head of series `id`, if it has one.
@@ -232,8 +248,7 @@ impl HeadMap {
             .iter_mut()
             .enumerate()
             .filter_map(move |(slot, head)| {
-                let id = (slot * SHARDS + shard) as u64;
-                head.as_deref_mut().map(|h| (id, h))
+                head.as_deref_mut().map(|h| (Self::id_of(slot, shard), h))
             })
     }
 
@@ -257,10 +272,10 @@ impl Default for Heads {
 }
 
 impl Heads {
-    /// The shard holding series `id`: consecutive ids (one host's series)
-    /// fall to consecutive shards.
+    /// The shard holding series `id`: each run of [`SHARD_RUN`]
+    /// consecutive ids falls to one shard, the next run to the next.
     pub fn shard_of(id: u64) -> usize {
-        (id % SHARDS as u64) as usize
+        (id / SHARD_RUN % SHARDS as u64) as usize
     }
 
     /// Locks shard `i`.
@@ -273,6 +288,23 @@ impl Heads {
 mod tests {
     use super::*;
     use crate::chunk::{self, MAX_POINTS};
+
+    #[test]
+    fn ids_map_to_one_slot_of_one_shard_and_back() {
+        let mut seen = std::collections::HashSet::new();
+        for id in (0..40_000).chain([u64::MAX / 2, 1 << 40]) {
+            let (shard, slot) = (Heads::shard_of(id), HeadMap::slot(id));
+            assert_eq!(HeadMap::id_of(slot, shard), id);
+            assert!(seen.insert((shard, slot)), "{id} shares a slot");
+        }
+        // A sender's 1,000 consecutive series take 8 or 9 shards.
+        let shards: std::collections::HashSet<usize> =
+            (5_000..6_000).map(Heads::shard_of).collect();
+        assert!(shards.len() <= 9, "{}", shards.len());
+        // Slots stay dense: 64 runs of ids fill a shard's first run.
+        let top = (0..SHARD_RUN * SHARDS as u64).map(HeadMap::slot).max();
+        assert_eq!(top, Some(SHARD_RUN as usize - 1));
+    }
 
     #[test]
     fn refuses_points_not_newer_than_the_newest() {
@@ -350,16 +382,20 @@ mod tests {
     #[test]
     fn shard_maps_find_each_head_by_id() {
         let mut shard = HeadMap::default();
-        for id in [3 + 2 * SHARDS as u64, 3, 3 + 7 * SHARDS as u64] {
+        // Ids of shard 3: runs of SHARD_RUN, one every SHARDS runs.
+        let of_shard_3 = |run: u64, offset: u64| (run * SHARDS as u64 + 3) * SHARD_RUN + offset;
+        let (a, b, c) = (of_shard_3(0, 5), of_shard_3(2, 0), of_shard_3(7, 127));
+        for id in [b, a, c] {
+            assert_eq!(Heads::shard_of(id), 3);
             shard
                 .get_or_insert_with(id, || Head::new(Some(Point::new(id as i64, 0.0))))
                 .push(Point::new(id as i64 + 1, 1.0), 1, Instant::now())
                 .unwrap();
         }
-        assert!(shard.get(3 + SHARDS as u64).is_none());
-        assert!(shard.get(3 + 100 * SHARDS as u64).is_none());
+        assert!(shard.get(of_shard_3(0, 6)).is_none());
+        assert!(shard.get(of_shard_3(100, 5)).is_none());
         let ids: Vec<u64> = shard.iter_mut(3).map(|(id, _)| id).collect();
-        assert_eq!(ids, vec![3, 3 + 2 * SHARDS as u64, 3 + 7 * SHARDS as u64]);
+        assert_eq!(ids, vec![a, b, c]);
         for id in ids {
             let newest = shard.get(id).and_then(Head::newest);
             assert_eq!(newest, Some(Point::new(id as i64 + 1, 1.0)));
@@ -370,9 +406,12 @@ mod tests {
     #[test]
     fn shards_spread_dense_ids() {
         let mut seen = [0u32; SHARDS];
-        for id in 1..=6_400u64 {
+        for id in 1..=100_000u64 {
             seen[Heads::shard_of(id)] += 1;
         }
-        assert!(seen.iter().all(|&n| (50..=150).contains(&n)), "{seen:?}");
+        assert!(
+            seen.iter().all(|&n| (1_400..=1_720).contains(&n)),
+            "{seen:?}"
+        );
     }
 }

@@ -86,6 +86,12 @@ pub enum StorageError {
         /// The engine's message.
         reason: String,
     },
+    /// A batch named a series by a reference this storage never gave out.
+    #[error("unknown series reference {reference}")]
+    UnknownSeries {
+        /// The reference.
+        reference: u64,
+    },
 }
 
 /// What became of an appended batch.

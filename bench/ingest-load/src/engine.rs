@@ -2,17 +2,18 @@
 //! series file, sample count and values as `promtool tsdb bench write`
 //! (each series a counter starting at 123456789 and growing by 1000 per
 //! scrape, scrapes 30 s apart, shards of 1000 series), through the same
-//! `Storage::append` the collector uses — each append a synced, durable
-//! write.
+//! write path as `Storage::append` the collector uses — each append a
+//! synced, durable write — with series references resolved once, as
+//! promtool's appenders keep theirs (`RocksStorage::append_refs`).
 
 use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use nightjar_model::model::{Batch, Labels, Point, Sample, SeriesKey};
+use nightjar_model::model::{Labels, Point, SeriesKey};
 use nightjar_storage::Storage as _;
-use nightjar_storage::rocks::RocksStorage;
+use nightjar_storage::rocks::{RefBatch, RocksStorage};
 
 use crate::hostload::METRICS;
 
@@ -79,20 +80,14 @@ pub fn run(
         .as_millis() as i64;
     // Recent timestamps (promtool starts at 0): retention must keep them.
     let base = (now - scrapes as i64 * SCRAPE_MS) / SCRAPE_MS * SCRAPE_MS;
-    let shards: Vec<Vec<Sample>> = series
+    let shards: Vec<Vec<SeriesKey>> = series
         .chunks(SHARD)
         .map(|chunk| {
             chunk
                 .iter()
-                .map(|(metric, labels)| Sample {
-                    series: SeriesKey {
-                        metric: metric.clone(),
-                        labels: Labels::from_pairs(labels.clone()).expect("distinct names"),
-                    },
-                    point: Point {
-                        timestamp_ms: 0,
-                        value: 0.0,
-                    },
+                .map(|(metric, labels)| SeriesKey {
+                    metric: metric.clone(),
+                    labels: Labels::from_pairs(labels.clone()).expect("distinct names"),
                 })
                 .collect()
         })
@@ -105,31 +100,42 @@ pub fn run(
             .map(|t| {
                 let (storage, shards) = (&storage, &shards);
                 scope.spawn(move || -> anyhow::Result<()> {
-                    let mut batches: Vec<Batch> = shards
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| i % threads == t)
-                        .map(|(i, samples)| Batch {
+                    // As promtool's appenders keep each series' ref after
+                    // its first append: the keys are resolved once.
+                    let mut batches = Vec::new();
+                    for (i, keys) in shards.iter().enumerate().filter(|(i, _)| i % threads == t) {
+                        let refs = storage.series_refs(keys)?;
+                        batches.push(RefBatch {
                             agent_id: format!("engine-shard-{i}"),
                             host: format!("engine-shard-{i}"),
                             seq: 0,
                             interval_ms: SCRAPE_MS as u64,
-                            samples: samples.clone(),
-                            histograms: Vec::new(),
-                        })
-                        .collect();
+                            samples: refs
+                                .into_iter()
+                                .map(|r| {
+                                    (
+                                        r,
+                                        Point {
+                                            timestamp_ms: 0,
+                                            value: 0.0,
+                                        },
+                                    )
+                                })
+                                .collect(),
+                        });
+                    }
                     for scrape in 1..=scrapes {
                         let ts = base + scrape as i64 * SCRAPE_MS;
                         let value = 123_456_789.0 + 1000.0 * scrape as f64;
                         for batch in &mut batches {
                             batch.seq = scrape as u64;
-                            for s in &mut batch.samples {
-                                s.point = Point {
+                            for (_, point) in &mut batch.samples {
+                                *point = Point {
                                     timestamp_ms: ts,
                                     value,
                                 };
                             }
-                            storage.append(batch, now)?;
+                            storage.append_refs(batch, now)?;
                         }
                     }
                     Ok(())

@@ -122,21 +122,24 @@ pub(super) fn encode(points: &[(i64, u64)]) -> Vec<u8> {
     out
 }
 
-/// The value column in its smallest code.
+/// The value column in its smallest code (XOR on a tie).
 fn encode_values(values: &[u64]) -> Vec<u8> {
-    let mut xor = vec![VALUES_XOR];
-    xor.extend_from_slice(&values[0].to_be_bytes());
-    let mut bits = BitWriter::default();
-    let mut state = XorState {
-        prev: values[0],
-        window: None,
+    let xor = || {
+        let mut xor = vec![VALUES_XOR];
+        xor.extend_from_slice(&values[0].to_be_bytes());
+        let mut bits = BitWriter::default();
+        let mut state = XorState {
+            prev: values[0],
+            window: None,
+        };
+        for &v in &values[1..] {
+            state.write(&mut bits, v);
+        }
+        xor.extend_from_slice(&bits.bytes);
+        xor
     };
-    for &v in &values[1..] {
-        state.write(&mut bits, v);
-    }
-    xor.extend_from_slice(&bits.bytes);
     let Some((scale, ints)) = decimal(values) else {
-        return xor;
+        return xor();
     };
 
     let mut offsets = vec![VALUES_OFFSETS, scale as u8];
@@ -161,10 +164,25 @@ fn encode_values(values: &[u64]) -> Vec<u8> {
     }
     deltas.extend_from_slice(&bits.bytes);
 
-    [xor, offsets, deltas]
-        .into_iter()
-        .min_by_key(Vec::len)
-        .expect("three codes")
+    let packed = if deltas.len() < offsets.len() {
+        deltas
+    } else {
+        offsets
+    };
+    // The XOR column takes its code byte, the first value's 8 bytes and at
+    // least a bit for every later value: a packed column below that wins
+    // without building the XOR one (most columns, and most of the cost of
+    // sealing a chunk was that XOR pass).
+    let xor_at_least = 1 + 8 + (values.len() - 1).div_ceil(8);
+    if packed.len() < xor_at_least {
+        return packed;
+    }
+    let xor = xor();
+    if xor.len() <= packed.len() {
+        xor
+    } else {
+        packed
+    }
 }
 
 /// Reads a columnar chunk's points.

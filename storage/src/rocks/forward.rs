@@ -30,7 +30,7 @@ use crate::forward::{self, ForwardRecord};
 use crate::head::Heads;
 use crate::ingest_log::LogSample;
 use crate::{ForwardBatch, ForwardQueue, ForwardSize, StorageError};
-use nightjar_model::model::{Batch, SharedKey};
+use nightjar_model::model::{HistogramSample, SharedKey};
 
 /// The records held and their sample counts, for the queue's size.
 #[derive(Default)]
@@ -194,7 +194,7 @@ impl RocksStorage {
     /// the histograms at `accepted` indices.
     pub(super) fn forward_record(
         &self,
-        batch: &Batch,
+        histograms: &[HistogramSample],
         samples: &[LogSample],
         accepted_histograms: &[usize],
         histogram_ids: &[u64],
@@ -232,7 +232,7 @@ impl RocksStorage {
         let histograms = accepted_histograms
             .iter()
             .map(|&i| {
-                let h = &batch.histograms[i];
+                let h = &histograms[i];
                 (
                     histogram_ids[i],
                     h.timestamp_ms,

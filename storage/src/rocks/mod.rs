@@ -64,6 +64,7 @@ mod write;
 
 pub use alerts::RocksAlertStore;
 pub use reopen::{Recovery, ReopeningAlertStore, ReopeningStorage};
+pub use write::RefBatch;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};

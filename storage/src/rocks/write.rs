@@ -3,7 +3,7 @@
 //! record), then its samples applied to the heads and the chunks they seal
 //! written with their rollup operands.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -18,7 +18,7 @@ use crate::head::{Head, HeadMap, Heads, SHARDS, SealedChunk};
 use crate::ingest_log::{self, LogSample};
 use crate::rollup::{self, Tier};
 use crate::{AppendOutcome, StorageError};
-use nightjar_model::model::{Batch, HostInfo, Point, SeriesKey};
+use nightjar_model::model::{Batch, HistogramSample, HostInfo, Point, SeriesKey};
 
 impl RocksStorage {
     fn agent_high_water(&self, host: &str, agent_id: &str) -> Arc<Mutex<u64>> {
@@ -48,17 +48,20 @@ impl RocksStorage {
                 }
             }
         }
-        for (i, key) in missing {
-            ids[i] = self.create_series(key)?;
+        if !missing.is_empty() {
+            let keys: Vec<&SeriesKey> = missing.iter().map(|(_, key)| *key).collect();
+            for ((i, _), id) in missing.iter().zip(self.create_series(&keys)?) {
+                ids[*i] = id;
+            }
         }
         Ok(ids)
     }
 
-    fn create_series(&self, key: &SeriesKey) -> Result<u64, StorageError> {
+    /// The ids of `keys`, creating those still missing under one lock and
+    /// in one write, so a sender's new series get consecutive ids (and so
+    /// share few head shards; [`crate::head::SHARD_RUN`]).
+    fn create_series(&self, keys: &[&SeriesKey]) -> Result<Vec<u64>, StorageError> {
         let mut next_id = self.create_series.lock().expect("poisoned");
-        if let Some(id) = self.index.read().expect("poisoned").id(key) {
-            return Ok(id);
-        }
         #[cfg(test)]
         if self.fail_series_creation.load(Ordering::Relaxed) {
             return Err(StorageError::Io {
@@ -67,17 +70,39 @@ impl RocksStorage {
                 reason: "fails (fail_series_creation)".into(),
             });
         }
-        let id = *next_id;
-        // Not synced on its own: the synced batch that uses it follows in the WAL.
-        self.db
-            .put_cf(self.cf(CF_SERIES), id.to_be_bytes(), encode_series(key))
-            .map_err(|e| self.io("create series", e))?;
-        *next_id += 1;
-        self.index
-            .write()
-            .expect("poisoned")
-            .insert(id, key.clone());
-        Ok(id)
+        let mut ids = Vec::with_capacity(keys.len());
+        let mut new: HashMap<&SeriesKey, u64> = HashMap::new();
+        let mut wb = WriteBatch::default();
+        {
+            let index = self.index.read().expect("poisoned");
+            for &key in keys {
+                let id = match index.id(key).or_else(|| new.get(key).copied()) {
+                    Some(id) => id,
+                    None => {
+                        let id = *next_id + new.len() as u64;
+                        wb.put_cf(self.cf(CF_SERIES), id.to_be_bytes(), encode_series(key));
+                        new.insert(key, id);
+                        id
+                    }
+                };
+                ids.push(id);
+            }
+        }
+        if new.is_empty() {
+            return Ok(ids);
+        }
+        // Not synced on its own: the synced batch that uses them follows in
+        // the WAL.
+        self.db.write(wb).map_err(|e| self.io("create series", e))?;
+        *next_id += new.len() as u64;
+        let mut new: Vec<(&SeriesKey, u64)> = new.into_iter().collect();
+        // The index takes ids in increasing order (its postings stay sorted).
+        new.sort_unstable_by_key(|&(_, id)| id);
+        let mut index = self.index.write().expect("poisoned");
+        for (key, id) in new {
+            index.insert(id, key.clone());
+        }
+        Ok(ids)
     }
 
     /// The newest stored point of series `id`, read from its last chunk.
@@ -183,18 +208,18 @@ impl RocksStorage {
     fn add_histograms(
         &self,
         wb: &mut WriteBatch,
-        batch: &Batch,
+        histograms: &[HistogramSample],
     ) -> Result<(u32, Vec<usize>, Vec<u64>), StorageError> {
-        if batch.histograms.is_empty() {
+        if histograms.is_empty() {
             return Ok((0, Vec::new(), Vec::new()));
         }
-        let ids = self.series_ids(batch.histograms.iter().map(|h| &h.series))?;
+        let ids = self.series_ids(histograms.iter().map(|h| &h.series))?;
         let raw = self.cf(CF_HIST_RAW);
         let mut seen = BTreeSet::new();
         let mut new_series = Vec::new();
         let mut refused = 0;
         let mut accepted = Vec::with_capacity(ids.len());
-        for (i, (&id, h)) in ids.iter().zip(&batch.histograms).enumerate() {
+        for (i, (&id, h)) in ids.iter().zip(histograms).enumerate() {
             let key = time_key(id, h.timestamp_ms);
             let stored = self
                 .db
@@ -263,29 +288,86 @@ impl RocksStorage {
         batch: &Batch,
         now_ms: i64,
     ) -> Result<AppendOutcome, StorageError> {
-        let high_water = self.agent_high_water(&batch.host, &batch.agent_id);
+        let header = Header {
+            host: &batch.host,
+            agent_id: &batch.agent_id,
+            seq: batch.seq,
+            interval_ms: batch.interval_ms,
+        };
+        self.append_samples(header, &batch.histograms, now_ms, || {
+            let ids = self.series_ids(batch.samples.iter().map(|s| &s.series))?;
+            Ok(ids
+                .into_iter()
+                .zip(&batch.samples)
+                .map(|(id, s)| (id, s.point.timestamp_ms, s.point.value))
+                .collect())
+        })
+    }
+
+    /// The ids of `keys` as series references for [`RocksStorage::append_refs`],
+    /// creating the series that are new.
+    pub fn series_refs(&self, keys: &[SeriesKey]) -> Result<Vec<u64>, StorageError> {
+        self.series_ids(keys.iter())
+    }
+
+    /// Appends a batch whose samples name their series by reference (from
+    /// [`RocksStorage::series_refs`]), with the durability of
+    /// [`crate::Storage::append`]: a sender that keeps its series' references, as
+    /// Prometheus' appenders do, skips hashing and comparing every sample's
+    /// key. A reference this storage never gave out fails the whole batch,
+    /// before anything is written.
+    pub fn append_refs(
+        &self,
+        batch: &RefBatch,
+        now_ms: i64,
+    ) -> Result<AppendOutcome, StorageError> {
+        let header = Header {
+            host: &batch.host,
+            agent_id: &batch.agent_id,
+            seq: batch.seq,
+            interval_ms: batch.interval_ms,
+        };
+        self.append_samples(header, &[], now_ms, || {
+            let index = self.index.read().expect("poisoned");
+            batch
+                .samples
+                .iter()
+                .map(|&(id, point)| match index.key(id) {
+                    Some(_) => Ok((id, point.timestamp_ms, point.value)),
+                    None => Err(StorageError::UnknownSeries { reference: id }),
+                })
+                .collect()
+        })
+    }
+
+    /// The write path shared by both appends: the replay check, then
+    /// `samples()` (the batch's samples by series id), the synced write,
+    /// the heads.
+    fn append_samples(
+        &self,
+        batch: Header<'_>,
+        histograms: &[HistogramSample],
+        now_ms: i64,
+        samples: impl FnOnce() -> Result<Vec<LogSample>, StorageError>,
+    ) -> Result<AppendOutcome, StorageError> {
+        let high_water = self.agent_high_water(batch.host, batch.agent_id);
         let mut high_water = high_water.lock().expect("poisoned");
         if batch.seq <= *high_water {
             return Ok(AppendOutcome::Replay {
                 acked_through: *high_water,
             });
         }
-        let ids = self.series_ids(batch.samples.iter().map(|s| &s.series))?;
-        let samples: Vec<LogSample> = ids
-            .into_iter()
-            .zip(&batch.samples)
-            .map(|(id, s)| (id, s.point.timestamp_ms, s.point.value))
-            .collect();
+        let samples = samples()?;
 
         let mut wb = WriteBatch::default();
         // Before the log seq is taken: an error here must not leave a seq
         // in flight, which would pin the ingest log's floor for good.
         let (histograms_refused, histograms_taken, histogram_ids) =
-            self.add_histograms(&mut wb, batch)?;
+            self.add_histograms(&mut wb, histograms)?;
         // Built before the write, as the heads will judge the points.
         let forward = self
             .forwarding
-            .then(|| self.forward_record(batch, &samples, &histograms_taken, &histogram_ids))
+            .then(|| self.forward_record(histograms, &samples, &histograms_taken, &histogram_ids))
             .filter(|r| !r.is_empty());
         let log_seq = {
             let mut log = self.log.lock().expect("poisoned");
@@ -306,11 +388,11 @@ impl RocksStorage {
         let meta_cf = self.cf(CF_META);
         wb.put_cf(
             meta_cf,
-            agent_key(&batch.host, &batch.agent_id),
+            agent_key(batch.host, batch.agent_id),
             batch.seq.to_be_bytes(),
         );
         let host = HostInfo {
-            host: batch.host.clone(),
+            host: batch.host.to_owned(),
             last_seen_ms: now_ms,
             interval_ms: batch.interval_ms,
         };
@@ -350,6 +432,30 @@ impl RocksStorage {
             out_of_order,
         })
     }
+}
+
+/// Whose batch, and its place in the sender's sequence.
+struct Header<'a> {
+    host: &'a str,
+    agent_id: &'a str,
+    seq: u64,
+    interval_ms: u64,
+}
+
+/// A batch whose samples name their series by reference (series id, from
+/// [`RocksStorage::series_refs`]) instead of by key.
+#[derive(Clone, Debug, Default)]
+pub struct RefBatch {
+    /// The sender's stable identity.
+    pub agent_id: String,
+    /// The host the samples are from.
+    pub host: String,
+    /// The sender's sequence number for this batch.
+    pub seq: u64,
+    /// The sender's sampling interval in ms (0 if unknown).
+    pub interval_ms: u64,
+    /// (series reference, point).
+    pub samples: Vec<(u64, Point)>,
 }
 
 /// At most one "cannot write sealed chunks" line a minute (each failure is
