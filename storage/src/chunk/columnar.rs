@@ -49,11 +49,23 @@ fn scaled(n: i64, e: usize) -> f64 {
 
 /// `v` as an integer at scale `e`, if that reads back as exactly `v`.
 fn integer_at(v: f64, e: usize) -> Option<i64> {
-    let m = (v * POW10[e]).round();
-    if m.is_nan() || m.abs() > MAX_EXACT {
+    let x = v * POW10[e];
+    // Also refuses NaN.
+    if !(x.abs() <= MAX_EXACT) {
         return None;
     }
-    let n = m as i64;
+    // `x.round()` without its libm call (sealing a chunk rounds every
+    // value at least once): truncate, then step away from zero on a
+    // half or more. Exactness is checked on the result below anyway.
+    let t = x as i64;
+    let frac = x - t as f64;
+    let n = if frac >= 0.5 {
+        t + 1
+    } else if frac <= -0.5 {
+        t - 1
+    } else {
+        t
+    };
     (scaled(n, e).to_bits() == v.to_bits()).then_some(n)
 }
 
@@ -61,19 +73,35 @@ fn integer_at(v: f64, e: usize) -> Option<i64> {
 /// exactly, with that scale; None if none does.
 pub(super) fn decimal(values: &[u64]) -> Option<(usize, Vec<i64>)> {
     let mut scale = 0;
-    for &bits in values {
-        let v = f64::from_bits(bits);
-        scale = (scale..=MAX_SCALE).find(|&e| integer_at(v, e).is_some())?;
+    let mut ints = Vec::with_capacity(values.len());
+    for (i, &bits) in values.iter().enumerate() {
+        if let Some(n) = integer_at(f64::from_bits(bits), scale) {
+            ints.push(n);
+            continue;
+        }
+        // A larger scale, at which this value and all before it are exact
+        // (a value exact at a smaller scale is not always exact at a
+        // larger one: the product rounds).
+        ints.clear();
+        loop {
+            scale += 1;
+            if scale > MAX_SCALE {
+                return None;
+            }
+            if integer_at(f64::from_bits(bits), scale).is_none() {
+                continue;
+            }
+            let again: Option<Vec<i64>> = values[..=i]
+                .iter()
+                .map(|&bits| integer_at(f64::from_bits(bits), scale))
+                .collect();
+            if let Some(again) = again {
+                ints = again;
+                break;
+            }
+        }
     }
-    // A value exact at a smaller scale is not always exact at a larger one
-    // (the product rounds): check them all at the scale found, then above.
-    (scale..=MAX_SCALE).find_map(|e| {
-        let ints: Option<Vec<i64>> = values
-            .iter()
-            .map(|&bits| integer_at(f64::from_bits(bits), e))
-            .collect();
-        ints.map(|ints| (e, ints))
-    })
+    Some((scale, ints))
 }
 
 /// Bits needed for `0..=range`.
