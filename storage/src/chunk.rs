@@ -23,7 +23,7 @@
 
 mod columnar;
 
-pub(crate) use columnar::{decode_value_column, encode_value_column};
+pub(crate) use columnar::{decimal_of, decimal_value, decode_value_column, encode_value_column};
 
 /// Most points in one chunk (Prometheus' figure: good compression, and a
 /// short decode for a partial range).

@@ -69,6 +69,18 @@ fn integer_at(v: f64, e: usize) -> Option<i64> {
     (scaled(n, e).to_bits() == v.to_bits()).then_some(n)
 }
 
+/// `v` as the integer `n` at the smallest scale `e` up to `max_scale` at
+/// which `n / 10^e` reads back as exactly `v`: (e, n).
+pub(crate) fn decimal_of(v: f64, max_scale: usize) -> Option<(usize, i64)> {
+    (0..=max_scale.min(MAX_SCALE)).find_map(|e| integer_at(v, e).map(|n| (e, n)))
+}
+
+/// The value integer `n` at scale `e` stands for (as [`decimal_of`]
+/// found it); None past the largest scale.
+pub(crate) fn decimal_value(n: i64, e: usize) -> Option<f64> {
+    (e <= MAX_SCALE).then(|| scaled(n, e))
+}
+
 /// The values as integers at the smallest scale that holds them all
 /// exactly, with that scale; None if none does.
 pub(super) fn decimal(values: &[u64]) -> Option<(usize, Vec<i64>)> {
