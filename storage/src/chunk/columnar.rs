@@ -50,8 +50,7 @@ fn scaled(n: i64, e: usize) -> f64 {
 /// `v` as an integer at scale `e`, if that reads back as exactly `v`.
 fn integer_at(v: f64, e: usize) -> Option<i64> {
     let x = v * POW10[e];
-    // Also refuses NaN.
-    if !(x.abs() <= MAX_EXACT) {
+    if x.is_nan() || x.abs() > MAX_EXACT {
         return None;
     }
     // `x.round()` without its libm call (sealing a chunk rounds every
