@@ -44,7 +44,12 @@ const MAX_EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
 
 /// The value a reader makes of integer `n` at scale `e`.
 fn scaled(n: i64, e: usize) -> f64 {
-    n as f64 / POW10[e]
+    // x / 1.0 is x exactly: most values are integers, and skip the divide.
+    if e == 0 {
+        n as f64
+    } else {
+        n as f64 / POW10[e]
+    }
 }
 
 /// `v` as an integer at scale `e`, if that reads back as exactly `v`.
