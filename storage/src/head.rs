@@ -177,15 +177,17 @@ impl Head {
 }
 
 fn decode_points(enc: &ChunkEncoder) -> Vec<Point> {
-    enc.points()
-        .map(|p| {
-            let (timestamp_ms, value) = p.expect("a chunk being built decodes");
-            Point {
-                timestamp_ms,
-                value,
-            }
-        })
-        .collect()
+    // Sized up front: the decoder cannot tell its length, and growing the
+    // vector point by point was a cost of every seal.
+    let mut points = Vec::with_capacity(enc.len());
+    points.extend(enc.points().map(|p| {
+        let (timestamp_ms, value) = p.expect("a chunk being built decodes");
+        Point {
+            timestamp_ms,
+            value,
+        }
+    }));
+    points
 }
 
 /// Number of independently locked shards of the heads: streams writing

@@ -330,8 +330,21 @@ pub fn merge<'a>(
     existing: Option<&'a [u8]>,
     operands: impl IntoIterator<Item = &'a [u8]>,
 ) -> Vec<u8> {
+    let mut rows = existing.into_iter().chain(operands).peekable();
+    let first = rows.next();
+    // One row in the column layout merges into itself: returned as it is
+    // (every minute row of a chunk that fills its hour, and each row's
+    // last compaction), not decoded and encoded again. A malformed one
+    // is still dropped.
+    if let Some(row) = first
+        && rows.peek().is_none()
+        && row.first() == Some(&COLUMNS)
+        && decode_columns(tier, 0, &row[1..]).is_some()
+    {
+        return row.to_vec();
+    }
     let mut buckets: std::collections::BTreeMap<i64, Summary> = Default::default();
-    for bytes in existing.into_iter().chain(operands) {
+    for bytes in first.into_iter().chain(rows) {
         for (start, s) in decode_block(tier, 0, bytes).unwrap_or_default() {
             buckets
                 .entry(start)
@@ -393,6 +406,27 @@ mod tests {
     }
 
     /// A summary as bits, so NaN and -0.0 compare exactly.
+    #[test]
+    fn a_lone_row_merges_into_itself_and_a_malformed_one_is_dropped() {
+        let points: Vec<Point> = (0..120)
+            .map(|i| Point::new(i * 30_000, 1e6 + i as f64 * 1000.0))
+            .collect();
+        let buckets = summarise(Tier::Minute, points);
+        let row = encode_block(Tier::Minute, 0, &buckets);
+        assert_eq!(merge(Tier::Minute, None, [row.as_slice()]), row);
+        assert_eq!(merge(Tier::Minute, Some(row.as_slice()), []), row);
+        assert_eq!(
+            decode_block(
+                Tier::Minute,
+                0,
+                &merge(Tier::Minute, None, [row.as_slice()])
+            ),
+            Some(buckets)
+        );
+        let broken = &row[..row.len() - 1];
+        assert!(merge(Tier::Minute, None, [broken]).is_empty());
+    }
+
     fn bits(list: &[(i64, Summary)]) -> Vec<(i64, [u64; 4], u64, i64)> {
         list.iter()
             .map(|(start, s)| {

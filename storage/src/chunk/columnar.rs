@@ -125,11 +125,19 @@ fn width(range: u64) -> u32 {
     64 - range.leading_zeros()
 }
 
-/// The lowest of `ints` and the bits each needs above it.
-fn frame(ints: impl Iterator<Item = i64> + Clone) -> (i64, u32) {
-    let min = ints.clone().min().unwrap_or(0);
-    let max = ints.max().unwrap_or(0);
+/// The lowest of `ints` and the bits each needs above it (one pass).
+fn frame(ints: impl Iterator<Item = i64>) -> (i64, u32) {
+    let (min, max) = ints.fold((i64::MAX, i64::MIN), |(lo, hi), n| (lo.min(n), hi.max(n)));
+    if min > max {
+        return (0, 0);
+    }
     (min, width(max.wrapping_sub(min) as u64))
+}
+
+/// Bytes of `n`'s zigzag varint.
+fn varint_len(n: i64) -> usize {
+    let v = varint::zigzag(n);
+    (64 - v.leading_zeros() as usize).max(1).div_ceil(7)
 }
 
 fn get_u8(bytes: &mut &[u8]) -> Option<u8> {
@@ -166,12 +174,15 @@ pub(super) fn encode(points: &[(i64, u64)]) -> Vec<u8> {
     out
 }
 
-/// The value column in its smallest code (XOR on a tie).
+/// The value column in its smallest code (XOR on a tie). The packed
+/// codes' sizes follow from their frames, so only the one kept is built,
+/// and the XOR one only when a packed column could lose to it.
 fn encode_values(values: &[u64]) -> Vec<u8> {
     let xor = || {
-        let mut xor = vec![VALUES_XOR];
-        xor.extend_from_slice(&values[0].to_be_bytes());
         let mut bits = BitWriter::default();
+        bits.bytes.reserve(9 + values.len() * 2);
+        bits.bytes.push(VALUES_XOR);
+        bits.bytes.extend_from_slice(&values[0].to_be_bytes());
         let mut state = XorState {
             prev: values[0],
             window: None,
@@ -179,53 +190,60 @@ fn encode_values(values: &[u64]) -> Vec<u8> {
         for &v in &values[1..] {
             state.write(&mut bits, v);
         }
-        xor.extend_from_slice(&bits.bytes);
-        xor
+        bits.bytes
     };
     let Some((scale, ints)) = decimal(values) else {
         return xor();
     };
-
-    let mut offsets = vec![VALUES_OFFSETS, scale as u8];
-    let (min, w) = frame(ints.iter().copied());
-    varint::put(&mut offsets, varint::zigzag(min));
-    offsets.push(w as u8);
-    let mut bits = BitWriter::default();
-    for &n in &ints {
-        bits.write(n.wrapping_sub(min) as u64, w);
-    }
-    offsets.extend_from_slice(&bits.bytes);
-
-    let mut deltas = vec![VALUES_DELTAS, scale as u8];
-    varint::put(&mut deltas, varint::zigzag(ints[0]));
-    let steps = ints.windows(2).map(|w| w[1].wrapping_sub(w[0]));
-    let (min, w) = frame(steps.clone());
-    varint::put(&mut deltas, varint::zigzag(min));
-    deltas.push(w as u8);
-    let mut bits = BitWriter::default();
-    for d in steps {
-        bits.write(d.wrapping_sub(min) as u64, w);
-    }
-    deltas.extend_from_slice(&bits.bytes);
-
-    let packed = if deltas.len() < offsets.len() {
-        deltas
-    } else {
-        offsets
+    let steps = || ints.windows(2).map(|w| w[1].wrapping_sub(w[0]));
+    let (offsets_min, offsets_width) = frame(ints.iter().copied());
+    let (steps_min, steps_width) = frame(steps());
+    let bit_bytes = |count: usize, width: u32| (count * width as usize).div_ceil(8);
+    let offsets_len = 2 + varint_len(offsets_min) + 1 + bit_bytes(ints.len(), offsets_width);
+    let deltas_len = 2
+        + varint_len(ints[0])
+        + varint_len(steps_min)
+        + 1
+        + bit_bytes(ints.len() - 1, steps_width);
+    let packed_len = offsets_len.min(deltas_len);
+    let packed = || {
+        let mut bits = BitWriter::default();
+        bits.bytes.reserve(packed_len);
+        // Headers go straight into the writer's bytes: it is byte-aligned
+        // until the packed bits.
+        let out = &mut bits.bytes;
+        if deltas_len < offsets_len {
+            out.extend_from_slice(&[VALUES_DELTAS, scale as u8]);
+            varint::put(out, varint::zigzag(ints[0]));
+            varint::put(out, varint::zigzag(steps_min));
+            out.push(steps_width as u8);
+            for d in steps() {
+                bits.write(d.wrapping_sub(steps_min) as u64, steps_width);
+            }
+        } else {
+            out.extend_from_slice(&[VALUES_OFFSETS, scale as u8]);
+            varint::put(out, varint::zigzag(offsets_min));
+            out.push(offsets_width as u8);
+            for &n in &ints {
+                bits.write(n.wrapping_sub(offsets_min) as u64, offsets_width);
+            }
+        }
+        debug_assert_eq!(bits.bytes.len(), packed_len);
+        bits.bytes
     };
     // The XOR column takes its code byte, the first value's 8 bytes and at
     // least a bit for every later value: a packed column below that wins
     // without building the XOR one (most columns, and most of the cost of
     // sealing a chunk was that XOR pass).
     let xor_at_least = 1 + 8 + (values.len() - 1).div_ceil(8);
-    if packed.len() < xor_at_least {
-        return packed;
+    if packed_len < xor_at_least {
+        return packed();
     }
     let xor = xor();
-    if xor.len() <= packed.len() {
+    if xor.len() <= packed_len {
         xor
     } else {
-        packed
+        packed()
     }
 }
 

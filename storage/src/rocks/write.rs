@@ -329,14 +329,16 @@ impl RocksStorage {
         };
         self.append_samples(header, &[], now_ms, || {
             let index = self.index.read().expect("poisoned");
-            batch
-                .samples
-                .iter()
-                .map(|&(id, point)| match index.key(id) {
-                    Some(_) => Ok((id, point.timestamp_ms, point.value)),
-                    None => Err(StorageError::UnknownSeries { reference: id }),
-                })
-                .collect()
+            // A loop, not a fallible collect: that one cannot size its
+            // vector up front and grew it a dozen times a batch.
+            let mut samples = Vec::with_capacity(batch.samples.len());
+            for &(id, point) in &batch.samples {
+                if index.key(id).is_none() {
+                    return Err(StorageError::UnknownSeries { reference: id });
+                }
+                samples.push((id, point.timestamp_ms, point.value));
+            }
+            Ok(samples)
         })
     }
 
