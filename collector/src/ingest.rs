@@ -17,6 +17,7 @@ use nightjar_common::log_limit::RateLimitedLog;
 use nightjar_model::convert::{batch_from_wire, check_batch_header};
 use nightjar_model::limits::Limits;
 use nightjar_model::validate::Rejection;
+use nightjar_storage::series_cache::SeriesCache;
 use nightjar_storage::{AppendOutcome, Storage};
 
 /// Agent ids whose first host is remembered (bounds the memory a client
@@ -103,6 +104,9 @@ async fn serve_stream<S: Storage>(
         agent_hosts,
     } = api;
     let mut announced = false;
+    // This stream's series references: its batches name the same series
+    // in the same order, interval after interval.
+    let mut series_cache = SeriesCache::default();
     loop {
         let wire = match inbound.message().await {
             Ok(Some(batch)) => batch,
@@ -181,7 +185,16 @@ async fn serve_stream<S: Storage>(
             }
             continue;
         }
-        let stored = match store_batch(&storage, &counters, &limits, alerter.as_ref(), wire).await {
+        let stored = match store_batch(
+            &storage,
+            &counters,
+            &limits,
+            alerter.as_ref(),
+            wire,
+            &mut series_cache,
+        )
+        .await
+        {
             Ok(stored) => stored,
             Err(error) => {
                 tracing::error!(%peer, %error, "storing batch failed; closing stream so the agent resends");
@@ -219,12 +232,15 @@ pub struct Stored {
 /// rules, and counts. On `Ok` the batch is durable (or was already): only
 /// then may the sender be told so. The header (`check_batch_header`) and
 /// the caller's right to the host are the caller's to check first.
+/// `series_cache` is the sender's, kept from one of its batches to the
+/// next ([`Storage::append_cached`]).
 pub async fn store_batch<S: Storage>(
     storage: &Arc<S>,
     counters: &IngestCounters,
     limits: &Limits,
     alerter: Option<&Arc<Alerter>>,
     wire: pb::Batch,
+    series_cache: &mut SeriesCache,
 ) -> Result<Stored, StoreError> {
     let (mut batch, mut rejections) = batch_from_wire(wire, limits, now_ms());
     let (host_series, total_series) = storage.series_counts(&batch.host);
@@ -238,18 +254,21 @@ pub async fn store_batch<S: Storage>(
     let (host, seq) = (batch.host.clone(), batch.seq);
     let store = storage.clone();
     let alerter = alerter.cloned();
-    let outcome = tokio::task::spawn_blocking(move || {
+    let mut cache = std::mem::take(series_cache);
+    let (outcome, cache) = tokio::task::spawn_blocking(move || {
         let now = now_ms();
-        let outcome = store.append(&batch, now)?;
+        let outcome = store.append_cached(&batch, now, &mut cache);
         // Rules see a batch once it is durable, before its ack: the
         // crossing is judged when the sample arrives.
-        if let (Some(alerter), AppendOutcome::Stored { .. }) = (&alerter, outcome) {
+        if let (Some(alerter), Ok(AppendOutcome::Stored { .. })) = (&alerter, &outcome) {
             alerter.observe(&batch, now);
         }
-        Ok::<_, nightjar_storage::StorageError>(outcome)
+        (outcome, cache)
     })
     .await
-    .map_err(|e| StoreError::Task(e.to_string()))??;
+    .map_err(|e| StoreError::Task(e.to_string()))?;
+    *series_cache = cache;
+    let outcome = outcome?;
     match outcome {
         AppendOutcome::Stored { out_of_order, .. } => {
             counters.batches_stored.fetch_add(1, Ordering::Relaxed);

@@ -15,6 +15,7 @@ pub mod ingest_log;
 pub mod memory;
 pub mod rocks;
 pub mod rollup;
+pub mod series_cache;
 pub mod varint;
 
 pub use rollup::Tier;
@@ -238,6 +239,21 @@ pub trait Storage: Send + Sync + 'static {
     /// crash (SIGKILL, power loss); callers ack only after it returns.
     /// `now_ms` is the collector's clock, recorded as the host's last contact.
     fn append(&self, batch: &Batch, now_ms: i64) -> Result<AppendOutcome, StorageError>;
+
+    /// [`Storage::append`] for a sender that keeps `cache` from one of its
+    /// batches to the next (one per ingest stream): a storage that gives
+    /// series ids finds those of the keys the last batch named in the same
+    /// places there, and remembers this batch's. Same durability and
+    /// outcome as `append`.
+    fn append_cached(
+        &self,
+        batch: &Batch,
+        now_ms: i64,
+        cache: &mut series_cache::SeriesCache,
+    ) -> Result<AppendOutcome, StorageError> {
+        let _ = cache;
+        self.append(batch, now_ms)
+    }
 
     /// The series matching `selector`, sorted.
     fn series(&self, selector: &Selector) -> Vec<SeriesKey>;

@@ -12,6 +12,7 @@
 //! for a replay. A retried request's samples are already stored and are
 //! refused as `out_of_order`, which keeps them stored once.
 
+use nightjar_storage::series_cache::SeriesCache;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -131,6 +132,8 @@ async fn write<S: Storage>(
             &receiver.limits,
             receiver.alerter.as_ref(),
             batch,
+            // A request's hosts come and go: nothing worth keeping.
+            &mut SeriesCache::default(),
         )
         .await
         {

@@ -139,6 +139,9 @@ type AgentMark = (String, String);
 /// RocksDB-backed storage under one data directory.
 pub struct RocksStorage {
     db: DB,
+    /// This open instance, among all opened by the process (from 1): the
+    /// owner of the series ids a [`crate::series_cache::SeriesCache`] holds.
+    instance: u64,
     /// Kept for its statistics (shared with the DB).
     db_opts: Options,
     path: PathBuf,
@@ -352,8 +355,10 @@ impl RocksStorage {
         let db =
             DB::open_cf_descriptors(&db_opts, path, cfs).map_err(|e| open_err(e.to_string()))?;
 
+        static INSTANCES: AtomicU64 = AtomicU64::new(1);
         let storage = RocksStorage {
             db,
+            instance: INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             db_opts,
             path: path.to_owned(),
             index: RwLock::default(),
@@ -595,7 +600,16 @@ impl RocksStorage {
 
 impl Storage for RocksStorage {
     fn append(&self, batch: &Batch, now_ms: i64) -> Result<AppendOutcome, StorageError> {
-        self.append_impl(batch, now_ms)
+        self.append_impl(batch, now_ms, None)
+    }
+
+    fn append_cached(
+        &self,
+        batch: &Batch,
+        now_ms: i64,
+        cache: &mut crate::series_cache::SeriesCache,
+    ) -> Result<AppendOutcome, StorageError> {
+        self.append_impl(batch, now_ms, Some(cache))
     }
 
     fn series(&self, selector: &Selector) -> Vec<SeriesKey> {

@@ -237,6 +237,17 @@ impl Storage for ReopeningStorage {
         self.with(|s| s.append(batch, now_ms))?
     }
 
+    fn append_cached(
+        &self,
+        batch: &Batch,
+        now_ms: i64,
+        cache: &mut crate::series_cache::SeriesCache,
+    ) -> Result<AppendOutcome, StorageError> {
+        // A reopened storage has an instance of its own: the cache starts
+        // afresh there.
+        self.with(|s| s.append_cached(batch, now_ms, cache))?
+    }
+
     fn series(&self, selector: &Selector) -> Vec<SeriesKey> {
         self.or(Vec::new(), |s| s.series(selector))
     }

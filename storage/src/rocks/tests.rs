@@ -313,6 +313,115 @@ fn appends_by_reference_store_what_appends_by_key_do_and_refuse_unknown_refs() {
     );
 }
 
+/// Every series of `host` with its points' values, by metric name.
+fn values_by_series(s: &RocksStorage, host: &str) -> Vec<(String, Vec<f64>)> {
+    let mut out: Vec<(String, Vec<f64>)> = s
+        .query_range(&host_selector(host), 0, i64::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|(k, points)| (k.metric.clone(), points.iter().map(|p| p.value).collect()))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[test]
+fn appends_through_a_stream_cache_store_what_appends_by_key_do() {
+    use crate::series_cache::SeriesCache;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = RocksStorage::open(dir_a.path()).unwrap();
+    let mut cache = SeriesCache::default();
+    // The same series in the same order (hits), reordered, one new, one
+    // gone, fewer and more than before.
+    let rounds: [&[&str]; 6] = [
+        &["x", "y", "z"],
+        &["x", "y", "z"],
+        &["z", "x", "y"],
+        &["z", "w", "y"],
+        &["z"],
+        &["z", "w", "y", "x"],
+    ];
+    for (i, metrics) in rounds.iter().enumerate() {
+        let points: Vec<(&str, i64, f64)> = metrics
+            .iter()
+            .map(|m| {
+                (
+                    *m,
+                    1_000 * (i as i64 + 1),
+                    (i * 10 + m.len()) as f64 + f64::from(m.as_bytes()[0]),
+                )
+            })
+            .collect();
+        let out = a
+            .append_cached(&batch("ag", "h", i as u64 + 1, &points), 10, &mut cache)
+            .unwrap();
+        assert!(
+            matches!(
+                out,
+                AppendOutcome::Stored {
+                    out_of_order: 0,
+                    ..
+                }
+            ),
+            "{out:?}"
+        );
+    }
+    let want = |metric: &str| -> Vec<f64> {
+        rounds
+            .iter()
+            .enumerate()
+            .filter(|(_, ms)| ms.contains(&metric))
+            .map(|(i, _)| (i * 10 + 1) as f64 + f64::from(metric.as_bytes()[0]))
+            .collect()
+    };
+    let got = values_by_series(&a, "h");
+    let expected: Vec<(String, Vec<f64>)> = ["w", "x", "y", "z"]
+        .iter()
+        .map(|m| (m.to_string(), want(m)))
+        .collect();
+    assert_eq!(got, expected);
+
+    // The cache holds A's ids; another storage, where those ids are other
+    // series, must not take them.
+    let b = RocksStorage::open(dir_b.path()).unwrap();
+    b.append(
+        &batch(
+            "bg",
+            "h",
+            1,
+            &[
+                ("q", 1_000, 1.0),
+                ("r", 1_000, 2.0),
+                ("s", 1_000, 3.0),
+                ("t", 1_000, 4.0),
+            ],
+        ),
+        10,
+    )
+    .unwrap();
+    b.append_cached(
+        &batch(
+            "ag",
+            "h",
+            1,
+            &[
+                ("z", 2_000, 5.0),
+                ("w", 2_000, 6.0),
+                ("y", 2_000, 7.0),
+                ("x", 2_000, 8.0),
+            ],
+        ),
+        10,
+        &mut cache,
+    )
+    .unwrap();
+    let got = values_by_series(&b, "h");
+    let names: Vec<&str> = got.iter().map(|(m, _)| m.as_str()).collect();
+    assert_eq!(names, ["q", "r", "s", "t", "w", "x", "y", "z"]);
+    assert!(got.iter().all(|(_, v)| v.len() == 1), "{got:?}");
+    assert_eq!(got[7].1, vec![5.0]);
+}
+
 #[test]
 fn replayed_batch_is_stored_once() {
     let dir = tempfile::tempdir().unwrap();

@@ -17,8 +17,9 @@ use super::{
 use crate::head::{Head, HeadMap, Heads, SHARDS, SealedChunk};
 use crate::ingest_log::{self, LogSample};
 use crate::rollup::{self, Tier};
+use crate::series_cache::SeriesCache;
 use crate::{AppendOutcome, StorageError};
-use nightjar_model::model::{Batch, HistogramSample, HostInfo, Point, SeriesKey};
+use nightjar_model::model::{Batch, HistogramSample, HostInfo, Point, Sample, SeriesKey};
 
 impl RocksStorage {
     fn agent_high_water(&self, host: &str, agent_id: &str) -> Arc<Mutex<u64>> {
@@ -54,6 +55,37 @@ impl RocksStorage {
                 ids[*i] = id;
             }
         }
+        Ok(ids)
+    }
+
+    /// The ids of the samples' series: from `cache` where the sender's last
+    /// batch named the same key in the same place, else from the index
+    /// (creating those that are new); `cache` then remembers this batch's
+    /// if any was not there.
+    fn series_ids_cached(
+        &self,
+        samples: &[Sample],
+        cache: &mut SeriesCache,
+    ) -> Result<Vec<u64>, StorageError> {
+        let mut ids = Vec::with_capacity(samples.len());
+        let mut missing = Vec::new();
+        for (i, s) in samples.iter().enumerate() {
+            match cache.get(self.instance, i, &s.series) {
+                Some(id) => ids.push(id),
+                None => {
+                    ids.push(0);
+                    missing.push(i);
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(ids);
+        }
+        let found = self.series_ids(missing.iter().map(|&i| &samples[i].series))?;
+        for (&i, id) in missing.iter().zip(found) {
+            ids[i] = id;
+        }
+        cache.remember(self.instance, samples.iter().map(|s| &s.series), &ids);
         Ok(ids)
     }
 
@@ -287,6 +319,7 @@ impl RocksStorage {
         &self,
         batch: &Batch,
         now_ms: i64,
+        cache: Option<&mut SeriesCache>,
     ) -> Result<AppendOutcome, StorageError> {
         let header = Header {
             host: &batch.host,
@@ -295,7 +328,10 @@ impl RocksStorage {
             interval_ms: batch.interval_ms,
         };
         self.append_samples(header, &batch.histograms, now_ms, || {
-            let ids = self.series_ids(batch.samples.iter().map(|s| &s.series))?;
+            let ids = match cache {
+                Some(cache) => self.series_ids_cached(&batch.samples, cache)?,
+                None => self.series_ids(batch.samples.iter().map(|s| &s.series))?,
+            };
             Ok(ids
                 .into_iter()
                 .zip(&batch.samples)
