@@ -143,14 +143,11 @@ fn write_dod(b: &mut BitWriter, dod: i64) {
     if dod == 0 {
         b.write(0b0, 1);
     } else if fits(dod, 14) {
-        b.write(0b10, 2);
-        b.write(dod as u64, 14);
+        b.write_pair(0b10, 2, dod as u64, 14);
     } else if fits(dod, 17) {
-        b.write(0b110, 3);
-        b.write(dod as u64, 17);
+        b.write_pair(0b110, 3, dod as u64, 17);
     } else if fits(dod, 20) {
-        b.write(0b1110, 4);
-        b.write(dod as u64, 20);
+        b.write_pair(0b1110, 4, dod as u64, 20);
     } else {
         b.write(0b1111, 4);
         b.write(dod as u64, 64);
@@ -194,16 +191,14 @@ impl XorState {
         let trailing = xor.trailing_zeros();
         match self.window {
             Some((l, t)) if leading >= l && trailing >= t => {
-                b.write(0b10, 2);
-                b.write(xor >> t, 64 - l - t);
+                b.write_pair(0b10, 2, xor >> t, 64 - l - t);
             }
             _ => {
                 let meaningful = 64 - leading - trailing;
-                b.write(0b11, 2);
-                b.write(u64::from(leading), 5);
-                // 64 meaningful bits are stored as 0 (6 bits hold 0..=63).
-                b.write(u64::from(meaningful % 64), 6);
-                b.write(xor >> trailing, meaningful);
+                // `11`, 5 bits of leading zeros, 6 of meaningful length
+                // (64 is stored as 0: 6 bits hold 0..=63).
+                let header = (0b11 << 11) | (u64::from(leading) << 6) | u64::from(meaningful % 64);
+                b.write_pair(header, 13, xor >> trailing, meaningful);
                 self.window = Some((leading, trailing));
             }
         }
@@ -393,6 +388,17 @@ impl BitWriter {
         self.bytes
             .extend_from_slice(&aligned[..n.div_ceil(8) as usize]);
         self.used = n % 8;
+    }
+
+    /// Writes the low `na` bits of `a`, then the low `nb` of `b`: one
+    /// write when they fit in a word (a code's prefix and its payload).
+    fn write_pair(&mut self, a: u64, na: u32, b: u64, nb: u32) {
+        if na + nb <= 64 && nb < 64 {
+            self.write((a << nb) | (b & ((1u64 << nb) - 1)), na + nb);
+        } else {
+            self.write(a, na);
+            self.write(b, nb);
+        }
     }
 }
 
@@ -589,9 +595,22 @@ mod tests {
                 .collect();
             let mut fast = BitWriter::default();
             let (mut bytes, mut used) = (Vec::new(), 0);
-            for &(v, n) in &writes {
-                fast.write(v, n);
-                reference_write(&mut bytes, &mut used, v, n);
+            for (i, &(v, n)) in writes.iter().enumerate() {
+                if i % 2 == 1 {
+                    continue;
+                }
+                match writes.get(i + 1) {
+                    // Pairs as one call, as a code's prefix and payload go.
+                    Some(&(w, m)) => {
+                        fast.write_pair(v, n, w, m);
+                        reference_write(&mut bytes, &mut used, v, n);
+                        reference_write(&mut bytes, &mut used, w, m);
+                    }
+                    None => {
+                        fast.write(v, n);
+                        reference_write(&mut bytes, &mut used, v, n);
+                    }
+                }
                 assert_eq!((&fast.bytes, fast.used), (&bytes, used));
             }
             let mut r = BitReader::new(&fast.bytes);
