@@ -405,7 +405,6 @@ mod tests {
         );
     }
 
-    /// A summary as bits, so NaN and -0.0 compare exactly.
     #[test]
     fn a_lone_row_merges_into_itself_and_a_malformed_one_is_dropped() {
         let points: Vec<Point> = (0..120)
@@ -427,6 +426,7 @@ mod tests {
         assert!(merge(Tier::Minute, None, [broken]).is_empty());
     }
 
+    /// A summary as bits, so NaN and -0.0 compare exactly.
     fn bits(list: &[(i64, Summary)]) -> Vec<(i64, [u64; 4], u64, i64)> {
         list.iter()
             .map(|(start, s)| {

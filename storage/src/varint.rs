@@ -19,6 +19,11 @@ pub fn put(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
+/// Bytes [`put`] takes for `v`.
+pub fn len(v: u64) -> usize {
+    (64 - v.leading_zeros() as usize).max(1).div_ceil(7)
+}
+
 /// Reads a varint from the front of `bytes`; `None` if truncated or longer
 /// than 10 bytes.
 pub fn get(bytes: &mut &[u8]) -> Option<u64> {
@@ -37,6 +42,19 @@ pub fn get(bytes: &mut &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn len_is_what_put_writes() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        let edges = (0..64)
+            .flat_map(|b| [(1u64 << b) - 1, 1u64 << b])
+            .chain([u64::MAX, 0]);
+        for v in edges.chain((0..1_000).map(|_| rng.u64(..) >> rng.u32(0..64))) {
+            let mut out = Vec::new();
+            put(&mut out, v);
+            assert_eq!(len(v), out.len(), "{v}");
+        }
+    }
 
     #[test]
     fn round_trips_edges() {

@@ -136,8 +136,7 @@ fn frame(ints: impl Iterator<Item = i64>) -> (i64, u32) {
 
 /// Bytes of `n`'s zigzag varint.
 fn varint_len(n: i64) -> usize {
-    let v = varint::zigzag(n);
-    (64 - v.leading_zeros() as usize).max(1).div_ceil(7)
+    varint::len(varint::zigzag(n))
 }
 
 fn get_u8(bytes: &mut &[u8]) -> Option<u8> {
