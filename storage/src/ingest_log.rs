@@ -92,6 +92,104 @@ fn decode_current(mut bytes: &[u8]) -> Option<Vec<LogSample>> {
     bytes.is_empty().then_some(out)
 }
 
+/// A batch as the ingest log's segments hold it ([`crate::segment_log`]):
+/// whose batch it is (so a replay restores the sender's high-water mark
+/// and host record, which are written to RocksDB only later), its samples,
+/// and its histograms by series id (raw rows a replay writes again if a
+/// crash lost them).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchRecord {
+    pub host: String,
+    pub agent_id: String,
+    pub seq: u64,
+    pub interval_ms: u64,
+    /// When the collector stored it (the host record's last contact).
+    pub stored_ms: i64,
+    pub samples: Vec<LogSample>,
+    /// (series id, timestamp ms, `Histogram::encode` bytes).
+    pub histograms: Vec<(u64, i64, Vec<u8>)>,
+}
+
+/// The first two bytes of a batch record.
+const BATCH_MARK: [u8; 2] = [0x80, 0x01];
+
+/// Encodes a batch record: the mark `0x80 0x01`; host and agent id, each a
+/// varint length and UTF-8; varint seq and interval; zigzag varint stored
+/// ms; varint histogram count, then per histogram varint id, zigzag varint
+/// timestamp, varint length and bytes; then the samples as one record of
+/// [`encode`]'s layout.
+pub fn encode_batch(
+    header: (&str, &str, u64, u64, i64),
+    samples: &[LogSample],
+    histograms: &[(u64, i64, &[u8])],
+) -> Vec<u8> {
+    let (host, agent_id, seq, interval_ms, stored_ms) = header;
+    let samples = encode(samples);
+    let mut out = Vec::with_capacity(32 + host.len() + agent_id.len() + samples.len());
+    out.extend_from_slice(&BATCH_MARK);
+    for text in [host, agent_id] {
+        varint::put(&mut out, text.len() as u64);
+        out.extend_from_slice(text.as_bytes());
+    }
+    varint::put(&mut out, seq);
+    varint::put(&mut out, interval_ms);
+    varint::put(&mut out, varint::zigzag(stored_ms));
+    varint::put(&mut out, histograms.len() as u64);
+    for &(id, ts, bytes) in histograms {
+        varint::put(&mut out, id);
+        varint::put(&mut out, varint::zigzag(ts));
+        varint::put(&mut out, bytes.len() as u64);
+        out.extend_from_slice(bytes);
+    }
+    out.extend_from_slice(&samples);
+    out
+}
+
+/// Decodes a batch record; `None` if it is truncated or malformed.
+pub fn decode_batch(bytes: &[u8]) -> Option<BatchRecord> {
+    let mut bytes = bytes.strip_prefix(&BATCH_MARK)?;
+    let text = |bytes: &mut &[u8]| -> Option<String> {
+        let len = usize::try_from(varint::get(bytes)?).ok()?;
+        let (head, rest) = bytes.split_at_checked(len)?;
+        *bytes = rest;
+        String::from_utf8(head.to_vec()).ok()
+    };
+    let host = text(&mut bytes)?;
+    let agent_id = text(&mut bytes)?;
+    let seq = varint::get(&mut bytes)?;
+    let interval_ms = varint::get(&mut bytes)?;
+    let stored_ms = varint::unzigzag(varint::get(&mut bytes)?);
+    let count = varint::get(&mut bytes)?;
+    // Each histogram takes at least 3 bytes: refuse absurd counts up front.
+    if count > bytes.len() as u64 / 3 {
+        return None;
+    }
+    let mut histograms = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let id = varint::get(&mut bytes)?;
+        let ts = varint::unzigzag(varint::get(&mut bytes)?);
+        let len = usize::try_from(varint::get(&mut bytes)?).ok()?;
+        let (head, rest) = bytes.split_at_checked(len)?;
+        bytes = rest;
+        histograms.push((id, ts, head.to_vec()));
+    }
+    // The samples' record must be of the current layout (the first one
+    // never reached a segment).
+    if !bytes.starts_with(&MARK) {
+        return None;
+    }
+    let samples = decode(bytes)?;
+    Some(BatchRecord {
+        host,
+        agent_id,
+        seq,
+        interval_ms,
+        stored_ms,
+        samples,
+        histograms,
+    })
+}
+
 /// Encodes samples in the first layout (tests of reading older data dirs).
 #[cfg(test)]
 fn encode_first_layout(samples: &[LogSample]) -> Vec<u8> {
@@ -146,6 +244,36 @@ mod tests {
         };
         assert_eq!(bits(&got), bits(&samples));
         assert_eq!(decode(&encode(&[])).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn batch_records_round_trip_and_refuse_every_cut() {
+        let record = BatchRecord {
+            host: "web-01".into(),
+            agent_id: "agent-é".into(),
+            seq: 77,
+            interval_ms: 10_000,
+            stored_ms: -5,
+            samples: vec![(9, 1_000, 0.25), (10, 1_000, f64::MAX)],
+            histograms: vec![(11, 1_000, vec![1, 2, 3]), (12, -4, vec![])],
+        };
+        let hist: Vec<(u64, i64, &[u8])> = record
+            .histograms
+            .iter()
+            .map(|(id, ts, b)| (*id, *ts, b.as_slice()))
+            .collect();
+        let bytes = encode_batch(
+            (&record.host, &record.agent_id, 77, 10_000, -5),
+            &record.samples,
+            &hist,
+        );
+        assert_eq!(decode_batch(&bytes), Some(record));
+        for cut in 0..bytes.len() {
+            assert_eq!(decode_batch(&bytes[..cut]), None, "cut at {cut}");
+        }
+        assert_eq!(decode_batch(&[bytes.as_slice(), &[0]].concat()), None);
+        // A samples-only record is not a batch record.
+        assert_eq!(decode_batch(&encode(&[(1, 2, 3.0)])), None);
     }
 
     #[test]

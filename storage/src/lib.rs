@@ -15,6 +15,7 @@ pub mod ingest_log;
 pub mod memory;
 pub mod rocks;
 pub mod rollup;
+pub mod segment_log;
 pub mod series_cache;
 pub mod varint;
 
