@@ -717,6 +717,74 @@ mod tests {
     }
 
     #[test]
+    fn a_busy_log_writes_its_next_segment_over_prepared_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _, _) = open(dir.path());
+        let big = vec![0x5a; 1 << 20];
+        // Past an eighth of a segment: the next one is being prepared.
+        let first = PREPARE_AFTER / (1 << 20) + 1;
+        for seq in 1..=first {
+            log.append(seq, &big).unwrap();
+        }
+        let prepared = log.shared.active.lock().unwrap().prepared.take().unwrap();
+        let (path, file) = prepared.join().unwrap().unwrap();
+        assert_eq!(
+            file.metadata().unwrap().len(),
+            SEGMENT_BYTES,
+            "{}",
+            path.display()
+        );
+        log.shared.active.lock().unwrap().prepared =
+            Some(std::thread::spawn(move || Ok((path, file))));
+        while !log
+            .shared
+            .active
+            .lock()
+            .unwrap()
+            .prepared
+            .as_ref()
+            .unwrap()
+            .is_finished()
+        {
+            std::thread::yield_now();
+        }
+        log.rotate();
+        log.append(first + 1, b"over the zeros").unwrap();
+        log.append(first + 2, b"and the next").unwrap();
+        let segments = |dir: &Path| -> Vec<(String, u64)> {
+            let mut names: Vec<(String, u64)> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| {
+                    let e = e.unwrap();
+                    (
+                        e.file_name().into_string().unwrap(),
+                        e.metadata().unwrap().len(),
+                    )
+                })
+                .collect();
+            names.sort();
+            names
+        };
+        let on_disk = segments(dir.path());
+        assert_eq!(on_disk.len(), 2, "{on_disk:?}");
+        assert!(on_disk[1].0.ends_with("2.seg"), "{on_disk:?}");
+        assert_eq!(on_disk[1].1, SEGMENT_BYTES, "the prepared file, renamed in");
+        assert_eq!(
+            log.bytes(),
+            first * (HEADER as u64 + (1 << 20)) + 2 * HEADER as u64 + 26
+        );
+        drop(log);
+        let (_log, frames, torn) = open(dir.path());
+        assert!(
+            torn.is_empty(),
+            "zeros after the frames are not a tear: {torn:?}"
+        );
+        let seqs: Vec<u64> = frames.iter().map(|f| f.0).collect();
+        assert_eq!(seqs, (1..=first + 2).collect::<Vec<_>>());
+        assert_eq!(frames.last().unwrap().1, b"and the next");
+    }
+
+    #[test]
     fn a_failed_write_fails_its_group_and_the_next_group_starts_a_new_segment() {
         let dir = tempfile::tempdir().unwrap();
         let (log, _, _) = open(dir.path());
