@@ -479,7 +479,7 @@ impl Shared {
                     }
                 },
                 Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "no ingest log segment prepared");
+                    tracing::debug!(error = %e, dir = %self.dir.display(), "no ingest log segment prepared");
                     None
                 }
                 Err(_) => None,
@@ -498,13 +498,15 @@ impl Shared {
                 .write(true)
                 .open(&path),
         };
-        let file = file
-            .and_then(|file| {
-                File::open(&self.dir)?.sync_all()?;
-                Ok(file)
-            })
-            .map_err(|e| format!("cannot create ingest log segment {}: {e}", path.display()))?;
+        let file =
+            file.map_err(|e| format!("cannot create ingest log segment {}: {e}", path.display()))?;
+        // The name is taken from here on, even if the sync below fails: a
+        // retry under it would fail for good (`create_new`), and a segment
+        // left with no frames reads back as empty.
         active.next_number += 1;
+        File::open(&self.dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|e| format!("cannot sync the directory of {}: {e}", path.display()))?;
         active.poisoned = false;
         let new = Segment {
             number,
