@@ -1,11 +1,9 @@
 //! The ingest log's files: numbered segments of framed records, appended
 //! with group commit. No RocksDB here; `rocks` decides what a record holds.
 //!
-//! Not yet used by the append path: `rocks` still writes each batch's
-//! record into its `ingest_log` column family. The wiring (records
-//! carrying the sender's mark, host record and histograms, the floor in
-//! `meta`, replay merged with `ingest_log`) is measured but not landed;
-//! docs/benchmarks.md (issue 19, session 15) says why and what remains.
+//! `rocks` appends one frame per batch stored without forwarding (an
+//! [`crate::ingest_log::BatchRecord`]) and acks it once `append` returns;
+//! it deletes segments below the floor it wrote to RocksDB with a sync.
 //!
 //! Why a file of our own: a record lives seconds to minutes and is read
 //! only after a crash. Through RocksDB it was written three times (WAL,

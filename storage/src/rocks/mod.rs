@@ -76,17 +76,22 @@ use rocksdb::compaction_filter::Decision as CompactionDecision;
 use rocksdb::statistics::{StatsLevel, Ticker};
 use rocksdb::{
     BlockBasedOptions, ColumnFamilyDescriptor, DB, DBCompressionType, IteratorMode, Options,
+    WriteBatch, WriteOptions,
 };
 
 use crate::head::{Head, Heads, SHARDS, SealedChunk};
 use crate::index::SeriesIndex;
-use crate::ingest_log;
+use crate::ingest_log::{self, BatchRecord};
 use crate::rollup::{self, Tier};
+use crate::segment_log::SegmentLog;
 use crate::{
     AppendOutcome, HostSummary, Retention, SeriesHistograms, SeriesSummaries, Storage,
     StorageError, StorageStats,
 };
-use keys::{decode_agent_key, decode_host, decode_series, key_time, read_u64};
+use keys::{
+    agent_key, decode_agent_key, decode_host, decode_series, encode_host, host_key, key_time,
+    read_u64,
+};
 use nightjar_model::histogram::Histogram;
 use nightjar_model::model::{Batch, HostInfo, Point, SeriesKey, SharedKey};
 use nightjar_model::selector::Selector;
@@ -125,13 +130,29 @@ pub const MAX_OPEN: Duration = Duration::from_secs(15 * 60);
 /// A key and value read from RocksDB.
 type KeyValue = (Box<[u8]>, Box<[u8]>);
 
-/// Ingest-log bookkeeping: the next record seq and the records written but
-/// not yet applied to the heads (which no open chunk pins yet).
+/// Ingest-log bookkeeping: the next record seq, the records written but
+/// not yet applied to the heads (which no open chunk pins yet), and the
+/// floor below which no record is needed (durable in `meta` as
+/// [`LOG_FLOOR_KEY`]).
 #[derive(Default)]
 struct LogState {
     next_seq: u64,
     in_flight: BTreeSet<u64>,
+    floor: u64,
 }
+
+/// The ingest log's segment files, under the data directory
+/// ([`crate::segment_log`]).
+const SEGMENT_DIR: &str = "ingest-log";
+
+/// `meta` key of the ingest log's floor (u64 BE): records below it are
+/// in chunks on disk, and their marks and host records in `meta`.
+const LOG_FLOOR_KEY: &[u8] = b"l/floor";
+
+/// How long a segment takes new records before a truncation seals it (so
+/// that a later one can delete it): long enough that a quiet collector
+/// does not open a file every flush, short against [`MAX_OPEN`].
+const SEGMENT_ROTATION: Duration = Duration::from_secs(60);
 
 /// Whose replay mark: (host, agent id).
 type AgentMark = (String, String);
@@ -153,6 +174,10 @@ pub struct RocksStorage {
     hosts: RwLock<BTreeMap<String, HostInfo>>,
     heads: Heads,
     log: Mutex<LogState>,
+    /// The ingest log's records of batches stored without forwarding.
+    segments: SegmentLog,
+    /// When the active segment was last sealed by a truncation.
+    last_rotation: Mutex<Instant>,
     /// Chunk writes that failed (their chunks kept in the heads).
     chunk_write_failures: AtomicU64,
     /// Batch writes that failed (not acked).
@@ -171,6 +196,10 @@ pub struct RocksStorage {
     /// Tests: creating a series fails while set.
     #[cfg(test)]
     pub(crate) fail_series_creation: std::sync::atomic::AtomicBool,
+    /// Tests: a batch's unsynced RocksDB write (histogram rows, mark, host
+    /// record) is skipped while set, as if a crash had lost it.
+    #[cfg(test)]
+    pub(crate) lose_unsynced_batch_writes: std::sync::atomic::AtomicBool,
     /// Series that hold histograms, so histogram reads skip the others.
     histogram_series: RwLock<HashSet<u64>>,
     /// Whether stored batches write forward records ([`forward`]).
@@ -354,6 +383,13 @@ impl RocksStorage {
         );
         let db =
             DB::open_cf_descriptors(&db_opts, path, cfs).map_err(|e| open_err(e.to_string()))?;
+        let segment_dir = path.join(SEGMENT_DIR);
+        let segments = SegmentLog::open(&segment_dir).map_err(|e| {
+            open_err(format!(
+                "cannot open the ingest log {}: {e}",
+                segment_dir.display()
+            ))
+        })?;
 
         static INSTANCES: AtomicU64 = AtomicU64::new(1);
         let storage = RocksStorage {
@@ -367,6 +403,8 @@ impl RocksStorage {
             hosts: RwLock::default(),
             heads: Heads::default(),
             log: Mutex::default(),
+            segments,
+            last_rotation: Mutex::new(Instant::now()),
             chunk_write_failures: AtomicU64::new(0),
             batch_write_failures: AtomicU64::new(0),
             batch_write_error: Mutex::new(None),
@@ -376,6 +414,8 @@ impl RocksStorage {
             fail_chunk_writes: std::sync::atomic::AtomicBool::new(false),
             #[cfg(test)]
             fail_series_creation: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(test)]
+            lose_unsynced_batch_writes: std::sync::atomic::AtomicBool::new(false),
             histogram_series: RwLock::default(),
             forwarding: false,
             forward: Mutex::default(),
@@ -450,9 +490,24 @@ impl RocksStorage {
         Ok(())
     }
 
-    /// Applies the ingest-log records left by the last run to the heads.
+    /// Applies the ingest-log records left by the last run to the heads:
+    /// first the `ingest_log` column family's (batches stored while
+    /// forwarding, and an older build's), then the segments' at or above
+    /// the floor. A sender's batches are stored one at a time, so each
+    /// sender's records come in its order in either; records of different
+    /// senders touch different series, so their order does not matter.
     fn replay_log(&self) -> Result<(), StorageError> {
-        let mut next_seq = 1;
+        let floor = match self
+            .db
+            .get_cf(self.cf(CF_META), LOG_FLOOR_KEY)
+            .map_err(|e| self.io("read the ingest log's floor", e))?
+        {
+            Some(v) => {
+                read_u64(&v).ok_or_else(|| self.corrupt("ingest log floor", LOG_FLOOR_KEY))?
+            }
+            None => 0,
+        };
+        let mut next_seq = floor.max(1);
         let mut records = 0u64;
         for item in self.db.iterator_cf(self.cf(CF_LOG), IteratorMode::Start) {
             let (k, v) = item.map_err(|e| self.io("read ingest log", e))?;
@@ -469,14 +524,114 @@ impl RocksStorage {
                     "skipping an undecodable ingest log record"
                 ),
             }
-            next_seq = seq + 1;
+            next_seq = next_seq.max(seq + 1);
             records += 1;
         }
-        self.log.lock().expect("poisoned").next_seq = next_seq;
+        let mut failed = None;
+        let torn = self
+            .segments
+            .replay(|seq, payload| {
+                next_seq = next_seq.max(seq + 1);
+                if seq < floor || failed.is_some() {
+                    return;
+                }
+                match ingest_log::decode_batch(payload) {
+                    Some(record) => {
+                        if let Err(e) = self.replay_batch(seq, &record) {
+                            failed = Some(e);
+                        }
+                        records += 1;
+                    }
+                    // Each frame passed its CRC: a bug, not a bad disk.
+                    None => tracing::error!(
+                        data_dir = %self.path.display(),
+                        seq,
+                        "skipping an undecodable ingest log segment record"
+                    ),
+                }
+            })
+            .map_err(|e| StorageError::Open {
+                path: self.path.display().to_string(),
+                reason: format!("cannot read the ingest log {SEGMENT_DIR}: {e}"),
+            })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        for tear in torn {
+            // A crash mid-write leaves its group torn; no record of it was
+            // acked, so nothing acked is lost.
+            tracing::warn!(data_dir = %self.path.display(), "ingest log ends early (a write the last run did not finish): {tear}");
+        }
+        {
+            let mut log = self.log.lock().expect("poisoned");
+            log.next_seq = next_seq;
+            log.floor = floor;
+        }
         if records > 0 {
             tracing::info!(records, "replayed the ingest log into the heads");
         }
         Ok(())
+    }
+
+    /// Replays one segment record: its samples into the heads, its
+    /// sender's mark and host record raised to it (in memory and, unsynced,
+    /// in `meta`: the synced write of a later floor makes them durable
+    /// before the record is deleted), and its histogram rows written
+    /// again if the crash lost them (a raw row and its rollup operands are
+    /// one write, so a raw row present means the operands are too).
+    fn replay_batch(&self, seq: u64, record: &BatchRecord) -> Result<(), StorageError> {
+        self.apply(seq, &record.samples);
+        let mut wb = WriteBatch::default();
+        {
+            let mark = self.agent_high_water(&record.host, &record.agent_id);
+            let mut mark = mark.lock().expect("poisoned");
+            if record.seq > *mark {
+                *mark = record.seq;
+                wb.put_cf(
+                    self.cf(CF_META),
+                    agent_key(&record.host, &record.agent_id),
+                    record.seq.to_be_bytes(),
+                );
+            }
+        }
+        {
+            let mut hosts = self.hosts.write().expect("poisoned");
+            if hosts
+                .get(&record.host)
+                .is_none_or(|h| h.last_seen_ms < record.stored_ms)
+            {
+                let host = HostInfo {
+                    host: record.host.clone(),
+                    last_seen_ms: record.stored_ms,
+                    interval_ms: record.interval_ms,
+                };
+                wb.put_cf(self.cf(CF_META), host_key(&host.host), encode_host(&host));
+                hosts.insert(host.host.clone(), host);
+            }
+        }
+        let raw = self.cf(CF_HIST_RAW);
+        let mut rewritten = Vec::new();
+        for (id, ts, encoded) in &record.histograms {
+            let key = keys::time_key(*id, *ts);
+            let stored = self
+                .db
+                .get_pinned_cf(raw, key)
+                .map_err(|e| self.io("read histogram", e))?;
+            if stored.is_none() {
+                self.put_histogram(&mut wb, *id, *ts, encoded);
+                rewritten.push(*id);
+            }
+        }
+        self.histogram_series
+            .write()
+            .expect("poisoned")
+            .extend(rewritten);
+        if wb.is_empty() {
+            return Ok(());
+        }
+        self.db
+            .write(wb)
+            .map_err(|e| self.io("replay the ingest log", e))
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -554,11 +709,41 @@ impl RocksStorage {
         failed.map_or(Ok(()), Err)
     }
 
-    /// Deletes ingest-log records below `below`.
+    /// Deletes ingest-log records below `below`. The floor goes into
+    /// `meta` in a synced write first: RocksDB's WAL is ordered, so that
+    /// sync makes durable every chunk, mark and host record written for
+    /// the records below it, and only then are their segments deleted.
     fn truncate_log(&self, below: u64) -> Result<(), StorageError> {
+        if below <= self.log.lock().expect("poisoned").floor {
+            return Ok(());
+        }
+        let mut wb = WriteBatch::default();
+        wb.put_cf(self.cf(CF_META), LOG_FLOOR_KEY, below.to_be_bytes());
+        wb.delete_range_cf(self.cf(CF_LOG), 0u64.to_be_bytes(), below.to_be_bytes());
+        let mut sync = WriteOptions::default();
+        sync.set_sync(true);
         self.db
-            .delete_range_cf(self.cf(CF_LOG), 0u64.to_be_bytes(), below.to_be_bytes())
-            .map_err(|e| self.io("truncate ingest log", e))
+            .write_opt(wb, &sync)
+            .map_err(|e| self.io("truncate ingest log", e))?;
+        {
+            let mut log = self.log.lock().expect("poisoned");
+            log.floor = log.floor.max(below);
+        }
+        {
+            let mut last = self.last_rotation.lock().expect("poisoned");
+            if last.elapsed() >= SEGMENT_ROTATION {
+                self.segments.rotate();
+                *last = Instant::now();
+            }
+        }
+        self.segments
+            .remove_below(below)
+            .map_err(|e| StorageError::Io {
+                path: self.path.display().to_string(),
+                operation: "delete ingest log segments",
+                reason: e.to_string(),
+            })?;
+        Ok(())
     }
 
     /// Whether writes are failing now (see [`Storage::write_health`]).
@@ -579,9 +764,15 @@ impl RocksStorage {
 
     /// Records in the ingest log (for tests and diagnostics).
     pub fn log_records(&self) -> usize {
+        let floor = self.log.lock().expect("poisoned").floor;
+        let in_segments = self
+            .segments
+            .read_all()
+            .map_or(0, |frames| frames.iter().filter(|f| f.0 >= floor).count());
         self.db
             .iterator_cf(self.cf(CF_LOG), IteratorMode::Start)
             .count()
+            + in_segments
     }
 
     /// Sizes of a column family's files.
@@ -685,10 +876,10 @@ impl Storage for RocksStorage {
         use std::sync::atomic::Ordering::Relaxed;
         StorageStats {
             series: self.index.read().expect("poisoned").len() as u64,
-            disk_bytes: dir_bytes(&self.path),
+            disk_bytes: dir_bytes(&self.path) + dir_bytes(&self.path.join(SEGMENT_DIR)),
             tier_disk_bytes: [Tier::Raw, Tier::Minute, Tier::Hour]
                 .map(|tier| self.cf_bytes(tier_cf(tier)) + self.cf_bytes(hist_cf(tier))),
-            ingest_log_bytes: self.cf_bytes(CF_LOG),
+            ingest_log_bytes: self.cf_bytes(CF_LOG) + self.segments.bytes(),
             compactions_running: self.db_property("rocksdb.num-running-compactions"),
             compaction_pending: self.db_property("rocksdb.compaction-pending"),
             write_delay_micros: self.db_opts.get_ticker_count(Ticker::StallMicros),

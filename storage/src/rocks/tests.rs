@@ -32,6 +32,15 @@ fn batch(agent: &str, host: &str, seq: u64, points: &[(&str, i64, f64)]) -> Batc
     }
 }
 
+/// Opens `dir` with the clock at the epoch, where these tests' points are.
+/// Under the system clock every one of them is past retention, and RocksDB
+/// compacts of its own accord (a lone bottommost L0 file, for one), which
+/// would drop them at any moment: a test that reopens its data dir would
+/// then fail now and then for a reason it does not test.
+fn open_in_1970(dir: &std::path::Path) -> Result<RocksStorage, StorageError> {
+    RocksStorage::open_with(dir, Retention::default(), Arc::new(|| 0))
+}
+
 fn host_selector(host: &str) -> Selector {
     Selector {
         metric: None,
@@ -82,7 +91,7 @@ fn histograms_are_stored_once_in_every_tier_and_survive_reopen() {
         matchers: vec![],
     };
     {
-        let s = RocksStorage::open(dir.path()).unwrap();
+        let s = open_in_1970(dir.path()).unwrap();
         s.append(
             &histogram_batch("ag", "a", 1, &[("lat", 10_000, &[1.0, 2.0])]),
             1,
@@ -124,7 +133,7 @@ fn histograms_are_stored_once_in_every_tier_and_survive_reopen() {
         s.append(&batch("ag", "a", 4, &[("cpu", 1_000, 1.0)]), 1)
             .unwrap();
     }
-    let s = RocksStorage::open(dir.path()).unwrap();
+    let s = open_in_1970(dir.path()).unwrap();
     let raw = s.query_histograms(&any, Tier::Raw, 0, 100_000).unwrap();
     assert_eq!(
         counts(&raw),
@@ -154,10 +163,69 @@ fn histograms_are_stored_once_in_every_tier_and_survive_reopen() {
 }
 
 #[test]
+fn what_a_crash_lost_of_a_batch_s_unsynced_writes_is_rebuilt_from_its_ingest_log_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let lat = Selector {
+        metric: Some("lat".into()),
+        matchers: vec![],
+    };
+    let minute_counts =
+        |s: &RocksStorage| counts(&s.query_histograms(&lat, Tier::Minute, 0, 100_000).unwrap());
+    {
+        let s = open_in_1970(dir.path()).unwrap();
+        s.lose_unsynced_batch_writes.store(true, Ordering::Relaxed);
+        s.append(
+            &histogram_batch("ag", "a", 1, &[("lat", 10_000, &[1.0, 2.0])]),
+            5,
+        )
+        .unwrap();
+        s.append(&batch("ag", "a", 2, &[("cpu", 20_000, 7.5)]), 6)
+            .unwrap();
+        // Dropped without flushing: a crash after both acks, which lost
+        // their histogram rows, the agent's mark and the host record.
+    }
+    for open in ["replayed", "after the log was truncated"] {
+        let s = open_in_1970(dir.path()).unwrap();
+        assert_eq!(s.high_water("a", "ag"), 2, "{open}");
+        assert_eq!(
+            s.append(&batch("ag", "a", 2, &[("cpu", 20_000, 7.5)]), 7)
+                .unwrap(),
+            AppendOutcome::Replay { acked_through: 2 },
+            "{open}"
+        );
+        let host = s.hosts().into_iter().find(|h| h.info.host == "a");
+        assert_eq!(host.map(|h| h.info.last_seen_ms), Some(6), "{open}");
+        assert_eq!(
+            minute_counts(&s),
+            [("a".to_owned(), vec![(0, 2)])],
+            "the histogram, once, in its rollup: {open}"
+        );
+        assert_eq!(
+            counts(&s.query_histograms(&lat, Tier::Raw, 0, 100_000).unwrap()),
+            [("a".to_owned(), vec![(10_000, 2)])],
+            "{open}"
+        );
+        let cpu = s
+            .query_range(&host_selector("a"), i64::MIN, i64::MAX)
+            .unwrap();
+        assert_eq!(
+            cpu.iter().map(|(_, p)| p.clone()).collect::<Vec<_>>(),
+            vec![vec![Point {
+                timestamp_ms: 20_000,
+                value: 7.5
+            }]],
+            "{open}"
+        );
+        s.flush_heads(Duration::ZERO).unwrap();
+        assert_eq!(s.log_records(), 0, "{open}");
+    }
+}
+
+#[test]
 fn stores_queries_and_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let s = RocksStorage::open(dir.path()).unwrap();
+        let s = open_in_1970(dir.path()).unwrap();
         let out = s
             .append(
                 &batch("ag", "a", 1, &[("cpu", 1_000, 1.0), ("mem", 1_000, 5.0)]),
@@ -176,7 +244,7 @@ fn stores_queries_and_survives_reopen() {
         s.append(&batch("bg", "b", 1, &[("cpu", 1_500, 9.0)]), 30)
             .unwrap();
     }
-    let s = RocksStorage::open(dir.path()).unwrap();
+    let s = open_in_1970(dir.path()).unwrap();
     let got = s.query_range(&host_selector("a"), 0, 5_000).unwrap();
     assert_eq!(got.len(), 2);
     assert_eq!(*got[0].0, key("cpu", "a"));
@@ -221,7 +289,7 @@ fn stores_queries_and_survives_reopen() {
 fn appends_by_reference_store_what_appends_by_key_do_and_refuse_unknown_refs() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let s = RocksStorage::open(dir.path()).unwrap();
+        let s = open_in_1970(dir.path()).unwrap();
         s.append(&batch("ag", "a", 1, &[("cpu", 1_000, 1.0)]), 10)
             .unwrap();
         // The same key twice in one call is one series; a key already
@@ -290,7 +358,7 @@ fn appends_by_reference_store_what_appends_by_key_do_and_refuse_unknown_refs() {
         assert_eq!(s.high_water("a", "ag"), 2);
     }
     // After reopen, as if appended by key.
-    let s = RocksStorage::open(dir.path()).unwrap();
+    let s = open_in_1970(dir.path()).unwrap();
     let got = s.query_range(&host_selector("a"), 0, 5_000).unwrap();
     let got: Vec<(String, Vec<Point>)> = got
         .into_iter()
@@ -425,7 +493,7 @@ fn appends_through_a_stream_cache_store_what_appends_by_key_do() {
 #[test]
 fn replayed_batch_is_stored_once() {
     let dir = tempfile::tempdir().unwrap();
-    let s = RocksStorage::open(dir.path()).unwrap();
+    let s = open_in_1970(dir.path()).unwrap();
     s.append(&batch("ag", "a", 5, &[("cpu", 1_000, 1.0)]), 0)
         .unwrap();
     let again = s
@@ -445,7 +513,7 @@ fn replayed_batch_is_stored_once() {
         }]
     );
     drop(s);
-    let s = RocksStorage::open(dir.path()).unwrap();
+    let s = open_in_1970(dir.path()).unwrap();
     let after_reopen = s.append(&batch("ag", "a", 5, &[]), 0).unwrap();
     assert_eq!(after_reopen, AppendOutcome::Replay { acked_through: 5 });
     // The mark is (host, agent id): the same id from another host is not
@@ -458,7 +526,7 @@ fn replayed_batch_is_stored_once() {
         "{other_host:?}"
     );
     drop(s);
-    let s = RocksStorage::open(dir.path()).unwrap();
+    let s = open_in_1970(dir.path()).unwrap();
     assert_eq!(s.high_water("a", "ag"), 5, "marks survive reopen, apart");
     assert_eq!(s.high_water("b", "ag"), 1 << 62);
     let next = s
@@ -470,7 +538,7 @@ fn replayed_batch_is_stored_once() {
 #[test]
 fn range_bounds_are_inclusive_and_negative_times_order() {
     let dir = tempfile::tempdir().unwrap();
-    let s = RocksStorage::open(dir.path()).unwrap();
+    let s = open_in_1970(dir.path()).unwrap();
     let pts = [
         ("m", -5, 0.0),
         ("m", 0, 1.0),
@@ -605,7 +673,7 @@ fn data_dir_plateaus_under_constant_load() {
 #[test]
 fn points_not_newer_than_the_series_newest_are_refused_and_counted() {
     let dir = tempfile::tempdir().unwrap();
-    let s = RocksStorage::open(dir.path()).unwrap();
+    let s = open_in_1970(dir.path()).unwrap();
     s.append(
         &batch("ag", "a", 1, &[("m", 1_000, 1.0), ("m", 2_000, 2.0)]),
         0,
@@ -632,7 +700,7 @@ fn points_not_newer_than_the_series_newest_are_refused_and_counted() {
     // Also against points already written out, and after a reopen.
     s.flush_heads(Duration::ZERO).unwrap();
     drop(s);
-    let s = RocksStorage::open(dir.path()).unwrap();
+    let s = open_in_1970(dir.path()).unwrap();
     let out = s
         .append(&batch("ag", "a", 3, &[("m", 3_000, 7.0)]), 0)
         .unwrap();
@@ -656,12 +724,12 @@ fn ingest_log_is_replayed_at_open_and_truncated_once_written() {
     let dir = tempfile::tempdir().unwrap();
     let pts: Vec<(&str, i64, f64)> = (0..500).map(|i| ("m", i * 1_000, i as f64)).collect();
     {
-        let s = RocksStorage::open(dir.path()).unwrap();
+        let s = open_in_1970(dir.path()).unwrap();
         s.append(&batch("ag", "a", 1, &pts[..250]), 0).unwrap();
         s.append(&batch("ag", "a", 2, &pts[250..]), 0).unwrap();
         // Dropped without flushing: the open chunk lives only in the log.
     }
-    let s = RocksStorage::open(dir.path()).unwrap();
+    let s = open_in_1970(dir.path()).unwrap();
     let stored = |s: &RocksStorage| -> Vec<i64> {
         s.query_range(&host_selector("a"), i64::MIN, i64::MAX)
             .unwrap()[0]
@@ -684,7 +752,7 @@ fn ingest_log_is_replayed_at_open_and_truncated_once_written() {
     s.flush_heads(Duration::ZERO).unwrap();
     assert_eq!(s.log_records(), 0);
     drop(s);
-    let s = RocksStorage::open(dir.path()).unwrap();
+    let s = open_in_1970(dir.path()).unwrap();
     assert_eq!(stored(&s), expected);
     assert_eq!(
         s.latest(&host_selector("a")).unwrap()[0].2,
@@ -699,7 +767,7 @@ fn ingest_log_is_replayed_at_open_and_truncated_once_written() {
 fn parallel_agents_and_readers_see_every_point_exactly_once() {
     use std::sync::atomic::AtomicBool;
     let dir = tempfile::tempdir().unwrap();
-    let s = Arc::new(RocksStorage::open(dir.path()).unwrap());
+    let s = Arc::new(open_in_1970(dir.path()).unwrap());
     let metrics: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
     let done = Arc::new(AtomicBool::new(false));
     // Readers: a series' point count never goes down while chunks are
@@ -774,7 +842,7 @@ fn a_data_dir_of_an_older_layout_is_refused_with_a_clear_error() {
         opts.create_missing_column_families(true);
         DB::open_cf(&opts, dir.path(), ["samples"]).unwrap();
     }
-    let err = RocksStorage::open(dir.path()).err().unwrap().to_string();
+    let err = open_in_1970(dir.path()).err().unwrap().to_string();
     assert!(err.contains("older Nightjar storage layout"), "{err}");
     assert!(err.contains(&dir.path().display().to_string()), "{err}");
 }
@@ -815,7 +883,7 @@ fn a_failed_chunk_write_keeps_its_points_visible_and_in_the_log_until_written() 
             .unwrap_or_default()
     };
     {
-        let s = RocksStorage::open(dir.path()).unwrap();
+        let s = open_in_1970(dir.path()).unwrap();
         s.fail_chunk_writes.store(true, Ordering::Relaxed);
         // Each batch starts a new hour, sealing the chunk before it.
         for (seq, hour) in [(1, 0), (2, 1), (3, 2)] {
@@ -844,7 +912,7 @@ fn a_failed_chunk_write_keeps_its_points_visible_and_in_the_log_until_written() 
         assert_eq!(s.log_records(), 3, "every record of a kept chunk stays");
         // Dropped while the chunks are unwritten: a crash.
     }
-    let s = RocksStorage::open(dir.path()).unwrap();
+    let s = open_in_1970(dir.path()).unwrap();
     assert_eq!(
         values(&s),
         vec![0.0, 1.0, 2.0],
@@ -860,7 +928,7 @@ fn a_failed_chunk_write_keeps_its_points_visible_and_in_the_log_until_written() 
         "all written: the log is truncated again"
     );
     drop(s);
-    let s = RocksStorage::open(dir.path()).unwrap();
+    let s = open_in_1970(dir.path()).unwrap();
     assert_eq!(values(&s), vec![0.0, 1.0, 2.0, 3.0]);
 }
 
@@ -868,7 +936,7 @@ fn a_failed_chunk_write_keeps_its_points_visible_and_in_the_log_until_written() 
 fn chunks_kept_after_a_failure_are_written_with_the_next_write_in_order() {
     const HOUR: i64 = 3_600_000;
     let dir = tempfile::tempdir().unwrap();
-    let s = RocksStorage::open(dir.path()).unwrap();
+    let s = open_in_1970(dir.path()).unwrap();
     s.fail_chunk_writes.store(true, Ordering::Relaxed);
     s.append(&batch("ag", "a", 1, &[("m", 0, 0.0)]), 0).unwrap();
     s.append(&batch("ag", "a", 2, &[("m", HOUR, 1.0)]), 0)
@@ -882,7 +950,7 @@ fn chunks_kept_after_a_failure_are_written_with_the_next_write_in_order() {
     assert_eq!(s.write_health(), Ok(()));
     assert_eq!(s.log_records(), 1, "only the open chunk's record is left");
     drop(s);
-    let s = RocksStorage::open(dir.path()).unwrap();
+    let s = open_in_1970(dir.path()).unwrap();
     let got: Vec<f64> = s
         .query_range(&host_selector("a"), i64::MIN, i64::MAX)
         .unwrap()[0]
@@ -896,7 +964,7 @@ fn chunks_kept_after_a_failure_are_written_with_the_next_write_in_order() {
 #[test]
 fn a_batch_that_fails_before_its_write_leaves_nothing_pinning_the_ingest_log() {
     let dir = tempfile::tempdir().unwrap();
-    let s = RocksStorage::open(dir.path()).unwrap();
+    let s = open_in_1970(dir.path()).unwrap();
     s.fail_series_creation.store(true, Ordering::Relaxed);
     let failing = histogram_batch("ag", "a", 1, &[("lat", 1_000, &[0.5])]);
     assert!(s.append(&failing, 0).is_err());
@@ -933,10 +1001,7 @@ fn forwarded(s: &RocksStorage, batches: &[crate::ForwardBatch]) -> Vec<(String, 
 fn the_forward_queue_holds_exactly_what_was_stored_and_survives_reopen() {
     use crate::ForwardQueue as _;
     let dir = tempfile::tempdir().unwrap();
-    let s = RocksStorage::open(dir.path())
-        .unwrap()
-        .with_forwarding()
-        .unwrap();
+    let s = open_in_1970(dir.path()).unwrap().with_forwarding().unwrap();
     s.append(
         &batch(
             "a1",
@@ -1009,10 +1074,7 @@ fn the_forward_queue_holds_exactly_what_was_stored_and_survives_reopen() {
     assert_eq!(s.forward_size().samples, 2);
     drop(s);
 
-    let s = RocksStorage::open(dir.path())
-        .unwrap()
-        .with_forwarding()
-        .unwrap();
+    let s = open_in_1970(dir.path()).unwrap().with_forwarding().unwrap();
     assert_eq!(
         s.forward_cursor("hook/0").unwrap(),
         Some((cursor_end, cursor_end))
@@ -1027,10 +1089,7 @@ fn the_forward_queue_holds_exactly_what_was_stored_and_survives_reopen() {
     let cursor = s.forward_size().next;
     s.flush_heads(Duration::ZERO).unwrap();
     drop(s);
-    let s = RocksStorage::open(dir.path())
-        .unwrap()
-        .with_forwarding()
-        .unwrap();
+    let s = open_in_1970(dir.path()).unwrap().with_forwarding().unwrap();
     s.append(&batch("a1", "web-1", 3, &[("load", 4_000, 4.0)]), 0)
         .unwrap();
     assert_eq!(
@@ -1043,10 +1102,7 @@ fn the_forward_queue_holds_exactly_what_was_stored_and_survives_reopen() {
 fn forward_cursors_are_files_that_survive_reopen_and_a_torn_one_restarts_the_queue() {
     use crate::ForwardQueue as _;
     let dir = tempfile::tempdir().unwrap();
-    let s = RocksStorage::open(dir.path())
-        .unwrap()
-        .with_forwarding()
-        .unwrap();
+    let s = open_in_1970(dir.path()).unwrap().with_forwarding().unwrap();
     for seq in 1..=3 {
         s.append(
             &batch("a1", "web-1", seq, &[("load", seq as i64 * 1_000, 1.0)]),
@@ -1069,10 +1125,7 @@ fn forward_cursors_are_files_that_survive_reopen_and_a_torn_one_restarts_the_que
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     assert_eq!(files.len(), 2, "{files:?}");
-    let s = RocksStorage::open(dir.path())
-        .unwrap()
-        .with_forwarding()
-        .unwrap();
+    let s = open_in_1970(dir.path()).unwrap().with_forwarding().unwrap();
     assert_eq!(
         s.forward_cursor("prom/2/0").unwrap(),
         Some((first + 1, first + 2))
@@ -1091,10 +1144,7 @@ fn forward_cursors_are_files_that_survive_reopen_and_a_torn_one_restarts_the_que
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[3] ^= 0xff;
     std::fs::write(&path, bytes).unwrap();
-    let s = RocksStorage::open(dir.path())
-        .unwrap()
-        .with_forwarding()
-        .unwrap();
+    let s = open_in_1970(dir.path()).unwrap().with_forwarding().unwrap();
     let queue_start = s.forward_size().first;
     assert_eq!(
         s.forward_cursor("prom/2/0").unwrap(),

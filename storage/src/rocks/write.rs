@@ -22,7 +22,7 @@ use crate::{AppendOutcome, StorageError};
 use nightjar_model::model::{Batch, HistogramSample, HostInfo, Point, Sample, SeriesKey};
 
 impl RocksStorage {
-    fn agent_high_water(&self, host: &str, agent_id: &str) -> Arc<Mutex<u64>> {
+    pub(super) fn agent_high_water(&self, host: &str, agent_id: &str) -> Arc<Mutex<u64>> {
         let mut agents = self.agents.lock().expect("poisoned");
         agents
             .entry((host.to_owned(), agent_id.to_owned()))
@@ -123,9 +123,15 @@ impl RocksStorage {
         if new.is_empty() {
             return Ok(ids);
         }
-        // Not synced on its own: the synced batch that uses them follows in
-        // the WAL.
-        self.db.write(wb).map_err(|e| self.io("create series", e))?;
+        // Synced: a batch's record in the ingest log's segments names its
+        // series by id, and after a crash the replay must find every id it
+        // meets in the index (an id lost here would be given again to
+        // another series). New series are rare after a sender's first batch.
+        let mut sync = WriteOptions::default();
+        sync.set_sync(true);
+        self.db
+            .write_opt(wb, &sync)
+            .map_err(|e| self.io("create series", e))?;
         *next_id += new.len() as u64;
         let mut new: Vec<(&SeriesKey, u64)> = new.into_iter().collect();
         // The index takes ids in increasing order (its postings stay sorted).
@@ -233,45 +239,37 @@ impl RocksStorage {
     }
 
     /// Adds the batch's histogram samples to `wb`: the raw row and a merge
-    /// operand per rollup tier. Returns how many were refused because their
-    /// series already holds a histogram at that timestamp (a second copy
-    /// would be counted twice in the rollups), the indices of those taken,
-    /// and every histogram's series id.
+    /// operand per rollup tier. Refuses those whose series already holds a
+    /// histogram at that timestamp (a second copy would be counted twice in
+    /// the rollups).
     fn add_histograms(
         &self,
         wb: &mut WriteBatch,
         histograms: &[HistogramSample],
-    ) -> Result<(u32, Vec<usize>, Vec<u64>), StorageError> {
+    ) -> Result<HistogramsAdded, StorageError> {
+        let mut added = HistogramsAdded::default();
         if histograms.is_empty() {
-            return Ok((0, Vec::new(), Vec::new()));
+            return Ok(added);
         }
-        let ids = self.series_ids(histograms.iter().map(|h| &h.series))?;
+        added.ids = self.series_ids(histograms.iter().map(|h| &h.series))?;
         let raw = self.cf(CF_HIST_RAW);
         let mut seen = BTreeSet::new();
         let mut new_series = Vec::new();
-        let mut refused = 0;
-        let mut accepted = Vec::with_capacity(ids.len());
-        for (i, (&id, h)) in ids.iter().zip(histograms).enumerate() {
+        for (i, (&id, h)) in added.ids.iter().zip(histograms).enumerate() {
             let key = time_key(id, h.timestamp_ms);
             let stored = self
                 .db
                 .get_pinned_cf(raw, key)
                 .map_err(|e| self.io("read histogram", e))?;
             if stored.is_some() || !seen.insert(key) {
-                refused += 1;
+                added.refused += 1;
                 continue;
             }
             let encoded = h.histogram.encode();
-            wb.put_cf(raw, key, &encoded);
+            self.put_histogram(wb, id, h.timestamp_ms, &encoded);
             new_series.push(id);
-            accepted.push(i);
-            for tier in Tier::ROLLUPS {
-                wb.merge_cf(
-                    self.cf(hist_cf(tier)),
-                    time_key(id, tier.bucket(h.timestamp_ms)),
-                    &encoded,
-                );
-            }
+            added.taken.push(i);
+            added.rows.push((id, h.timestamp_ms, encoded));
         }
         // Marked before the write: a read may then look for a histogram not
         // yet there, never miss one that is.
@@ -279,7 +277,20 @@ impl RocksStorage {
             .write()
             .expect("poisoned")
             .extend(new_series);
-        Ok((refused, accepted, ids))
+        Ok(added)
+    }
+
+    /// Adds one histogram's raw row and its rollup operands to `wb` (one
+    /// write: a raw row present means its operands are too).
+    pub(super) fn put_histogram(&self, wb: &mut WriteBatch, id: u64, ts: i64, encoded: &[u8]) {
+        wb.put_cf(self.cf(CF_HIST_RAW), time_key(id, ts), encoded);
+        for tier in Tier::ROLLUPS {
+            wb.merge_cf(
+                self.cf(hist_cf(tier)),
+                time_key(id, tier.bucket(ts)),
+                encoded,
+            );
+        }
     }
 
     /// Writes sealed chunks and their rollup operands in one batch.
@@ -379,7 +390,7 @@ impl RocksStorage {
     }
 
     /// The write path shared by both appends: the replay check, then
-    /// `samples()` (the batch's samples by series id), the synced write,
+    /// `samples()` (the batch's samples by series id), the durable write,
     /// the heads.
     fn append_samples(
         &self,
@@ -400,12 +411,18 @@ impl RocksStorage {
         let mut wb = WriteBatch::default();
         // Before the log seq is taken: an error here must not leave a seq
         // in flight, which would pin the ingest log's floor for good.
-        let (histograms_refused, histograms_taken, histogram_ids) =
-            self.add_histograms(&mut wb, histograms)?;
+        let histograms_added = self.add_histograms(&mut wb, histograms)?;
         // Built before the write, as the heads will judge the points.
         let forward = self
             .forwarding
-            .then(|| self.forward_record(histograms, &samples, &histograms_taken, &histogram_ids))
+            .then(|| {
+                self.forward_record(
+                    histograms,
+                    &samples,
+                    &histograms_added.taken,
+                    &histograms_added.ids,
+                )
+            })
             .filter(|r| !r.is_empty());
         let log_seq = {
             let mut log = self.log.lock().expect("poisoned");
@@ -414,30 +431,30 @@ impl RocksStorage {
             log.in_flight.insert(seq);
             seq
         };
-        wb.put_cf(
-            self.cf(CF_LOG),
-            log_seq.to_be_bytes(),
-            ingest_log::encode(&samples),
-        );
-        // Invariant: the forward record is durable exactly when its batch is.
-        if let Some(record) = &forward {
-            self.put_forward(&mut wb, log_seq, record);
-        }
+        let host = HostInfo {
+            host: batch.host.to_owned(),
+            last_seen_ms: now_ms,
+            interval_ms: batch.interval_ms,
+        };
         let meta_cf = self.cf(CF_META);
         wb.put_cf(
             meta_cf,
             agent_key(batch.host, batch.agent_id),
             batch.seq.to_be_bytes(),
         );
-        let host = HostInfo {
-            host: batch.host.to_owned(),
-            last_seen_ms: now_ms,
-            interval_ms: batch.interval_ms,
-        };
         wb.put_cf(meta_cf, host_key(&host.host), encode_host(&host));
-        let mut sync = WriteOptions::default();
-        sync.set_sync(true);
-        let written = self.db.write_opt(wb, &sync);
+        let written = if self.forwarding {
+            self.write_batch_to_rocksdb(wb, log_seq, &samples, forward.as_ref())
+        } else {
+            self.write_batch_to_segments(
+                wb,
+                log_seq,
+                &batch,
+                now_ms,
+                &samples,
+                histograms_added.rows,
+            )
+        };
         let refused = match written {
             // The batch is durable from here on; only now may it be acked.
             Ok(()) => {
@@ -447,28 +464,105 @@ impl RocksStorage {
                 }
                 Ok(self.apply(log_seq, &samples))
             }
-            Err(e) => {
-                let error = self.io("write batch", e);
+            Err(error) => {
                 self.batch_write_failures.fetch_add(1, Ordering::Relaxed);
                 *self.batch_write_error.lock().expect("poisoned") = Some(error.to_string());
                 Err(error)
             }
         };
+        // The mark and host record are raised before the record leaves
+        // `in_flight`: a truncation that passes it finds them written.
+        if refused.is_ok() {
+            *high_water = batch.seq;
+            self.hosts
+                .write()
+                .expect("poisoned")
+                .insert(host.host.clone(), host);
+        }
         self.log
             .lock()
             .expect("poisoned")
             .in_flight
             .remove(&log_seq);
-        let out_of_order = refused? + histograms_refused;
-        *high_water = batch.seq;
-        self.hosts
-            .write()
-            .expect("poisoned")
-            .insert(host.host.clone(), host);
+        let out_of_order = refused? + histograms_added.refused;
         Ok(AppendOutcome::Stored {
             acked_through: batch.seq,
             out_of_order,
         })
+    }
+
+    /// A batch stored while forwarding: its ingest-log record, forward
+    /// record, histogram rows, mark and host record in one synced RocksDB
+    /// write (the forward record is durable exactly when its batch is).
+    fn write_batch_to_rocksdb(
+        &self,
+        mut wb: WriteBatch,
+        log_seq: u64,
+        samples: &[LogSample],
+        forward: Option<&crate::forward::ForwardRecord>,
+    ) -> Result<(), StorageError> {
+        wb.put_cf(
+            self.cf(CF_LOG),
+            log_seq.to_be_bytes(),
+            ingest_log::encode(samples),
+        );
+        if let Some(record) = forward {
+            self.put_forward(&mut wb, log_seq, record);
+        }
+        let mut sync = WriteOptions::default();
+        sync.set_sync(true);
+        self.db
+            .write_opt(wb, &sync)
+            .map_err(|e| self.io("write batch", e))
+    }
+
+    /// A batch stored without forwarding: its record (samples, histograms,
+    /// sender, mark, host) synced in the ingest log's segments, then
+    /// `wb` (histogram rows, mark, host record) written to RocksDB
+    /// unsynced. Invariant: the record is synced before the batch is
+    /// acked; what `wb` holds is rebuilt from the record by the replay at
+    /// open if a crash loses it, and is synced by the floor's write
+    /// ([`RocksStorage::truncate_log`]) before the record is deleted.
+    fn write_batch_to_segments(
+        &self,
+        wb: WriteBatch,
+        log_seq: u64,
+        batch: &Header<'_>,
+        now_ms: i64,
+        samples: &[LogSample],
+        histograms: Vec<(u64, i64, Vec<u8>)>,
+    ) -> Result<(), StorageError> {
+        let histograms: Vec<(u64, i64, &[u8])> = histograms
+            .iter()
+            .map(|(id, ts, bytes)| (*id, *ts, bytes.as_slice()))
+            .collect();
+        let record = ingest_log::encode_batch(
+            (
+                batch.host,
+                batch.agent_id,
+                batch.seq,
+                batch.interval_ms,
+                now_ms,
+            ),
+            samples,
+            &histograms,
+        );
+        self.segments
+            .append(log_seq, &record)
+            .map_err(|e| StorageError::Io {
+                path: self.path.display().to_string(),
+                operation: "write batch",
+                reason: e.to_string(),
+            })?;
+        // Tests: as if a crash lost this write, which the replay rebuilds.
+        #[cfg(test)]
+        if self.lose_unsynced_batch_writes.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        // Not synced: see above. If it fails (a full disk, say) the batch
+        // is not acked; its record is replayed at the next open, and the
+        // sender's resend stores what the heads do not hold yet.
+        self.db.write(wb).map_err(|e| self.io("write batch", e))
     }
 }
 
@@ -478,6 +572,19 @@ struct Header<'a> {
     agent_id: &'a str,
     seq: u64,
     interval_ms: u64,
+}
+
+/// The histograms of a batch taken into a write.
+#[derive(Default)]
+struct HistogramsAdded {
+    /// How many were refused (their series holds one at that timestamp).
+    refused: u32,
+    /// Indices of those taken.
+    taken: Vec<usize>,
+    /// Every histogram's series id.
+    ids: Vec<u64>,
+    /// Those taken, as rows: (series id, timestamp ms, encoded).
+    rows: Vec<(u64, i64, Vec<u8>)>,
 }
 
 /// A batch whose samples name their series by reference (series id, from
