@@ -6,8 +6,9 @@
 //!
 //! - `series`: series id (u64 BE) → encoded [`SeriesKey`]. Loaded into an
 //!   in-memory index at open; ids are never reused.
-//! - `ingest_log`: log seq (u64 BE) → the samples of one stored batch
-//!   ([`ingest_log`] format). Deleted once the chunks holding them are written.
+//! - `ingest_log`: log seq (u64 BE) → the samples of one batch stored
+//!   while forwarding ([`ingest_log`] format). Deleted once the chunks
+//!   holding them are written.
 //! - `raw`: series id (u64 BE) ++ first timestamp (i64, sign bit flipped, BE)
 //!   → an XOR chunk ([`chunk`]) of up to 120 points inside one clock hour.
 //!   A range read is one seek per series.
@@ -18,25 +19,39 @@
 //! - `hist_1m`, `hist_1h`: series id ++ bucket start → the merge of the
 //!   bucket's histograms, built with a merge operator.
 //! - `meta`: `a/<agent id>` → the agent's high-water seq (u64 BE);
-//!   `h/<host>` → last contact ms (i64 BE) ++ interval ms (u64 BE).
+//!   `h/<host>` → last contact ms (i64 BE) ++ interval ms (u64 BE);
+//!   `l/floor` → the ingest log's floor (u64 BE).
+//!
+//! Beside the column families, `ingest-log/` holds the ingest log's
+//! segment files ([`crate::segment_log`]): one frame per batch stored
+//! without forwarding (an [`ingest_log::BatchRecord`]).
 //!
 //! # Durability
 //!
-//! A batch's samples (as one `ingest_log` record), the agent's new
-//! high-water seq and the host record go into one `WriteBatch` written with
-//! `sync = true`: after `append` returns, all of it is in the fsynced WAL,
-//! or none of it is. Only then are the samples applied to the in-memory
-//! heads ([`head`]). A head that seals a chunk writes it, with its rollup
-//! merge operands, in one `WriteBatch` (not synced: RocksDB's WAL is
-//! ordered, and the ingest-log records stay until a later write deletes
-//! them). `ingest_log` is truncated below the oldest record that an open
-//! chunk or an in-flight batch still needs; at open the remaining records
-//! are replayed into the heads, and the heads refuse points they already
-//! hold, so replaying is idempotent.
+//! A batch's record (its samples, the histograms taken, its sender and seq,
+//! the host record) is appended to the ingest log's segments and
+//! `fdatasync`ed (concurrent batches share one sync) before `append`
+//! returns; its histogram rows and rollup operands, the agent's new
+//! high-water seq and the host record are then written to RocksDB
+//! unsynced, and the samples applied to the in-memory heads ([`head`]).
+//! A head that seals a chunk writes it, with its rollup merge operands, in
+//! one `WriteBatch` (not synced). The log's floor is the oldest record an
+//! open chunk or an in-flight batch still needs; truncating writes it to
+//! `meta` with `sync = true` (RocksDB's WAL is ordered, so that sync makes
+//! every earlier chunk, histogram row, mark and host record durable) and
+//! only then deletes the segments below it. At open the records at or
+//! above the floor are replayed: samples into the heads (which refuse
+//! points they already hold, so replaying is idempotent), marks and host
+//! records raised, histogram rows a crash lost written again. New series
+//! are written with `sync = true`: records name series by id.
 //!
-//! Histogram samples skip the heads: their raw row and the merge operands
-//! of their rollup rows go straight into the batch's synced `WriteBatch`,
-//! so they are durable, and counted once per tier, exactly when the batch is.
+//! While forwarding, a batch's samples (as one `ingest_log` record), its
+//! forward record, histogram rows, mark and host record are one synced
+//! `WriteBatch` instead, so the forward record is durable exactly when the
+//! batch is. Replay merges both logs by seq.
+//!
+//! Histogram samples skip the heads: a raw row and its rollup operands are
+//! one `WriteBatch`, so each is counted once per tier.
 //!
 //! # Concurrency
 //!
@@ -491,11 +506,11 @@ impl RocksStorage {
     }
 
     /// Applies the ingest-log records left by the last run to the heads:
-    /// first the `ingest_log` column family's (batches stored while
-    /// forwarding, and an older build's), then the segments' at or above
-    /// the floor. A sender's batches are stored one at a time, so each
-    /// sender's records come in its order in either; records of different
-    /// senders touch different series, so their order does not matter.
+    /// the `ingest_log` column family's (batches stored while forwarding,
+    /// and an older build's) merged by seq with the segments' at or above
+    /// the floor. A sender's batches are stored one at a time, so its
+    /// records' seqs follow its order; records of different senders touch
+    /// different series, so their order does not matter.
     fn replay_log(&self) -> Result<(), StorageError> {
         let floor = match self
             .db
@@ -509,30 +524,22 @@ impl RocksStorage {
         };
         let mut next_seq = floor.max(1);
         let mut records = 0u64;
-        for item in self.db.iterator_cf(self.cf(CF_LOG), IteratorMode::Start) {
-            let (k, v) = item.map_err(|e| self.io("read ingest log", e))?;
-            let seq = read_u64(&k).ok_or_else(|| self.corrupt("ingest log key", &k))?;
-            match ingest_log::decode(&v) {
-                Some(samples) => {
-                    self.apply(seq, &samples);
-                }
-                // RocksDB checksums its files, so this means a bug, not a
-                // bad disk; keep going with everything else.
-                None => tracing::error!(
-                    data_dir = %self.path.display(),
-                    seq,
-                    "skipping an undecodable ingest log record"
-                ),
-            }
-            next_seq = next_seq.max(seq + 1);
-            records += 1;
-        }
+        // The column family's records and the segments' are merged by log
+        // seq: both exist after forwarding was switched on or off between
+        // runs, and a sender's older batch applied after its newer one
+        // would be refused by the heads as not newer, and lost.
+        let mut column = self.db.raw_iterator_cf(self.cf(CF_LOG));
+        column.seek_to_first();
         let mut failed = None;
         let torn = self
             .segments
             .replay(|seq, payload| {
                 next_seq = next_seq.max(seq + 1);
                 if seq < floor || failed.is_some() {
+                    return;
+                }
+                if let Err(e) = self.replay_column_below(&mut column, seq, &mut records) {
+                    failed = Some(e);
                     return;
                 }
                 match ingest_log::decode_batch(payload) {
@@ -554,6 +561,10 @@ impl RocksStorage {
                 path: self.path.display().to_string(),
                 reason: format!("cannot read the ingest log {SEGMENT_DIR}: {e}"),
             })?;
+        if failed.is_none() {
+            next_seq =
+                next_seq.max(self.replay_column_below(&mut column, u64::MAX, &mut records)?);
+        }
         if let Some(e) = failed {
             return Err(e);
         }
@@ -571,6 +582,41 @@ impl RocksStorage {
             tracing::info!(records, "replayed the ingest log into the heads");
         }
         Ok(())
+    }
+
+    /// Applies the `ingest_log` column family's records from `column`'s
+    /// position up to (not including) seq `bound`. Returns the seq after
+    /// the last one applied (0 if none).
+    fn replay_column_below(
+        &self,
+        column: &mut rocksdb::DBRawIteratorWithThreadMode<'_, DB>,
+        bound: u64,
+        records: &mut u64,
+    ) -> Result<u64, StorageError> {
+        let mut after = 0;
+        while let (Some(k), Some(v)) = (column.key(), column.value()) {
+            let seq = read_u64(k).ok_or_else(|| self.corrupt("ingest log key", k))?;
+            if seq >= bound {
+                break;
+            }
+            match ingest_log::decode(v) {
+                Some(samples) => {
+                    self.apply(seq, &samples);
+                }
+                // RocksDB checksums its files, so this means a bug, not a
+                // bad disk; keep going with everything else.
+                None => tracing::error!(
+                    data_dir = %self.path.display(),
+                    seq,
+                    "skipping an undecodable ingest log record"
+                ),
+            }
+            after = seq + 1;
+            *records += 1;
+            column.next();
+        }
+        column.status().map_err(|e| self.io("read ingest log", e))?;
+        Ok(after)
     }
 
     /// Replays one segment record: its samples into the heads, its

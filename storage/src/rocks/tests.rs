@@ -222,6 +222,33 @@ fn what_a_crash_lost_of_a_batch_s_unsynced_writes_is_rebuilt_from_its_ingest_log
 }
 
 #[test]
+fn records_of_runs_with_and_without_forwarding_are_replayed_in_the_order_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // Without forwarding: the record goes to the segments.
+        let s = open_in_1970(dir.path()).unwrap();
+        s.append(&batch("ag", "a", 1, &[("m", 1_000, 1.0)]), 0)
+            .unwrap();
+    }
+    {
+        // With forwarding: the next batch's record goes to `ingest_log`;
+        // neither is in a chunk yet when this run stops.
+        let s = open_in_1970(dir.path()).unwrap().with_forwarding().unwrap();
+        s.append(&batch("ag", "a", 2, &[("m", 2_000, 2.0)]), 0)
+            .unwrap();
+    }
+    let s = open_in_1970(dir.path()).unwrap();
+    let stored: Vec<(i64, f64)> = s
+        .query_range(&host_selector("a"), i64::MIN, i64::MAX)
+        .unwrap()[0]
+        .1
+        .iter()
+        .map(|p| (p.timestamp_ms, p.value))
+        .collect();
+    assert_eq!(stored, vec![(1_000, 1.0), (2_000, 2.0)]);
+}
+
+#[test]
 fn stores_queries_and_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
