@@ -531,6 +531,7 @@ impl RocksStorage {
         let mut column = self.db.raw_iterator_cf(self.cf(CF_LOG));
         column.seek_to_first();
         let mut failed = None;
+        let mut pending = ReplayWrites::default();
         let torn = self
             .segments
             .replay(|seq, payload| {
@@ -544,7 +545,7 @@ impl RocksStorage {
                 }
                 match ingest_log::decode_batch(payload) {
                     Some(record) => {
-                        if let Err(e) = self.replay_batch(seq, &record) {
+                        if let Err(e) = self.replay_batch(seq, &record, &mut pending) {
                             failed = Some(e);
                         }
                         records += 1;
@@ -568,6 +569,7 @@ impl RocksStorage {
         if let Some(e) = failed {
             return Err(e);
         }
+        self.write_replayed(&mut pending)?;
         for tear in torn {
             // A crash mid-write leaves its group torn; no record of it was
             // acked, so nothing acked is lost.
@@ -625,9 +627,14 @@ impl RocksStorage {
     /// before the record is deleted), and its histogram rows written
     /// again if the crash lost them (a raw row and its rollup operands are
     /// one write, so a raw row present means the operands are too).
-    fn replay_batch(&self, seq: u64, record: &BatchRecord) -> Result<(), StorageError> {
+    fn replay_batch(
+        &self,
+        seq: u64,
+        record: &BatchRecord,
+        pending: &mut ReplayWrites,
+    ) -> Result<(), StorageError> {
         self.apply(seq, &record.samples);
-        let mut wb = WriteBatch::default();
+        let wb = &mut pending.batch;
         {
             let mark = self.agent_high_water(&record.host, &record.agent_id);
             let mut mark = mark.lock().expect("poisoned");
@@ -663,8 +670,11 @@ impl RocksStorage {
                 .db
                 .get_pinned_cf(raw, key)
                 .map_err(|e| self.io("read histogram", e))?;
-            if stored.is_none() {
-                self.put_histogram(&mut wb, *id, *ts, encoded);
+            // A row rewritten by an earlier record of this replay is still
+            // in `pending`, not in RocksDB: written twice, its operands
+            // would count it twice in the rollups.
+            if stored.is_none() && pending.histograms.insert((*id, *ts)) {
+                self.put_histogram(wb, *id, *ts, encoded);
                 rewritten.push(*id);
             }
         }
@@ -672,11 +682,24 @@ impl RocksStorage {
             .write()
             .expect("poisoned")
             .extend(rewritten);
-        if wb.is_empty() {
+        pending.records += 1;
+        if pending.records >= ReplayWrites::RECORDS_PER_WRITE {
+            self.write_replayed(pending)?;
+        }
+        Ok(())
+    }
+
+    /// Writes what the replay of the records since the last such write
+    /// rebuilt (unsynced, as their first write was).
+    fn write_replayed(&self, pending: &mut ReplayWrites) -> Result<(), StorageError> {
+        let batch = std::mem::take(&mut pending.batch);
+        pending.histograms.clear();
+        pending.records = 0;
+        if batch.is_empty() {
             return Ok(());
         }
         self.db
-            .write(wb)
+            .write(batch)
             .map_err(|e| self.io("replay the ingest log", e))
     }
 
@@ -686,11 +709,13 @@ impl RocksStorage {
             .expect("column families are created at open")
     }
 
-    fn io(&self, operation: &'static str, e: rocksdb::Error) -> StorageError {
+    /// An I/O error of this data dir: `operation` failed for `reason`
+    /// (a RocksDB error, an ingest-log segment's, a test hook's).
+    fn io(&self, operation: &'static str, reason: impl std::fmt::Display) -> StorageError {
         StorageError::Io {
             path: self.path.display().to_string(),
             operation,
-            reason: e.to_string(),
+            reason: reason.to_string(),
         }
     }
 
@@ -784,11 +809,7 @@ impl RocksStorage {
         }
         self.segments
             .remove_below(below)
-            .map_err(|e| StorageError::Io {
-                path: self.path.display().to_string(),
-                operation: "delete ingest log segments",
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| self.io("delete ingest log segments", e))?;
         Ok(())
     }
 
@@ -964,4 +985,20 @@ fn dir_bytes(dir: &Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+/// What replaying segment records rebuilt (raised marks and host records,
+/// histogram rows a crash lost), written to RocksDB every
+/// [`ReplayWrites::RECORDS_PER_WRITE`] records rather than once per record.
+#[derive(Default)]
+struct ReplayWrites {
+    batch: WriteBatch,
+    /// The histogram rows in `batch`, by (series id, timestamp).
+    histograms: std::collections::HashSet<(u64, i64)>,
+    /// Records replayed into `batch`.
+    records: usize,
+}
+
+impl ReplayWrites {
+    const RECORDS_PER_WRITE: usize = 1024;
 }

@@ -222,6 +222,63 @@ fn what_a_crash_lost_of_a_batch_s_unsynced_writes_is_rebuilt_from_its_ingest_log
 }
 
 #[test]
+fn a_replay_of_more_records_than_one_rebuilding_write_holds_restores_them_all() {
+    // More records than `ReplayWrites::RECORDS_PER_WRITE` (1024): the
+    // marks, host records and histogram rows they rebuild take several
+    // writes, and none may be lost or written twice at the boundaries.
+    const RECORDS: u64 = 2_100;
+    let dir = tempfile::tempdir().unwrap();
+    let lat = Selector {
+        metric: Some("lat".into()),
+        matchers: vec![],
+    };
+    {
+        let s = open_in_1970(dir.path()).unwrap();
+        s.lose_unsynced_batch_writes.store(true, Ordering::Relaxed);
+        for seq in 1..=RECORDS {
+            // Two senders on two hosts, interleaved; a histogram every
+            // 100th record of sender "a".
+            let ts = seq as i64 * 1_000;
+            let b = if seq % 100 == 0 {
+                histogram_batch("ag", "a", seq, &[("lat", ts, &[1.0])])
+            } else {
+                batch("ag", "a", seq, &[("cpu", ts, seq as f64)])
+            };
+            s.append(&b, seq as i64).unwrap();
+            s.append(&batch("bg", "b", seq, &[("cpu", ts, 1.0)]), seq as i64)
+                .unwrap();
+        }
+    }
+    let s = open_in_1970(dir.path()).unwrap();
+    assert_eq!(s.high_water("a", "ag"), RECORDS);
+    assert_eq!(s.high_water("b", "bg"), RECORDS);
+    let last_seen = |host: &str| {
+        s.hosts()
+            .into_iter()
+            .find(|h| h.info.host == host)
+            .map(|h| h.info.last_seen_ms)
+    };
+    assert_eq!(last_seen("a"), Some(RECORDS as i64));
+    assert_eq!(last_seen("b"), Some(RECORDS as i64));
+    let raw = counts(&s.query_histograms(&lat, Tier::Raw, 0, i64::MAX).unwrap());
+    assert_eq!(raw.len(), 1);
+    assert_eq!(raw[0].1.len(), (RECORDS / 100) as usize);
+    assert!(raw[0].1.iter().all(|&(_, n)| n == 1), "{raw:?}");
+    // Each in its own minute: once each in the rollup, none twice.
+    let minute = counts(&s.query_histograms(&lat, Tier::Minute, 0, i64::MAX).unwrap());
+    let total: u64 = minute[0].1.iter().map(|&(_, n)| n).sum();
+    assert_eq!(total, RECORDS / 100);
+    // And the marks were written, not only raised in memory: they hold
+    // after the log is truncated and the data dir opened again.
+    s.flush_heads(Duration::ZERO).unwrap();
+    assert_eq!(s.log_records(), 0);
+    drop(s);
+    let s = open_in_1970(dir.path()).unwrap();
+    assert_eq!(s.high_water("a", "ag"), RECORDS);
+    assert_eq!(s.high_water("b", "bg"), RECORDS);
+}
+
+#[test]
 fn records_of_runs_with_and_without_forwarding_are_replayed_in_the_order_stored() {
     let dir = tempfile::tempdir().unwrap();
     {

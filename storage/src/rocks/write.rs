@@ -96,11 +96,7 @@ impl RocksStorage {
         let mut next_id = self.create_series.lock().expect("poisoned");
         #[cfg(test)]
         if self.fail_series_creation.load(Ordering::Relaxed) {
-            return Err(StorageError::Io {
-                path: self.path.display().to_string(),
-                operation: "create series",
-                reason: "fails (fail_series_creation)".into(),
-            });
+            return Err(self.io("create series", "fails (fail_series_creation)"));
         }
         let mut ids = Vec::with_capacity(keys.len());
         let mut new: HashMap<&SeriesKey, u64> = HashMap::new();
@@ -300,11 +296,7 @@ impl RocksStorage {
         }
         #[cfg(test)]
         if self.fail_chunk_writes.load(Ordering::Relaxed) {
-            return Err(StorageError::Io {
-                path: self.path.display().to_string(),
-                operation: "write sealed chunks",
-                reason: "writes fail (fail_chunk_writes)".into(),
-            });
+            return Err(self.io("write sealed chunks", "writes fail (fail_chunk_writes)"));
         }
         let mut wb = WriteBatch::default();
         for (id, chunk) in sealed {
@@ -549,11 +541,7 @@ impl RocksStorage {
         );
         self.segments
             .append(log_seq, &record)
-            .map_err(|e| StorageError::Io {
-                path: self.path.display().to_string(),
-                operation: "write batch",
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| self.io("write batch", e))?;
         // Tests: as if a crash lost this write, which the replay rebuilds.
         #[cfg(test)]
         if self.lose_unsynced_batch_writes.load(Ordering::Relaxed) {
